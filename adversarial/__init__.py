@@ -1,0 +1,1 @@
+"""Adversarial attacks, defenses, certification and the published experiments (PyTorch)."""

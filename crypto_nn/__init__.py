@@ -1,0 +1,1 @@
+"""Compile a network to a homomorphic-encryption plan (TenSEAL CKKS / BFV) and run it."""

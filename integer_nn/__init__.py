@@ -1,0 +1,1 @@
+"""Integer-domain neural networks: quantised weights, lookup-table activations, numba kernels."""

@@ -1,0 +1,1 @@
+"""Data sets, the model zoo, the one training loop and checkpoints (torch, numpy)."""

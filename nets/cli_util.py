@@ -1,0 +1,70 @@
+"""Shared command-line plumbing: every package's ``__main__`` runs its typer app through here.
+
+A :class:`~nets.errors.UserError` becomes one red line on stderr and exit code 1; any
+other exception keeps its traceback, because that is a bug to report.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nets.errors import UserError
+
+err_console = Console(stderr=True)
+
+
+def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
+    """Run ``app`` and return the exit code (for ``sys.exit``)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):  # bad option or argument
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+def parse_options(pairs: list[str], defaults: dict[str, object]) -> dict[str, object]:
+    """``["width=32", "act=relu"]`` → ``{"width": 32, "act": "relu"}``, typed by the defaults."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--arg {pair!r}: expected KEY=VALUE, e.g. --arg width=32")
+        if key not in defaults:
+            known = ", ".join(f"{k}={v}" for k, v in defaults.items()) or "none"
+            raise UserError(f"--arg {key}: unknown option; this model accepts {known}")
+        kind = type(defaults[key])
+        try:
+            if kind is bool:
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[key] = raw.lower() in ("true", "1")
+            else:
+                out[key] = kind(raw) if defaults[key] is not None else raw
+        except ValueError:
+            raise UserError(f"--arg {key}={raw!r}: expected a {kind.__name__}") from None
+    return out
+
+
+def result_table(title: str, rows: dict[str, object]) -> Table:
+    """A two-column "what: value" table: fits an 80-column terminal or a CI log."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table

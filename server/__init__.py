@@ -1,0 +1,1 @@
+"""FastAPI service that evaluates served models on encrypted inputs."""
