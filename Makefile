@@ -28,6 +28,7 @@ data: $(FASHION_MNIST)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 pytest: setup
 	$(PY) -m pytest -q
