@@ -1,0 +1,219 @@
+"""numba kernels of the integer network: conv, matmul, pooling and table gather over int64.
+
+Each public function validates its arguments, allocates the output with an explicit
+dtype and calls a private ``@njit`` kernel that takes only arrays and scalars and loops
+by index (the stumpy / numba-examples layout). ``integer_nn.reference`` holds the plain
+numpy versions the tests and ``bench kernels`` compare against, with exact equality.
+Overflow is excluded before any kernel runs by the range analysis in ``quantize``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from integer_nn.errors import QuantizationError
+
+
+def _as_int64(name: str, a: np.ndarray, ndim: int) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype != np.int64:
+        if not np.issubdtype(a.dtype, np.integer):
+            raise QuantizationError(f"{name} must be an integer array, got {a.dtype}")
+        a = a.astype(np.int64)
+    if a.ndim != ndim:
+        raise QuantizationError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@njit(cache=True)
+def _valid_range(size_out, size_in, k, stride, padding):
+    """Output positions o with 0 <= o*stride + k - padding < size_in, as [first, last)."""
+    first = 0
+    while first < size_out and first * stride + k - padding < 0:
+        first += 1
+    last = size_out
+    while last > first and (last - 1) * stride + k - padding >= size_in:
+        last -= 1
+    return first, last
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_kernel(x, w, b, stride, padding, out):
+    n_img, c_in, h, wd = x.shape
+    c_out, _, kh, kw = w.shape
+    ho, wo = out.shape[2], out.shape[3]
+    for job in prange(n_img * c_out):
+        n = job // c_out
+        o = job % c_out
+        plane = out[n, o]
+        plane[:, :] = b[o]
+        for ky in range(kh):
+            oy0, oy1 = _valid_range(ho, h, ky, stride, padding)
+            for kx in range(kw):
+                ox0, ox1 = _valid_range(wo, wd, kx, stride, padding)
+                for c in range(c_in):
+                    wv = w[o, c, ky, kx]
+                    if wv == 0:
+                        continue
+                    src = x[n, c]
+                    count = ox1 - ox0
+                    start = ox0 * stride + kx - padding
+                    for oy in range(oy0, oy1):
+                        # strided slice views indexed by range: no wraparound checks, SIMD
+                        seg = src[oy * stride + ky - padding, start : start + count * stride : stride]
+                        dst = plane[oy, ox0:ox1]
+                        for i in range(count):
+                            dst[i] += wv * seg[i]
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_stride1_kernel(xp, w, b, ho, wo, out):
+    """Stride 1 over a padded input: each output row is computed full input width ("wide"),
+    so the inner loop runs over ho·Wp contiguous values and vectorises; the columns past
+    wo are garbage and cropped when copied out."""
+    n_img, c_in, hp, wp = xp.shape
+    c_out, _, kh, kw = w.shape
+    span = (ho - 1) * wp + wo  # last useful wide index + 1
+    for job in prange(n_img * c_out):
+        n = job // c_out
+        o = job % c_out
+        wide = np.full(ho * wp, b[o], dtype=np.int64)
+        for c in range(c_in):
+            src = xp[n, c].reshape(-1)
+            for ky in range(kh):
+                for kx in range(kw):
+                    wv = w[o, c, ky, kx]
+                    if wv == 0:
+                        continue
+                    tap = src[ky * wp + kx : ky * wp + kx + span]
+                    for i in range(span):  # range index on a slice: no wraparound check, SIMD
+                        wide[i] += wv * tap[i]
+        for oy in range(ho):
+            for ox in range(wo):
+                out[n, o, oy, ox] = wide[oy * wp + ox]
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride: int = 1,
+           padding: int = 0) -> np.ndarray:
+    """Integer 2-D convolution (cross-correlation, as torch): (N,C,H,W) → (N,O,Ho,Wo) int64."""
+    x = _as_int64("x", x, 4)
+    weight = _as_int64("weight", weight, 4)
+    bias = _as_int64("bias", bias, 1)
+    if weight.shape[1] != x.shape[1] or bias.shape[0] != weight.shape[0]:
+        raise QuantizationError(
+            f"conv2d: input has {x.shape[1]} channels, weight {weight.shape}, bias {bias.shape}"
+        )
+    if stride < 1 or padding < 0:
+        raise QuantizationError(f"conv2d: stride {stride} must be ≥ 1, padding {padding} ≥ 0")
+    ho = conv_output_size(x.shape[2], weight.shape[2], stride, padding)
+    wo = conv_output_size(x.shape[3], weight.shape[3], stride, padding)
+    if ho < 1 or wo < 1:
+        raise QuantizationError(f"conv2d: kernel {weight.shape[2:]} larger than input {x.shape[2:]}")
+    out = np.empty((x.shape[0], weight.shape[0], ho, wo), dtype=np.int64)
+    if stride == 1:
+        pads = ((0, 0), (0, 0), (padding, padding), (padding, padding))
+        xp = np.pad(x, pads) if padding else x
+        _conv2d_stride1_kernel(xp, weight, bias, ho, wo, out)
+    else:
+        _conv2d_kernel(x, weight, bias, stride, padding, out)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _linear_kernel(x, w, b, out):
+    n_img, n_in = x.shape
+    n_out = w.shape[0]
+    for n in prange(n_img):
+        for o in range(n_out):
+            acc = b[o]
+            for i in range(n_in):
+                acc += w[o, i] * x[n, i]
+            out[n, o] = acc
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Integer fully connected layer: (N, I) @ (O, I)ᵀ + (O,) → (N, O) int64."""
+    x = _as_int64("x", x, 2)
+    weight = _as_int64("weight", weight, 2)
+    bias = _as_int64("bias", bias, 1)
+    if weight.shape[1] != x.shape[1] or bias.shape[0] != weight.shape[0]:
+        raise QuantizationError(f"linear: input {x.shape}, weight {weight.shape}, bias {bias.shape}")
+    out = np.empty((x.shape[0], weight.shape[0]), dtype=np.int64)
+    _linear_kernel(x, weight, bias, out)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _table_kernel(flat, table, lo, hi, shift, out):
+    for i in prange(flat.shape[0]):
+        v = flat[i]
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        out[i] = table[(v - lo) >> shift]
+
+
+def table_lookup(acc: np.ndarray, table: np.ndarray, *, lo: int, shift: int) -> np.ndarray:
+    """``table[(clip(acc, lo, hi) - lo) >> shift]`` with hi = lo + len(table)·2^shift - 1."""
+    acc = np.asarray(acc)
+    if acc.dtype != np.int64:
+        acc = _as_int64("acc", acc, acc.ndim)
+    table = _as_int64("table", table, 1)
+    if len(table) == 0 or shift < 0:
+        raise QuantizationError(f"table_lookup: empty table or negative shift {shift}")
+    hi = lo + (len(table) << shift) - 1
+    out = np.empty(acc.size, dtype=np.int64)
+    _table_kernel(np.ascontiguousarray(acc).reshape(-1), table, lo, hi, shift, out)
+    return out.reshape(acc.shape)
+
+
+@njit(parallel=True, cache=True)
+def _pool_kernel(x, k, stride, take_max, out):
+    n_img, c, _, _ = x.shape
+    ho, wo = out.shape[2], out.shape[3]
+    for job in prange(n_img * c):
+        n = job // c
+        ch = job % c
+        for oy in range(ho):
+            for ox in range(wo):
+                acc = x[n, ch, oy * stride, ox * stride]
+                for ky in range(k):
+                    for kx in range(k):
+                        if ky == 0 and kx == 0:
+                            continue
+                        v = x[n, ch, oy * stride + ky, ox * stride + kx]
+                        if take_max:
+                            if v > acc:
+                                acc = v
+                        else:
+                            acc += v
+                out[n, ch, oy, ox] = acc
+
+
+def _pool(x: np.ndarray, kernel: int, stride: int, take_max: bool) -> np.ndarray:
+    x = _as_int64("x", x, 4)
+    if kernel < 1 or stride < 1:
+        raise QuantizationError(f"pool: kernel {kernel} and stride {stride} must be ≥ 1")
+    ho = conv_output_size(x.shape[2], kernel, stride, 0)
+    wo = conv_output_size(x.shape[3], kernel, stride, 0)
+    if ho < 1 or wo < 1:
+        raise QuantizationError(f"pool: kernel {kernel} larger than input {x.shape[2:]}")
+    out = np.empty((x.shape[0], x.shape[1], ho, wo), dtype=np.int64)
+    _pool_kernel(x, kernel, stride, take_max, out)
+    return out
+
+
+def maxpool2d(x: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarray:
+    """Max over kernel x kernel windows (no padding, floor mode, as torch's default)."""
+    return _pool(x, kernel, stride or kernel, True)
+
+
+def sumpool2d(x: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarray:
+    """Sum over windows: average pooling with the divisor folded into the next layer's scale."""
+    return _pool(x, kernel, stride or kernel, False)
