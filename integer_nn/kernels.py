@@ -65,7 +65,9 @@ def _conv2d_kernel(x, w, b, stride, padding, out):
                     start = ox0 * stride + kx - padding
                     for oy in range(oy0, oy1):
                         # strided slice views indexed by range: no wraparound checks, SIMD
-                        seg = src[oy * stride + ky - padding, start : start + count * stride : stride]
+                        seg = src[
+                            oy * stride + ky - padding, start : start + count * stride : stride
+                        ]
                         dst = plane[oy, ox0:ox1]
                         for i in range(count):
                             dst[i] += wv * seg[i]
@@ -98,8 +100,9 @@ def _conv2d_stride1_kernel(xp, w, b, ho, wo, out):
                 out[n, o, oy, ox] = wide[oy * wp + ox]
 
 
-def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride: int = 1,
-           padding: int = 0) -> np.ndarray:
+def conv2d(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride: int = 1, padding: int = 0
+) -> np.ndarray:
     """Integer 2-D convolution (cross-correlation, as torch): (N,C,H,W) → (N,O,Ho,Wo) int64."""
     x = _as_int64("x", x, 4)
     weight = _as_int64("weight", weight, 4)
@@ -113,7 +116,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride: int =
     ho = conv_output_size(x.shape[2], weight.shape[2], stride, padding)
     wo = conv_output_size(x.shape[3], weight.shape[3], stride, padding)
     if ho < 1 or wo < 1:
-        raise QuantizationError(f"conv2d: kernel {weight.shape[2:]} larger than input {x.shape[2:]}")
+        raise QuantizationError(
+            f"conv2d: kernel {weight.shape[2:]} larger than input {x.shape[2:]}"
+        )
     out = np.empty((x.shape[0], weight.shape[0], ho, wo), dtype=np.int64)
     if stride == 1:
         pads = ((0, 0), (0, 0), (padding, padding), (padding, padding))
@@ -142,7 +147,9 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     weight = _as_int64("weight", weight, 2)
     bias = _as_int64("bias", bias, 1)
     if weight.shape[1] != x.shape[1] or bias.shape[0] != weight.shape[0]:
-        raise QuantizationError(f"linear: input {x.shape}, weight {weight.shape}, bias {bias.shape}")
+        raise QuantizationError(
+            f"linear: input {x.shape}, weight {weight.shape}, bias {bias.shape}"
+        )
     out = np.empty((x.shape[0], weight.shape[0]), dtype=np.int64)
     _linear_kernel(x, weight, bias, out)
     return out

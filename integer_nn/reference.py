@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, *, stride: int = 1,
-           padding: int = 0) -> np.ndarray:
+def conv2d(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, *, stride: int = 1, padding: int = 0
+) -> np.ndarray:
     x = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     n, _, h, wd = x.shape
     o, _, kh, kw = w.shape
