@@ -62,6 +62,11 @@ class IntGRU(IntOp):
     gate_max: int = 255
     h_max: int = 127
 
+    def __post_init__(self) -> None:
+        zeros = np.zeros(self.w_ih.shape[0], np.int64)
+        self._ih = kernels.prepare(self.w_ih, zeros, ndim=2)
+        self._hh = kernels.prepare(self.w_hh, zeros, ndim=2)
+
     @property
     def hidden(self) -> int:
         return self.w_hh.shape[1]
@@ -73,14 +78,12 @@ class IntGRU(IntOp):
     def forward(self, x: np.ndarray) -> np.ndarray:
         n, c, rows, w = x.shape
         steps = x.transpose(0, 2, 1, 3).reshape(n * rows, c * w)  # one row per time step
-        zero_bias = np.zeros(3 * self.hidden, np.int64)
-        a_all = kernels.linear(steps, self.w_ih, zero_bias).reshape(n, rows, 3 * self.hidden)
         hid = self.hidden
+        a_all = kernels.linear(steps, self._ih).reshape(n, rows, 3 * hid)
         h = np.zeros((n, hid), np.int64)
-        zero_h = np.zeros(3 * hid, np.int64)
         for t in range(rows):
             a = a_all[:, t]
-            hh = kernels.linear(h, self.w_hh, zero_h)
+            hh = kernels.linear(h, self._hh)
             rz = kernels.table_lookup(
                 a[:, : 2 * hid] + hh[:, : 2 * hid] + self.b_rz,
                 self.sig_values,

@@ -9,6 +9,8 @@ Overflow is excluded before any kernel runs by the range analysis in ``quantize`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit, prange
 
@@ -24,6 +26,53 @@ def _as_int64(name: str, a: np.ndarray, ndim: int) -> np.ndarray:
     if a.ndim != ndim:
         raise QuantizationError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
     return np.ascontiguousarray(a)
+
+
+INT32_LIMIT = (1 << 31) - 1
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A layer's int64 weights and bias, with int32 copies and the largest row L1 norm,
+    prepared once so that each call only has to look at its input."""
+
+    weight: np.ndarray  # int64 (O, ...)
+    bias: np.ndarray  # int64 (O,)
+    weight32: np.ndarray | None  # int32 copy, None when the weights do not fit int32
+    bias32: np.ndarray | None
+    row_l1: int  # max over outputs of Σ|w|
+    bias_max: int  # max |b|
+
+
+def prepare(weight: np.ndarray, bias: np.ndarray, *, ndim: int) -> Weights:
+    weight = _as_int64("weight", weight, ndim)
+    bias = _as_int64("bias", bias, 1)
+    if bias.shape[0] != weight.shape[0]:
+        raise QuantizationError(f"bias {bias.shape} does not match weight {weight.shape}")
+    row_l1 = int(np.abs(weight).reshape(weight.shape[0], -1).sum(1).max()) if weight.size else 0
+    bias_max = int(np.abs(bias).max()) if bias.size else 0
+    fits = row_l1 <= INT32_LIMIT and bias_max <= INT32_LIMIT
+    return Weights(
+        weight,
+        bias,
+        weight.astype(np.int32) if fits else None,
+        bias.astype(np.int32) if fits else None,
+        row_l1,
+        bias_max,
+    )
+
+
+def _narrowed(x: np.ndarray, wts: Weights):
+    """int32 operands when every partial sum provably fits (|x|·max Σ|w| + |b| < 2^31).
+
+    The same loops then run twice as many SIMD lanes; the result is bit-identical because
+    nothing can overflow. Otherwise the int64 arrays are used.
+    """
+    if x.size and wts.weight32 is not None:
+        x_mag = max(abs(int(x.max())), abs(int(x.min())))
+        if x_mag * wts.row_l1 + wts.bias_max <= INT32_LIMIT:
+            return x.astype(np.int32), wts.weight32, wts.bias32
+    return x, wts.weight, wts.bias
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -84,7 +133,7 @@ def _conv2d_stride1_kernel(xp, w, b, ho, wo, out):
     for job in prange(n_img * c_out):
         n = job // c_out
         o = job % c_out
-        wide = np.full(ho * wp, b[o], dtype=np.int64)
+        wide = np.full(ho * wp, b[o])  # int32 or int64, as the inputs
         for c in range(c_in):
             src = xp[n, c].reshape(-1)
             for ky in range(kh):
@@ -101,31 +150,38 @@ def _conv2d_stride1_kernel(xp, w, b, ho, wo, out):
 
 
 def conv2d(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, stride: int = 1, padding: int = 0
+    x: np.ndarray,
+    weight: np.ndarray | Weights,
+    bias: np.ndarray | None = None,
+    *,
+    stride: int = 1,
+    padding: int = 0,
 ) -> np.ndarray:
-    """Integer 2-D convolution (cross-correlation, as torch): (N,C,H,W) → (N,O,Ho,Wo) int64."""
+    """Integer 2-D convolution (cross-correlation, as torch): (N,C,H,W) → (N,O,Ho,Wo) int64.
+
+    ``weight`` is (O, C, kh, kw) with ``bias`` (O,), or :class:`Weights` from :func:`prepare`.
+    """
+    wts = weight if isinstance(weight, Weights) else prepare(weight, bias, ndim=4)
     x = _as_int64("x", x, 4)
-    weight = _as_int64("weight", weight, 4)
-    bias = _as_int64("bias", bias, 1)
-    if weight.shape[1] != x.shape[1] or bias.shape[0] != weight.shape[0]:
+    o, c, kh, kw = wts.weight.shape
+    if c != x.shape[1]:
         raise QuantizationError(
-            f"conv2d: input has {x.shape[1]} channels, weight {weight.shape}, bias {bias.shape}"
+            f"conv2d: input has {x.shape[1]} channels, weight {wts.weight.shape}"
         )
     if stride < 1 or padding < 0:
         raise QuantizationError(f"conv2d: stride {stride} must be ≥ 1, padding {padding} ≥ 0")
-    ho = conv_output_size(x.shape[2], weight.shape[2], stride, padding)
-    wo = conv_output_size(x.shape[3], weight.shape[3], stride, padding)
+    ho = conv_output_size(x.shape[2], kh, stride, padding)
+    wo = conv_output_size(x.shape[3], kw, stride, padding)
     if ho < 1 or wo < 1:
-        raise QuantizationError(
-            f"conv2d: kernel {weight.shape[2:]} larger than input {x.shape[2:]}"
-        )
-    out = np.empty((x.shape[0], weight.shape[0], ho, wo), dtype=np.int64)
+        raise QuantizationError(f"conv2d: kernel {(kh, kw)} larger than input {x.shape[2:]}")
+    out = np.empty((x.shape[0], o, ho, wo), dtype=np.int64)
+    xn, wn, bn = _narrowed(x, wts)
     if stride == 1:
         pads = ((0, 0), (0, 0), (padding, padding), (padding, padding))
-        xp = np.pad(x, pads) if padding else x
-        _conv2d_stride1_kernel(xp, weight, bias, ho, wo, out)
+        xp = np.pad(xn, pads) if padding else xn
+        _conv2d_stride1_kernel(xp, wn, bn, ho, wo, out)
     else:
-        _conv2d_kernel(x, weight, bias, stride, padding, out)
+        _conv2d_kernel(xn, wn, bn, stride, padding, out)
     return out
 
 
@@ -133,25 +189,27 @@ def conv2d(
 def _linear_kernel(x, w, b, out):
     n_img, n_in = x.shape
     n_out = w.shape[0]
-    for n in prange(n_img):
-        for o in range(n_out):
-            acc = b[o]
-            for i in range(n_in):
-                acc += w[o, i] * x[n, i]
-            out[n, o] = acc
+    for job in prange(n_img * n_out):  # (image, output) pairs: batch 1 uses every core too
+        n = job // n_out
+        o = job % n_out
+        xr = x[n]
+        wr = w[o]
+        acc = b[o]
+        for i in range(n_in):  # row views indexed by range: a SIMD dot product
+            acc += wr[i] * xr[i]
+        out[n, o] = acc
 
 
-def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def linear(
+    x: np.ndarray, weight: np.ndarray | Weights, bias: np.ndarray | None = None
+) -> np.ndarray:
     """Integer fully connected layer: (N, I) @ (O, I)ᵀ + (O,) → (N, O) int64."""
+    wts = weight if isinstance(weight, Weights) else prepare(weight, bias, ndim=2)
     x = _as_int64("x", x, 2)
-    weight = _as_int64("weight", weight, 2)
-    bias = _as_int64("bias", bias, 1)
-    if weight.shape[1] != x.shape[1] or bias.shape[0] != weight.shape[0]:
-        raise QuantizationError(
-            f"linear: input {x.shape}, weight {weight.shape}, bias {bias.shape}"
-        )
-    out = np.empty((x.shape[0], weight.shape[0]), dtype=np.int64)
-    _linear_kernel(x, weight, bias, out)
+    if wts.weight.shape[1] != x.shape[1]:
+        raise QuantizationError(f"linear: input {x.shape}, weight {wts.weight.shape}")
+    out = np.empty((x.shape[0], wts.weight.shape[0]), dtype=np.int64)
+    _linear_kernel(*_narrowed(x, wts), out)
     return out
 
 

@@ -106,8 +106,11 @@ class IntConv2d(IntOp):
     stride: int = 1
     padding: int = 0
 
+    def __post_init__(self) -> None:
+        self._prepared = kernels.prepare(self.weight, self.bias, ndim=4)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return kernels.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        return kernels.conv2d(x, self._prepared, stride=self.stride, padding=self.padding)
 
     def bounds(self, inp: Interval) -> Interval:
         if self.padding:  # padded zeros are inputs too
@@ -130,8 +133,11 @@ class IntLinear(IntOp):
     weight: np.ndarray  # int64 (O, I)
     bias: np.ndarray  # int64 (O,)
 
+    def __post_init__(self) -> None:
+        self._prepared = kernels.prepare(self.weight, self.bias, ndim=2)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return kernels.linear(x, self.weight, self.bias)
+        return kernels.linear(x, self._prepared)
 
     def bounds(self, inp: Interval) -> Interval:
         return _affine_bounds(*_weight_sums(self.weight), self.bias, inp)

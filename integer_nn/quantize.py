@@ -7,8 +7,9 @@ so every table is built from the accumulators the *integer* network really produ
   ``w_int = rint(w / s_w)``, ``s_w = max|w| / (2^(weight_bits-1) - 1)``; bias in the
   accumulator's scale ``s_in · s_w``.
 - ReLU / sigmoid / tanh: one lookup table that also requantises to ``act_bits``.
-- Square: exact ``x²`` (``square="exact"``: BFV-friendly, ranges grow) or a table
-  (``square="table"``: requantised like any activation).
+- Square: exact ``x²`` with no requantisation after it (``square="exact"``: the network
+  stays a polynomial BFV can run without tables; ranges grow, so few bits fit in int64)
+  or a table (``square="table"``: requantised like any activation).
 - AvgPool: a sum, the 1/k² folded into the next scale; MaxPool: max of integers.
 - A Conv/Linear fed by a raw accumulator gets an identity table (requantisation) first.
 
@@ -175,9 +176,10 @@ def quantize(
             elif isinstance(layer, Square):
                 if square == "table":
                     b.table("square")
-                else:
+                else:  # stays a polynomial: no requantising table follows it
                     b.push(IntSquare())
                     b.scale *= b.scale
+                    b.raw = False
             elif isinstance(layer, nn.MaxPool2d | nn.AvgPool2d):
                 k, s = _pool_geometry(layer, where)
                 if isinstance(layer, nn.MaxPool2d):

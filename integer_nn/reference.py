@@ -44,3 +44,27 @@ def maxpool2d(x: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarr
 
 def sumpool2d(x: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarray:
     return _windows(x.astype(np.int64), kernel, stride or kernel).sum(axis=(4, 5))
+
+
+def _table(op, x):
+    return table_lookup(x, op.values, lo=op.lo, shift=op.shift)
+
+
+_REFERENCE_OPS = {
+    "conv2d": lambda op, x: conv2d(x, op.weight, op.bias, stride=op.stride, padding=op.padding),
+    "linear": lambda op, x: linear(x, op.weight, op.bias),
+    "table": _table,
+    "square": lambda op, x: x * x,
+    "maxpool2d": lambda op, x: maxpool2d(x, op.kernel, op.stride),
+    "sumpool2d": lambda op, x: sumpool2d(x, op.kernel, op.stride),
+    "flatten": lambda op, x: x.reshape(x.shape[0], -1),
+}
+
+
+def forward(model, x: np.ndarray) -> np.ndarray:
+    """``IntModel.forward`` through the numpy reference ops (no numba anywhere)."""
+    for op in model.ops:
+        if op.kind not in _REFERENCE_OPS:
+            raise NotImplementedError(f"no numpy reference for op {op.kind!r}")
+        x = _REFERENCE_OPS[op.kind](op, x)
+    return x

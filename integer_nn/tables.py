@@ -60,7 +60,7 @@ class OutputRange:
 
 
 def output_range(values: np.ndarray, bits: int) -> OutputRange:
-    """Unsigned [0, 2^bits-1] for non-negative outputs, else symmetric signed; scale from the peak."""
+    """Unsigned [0, 2^bits-1] for outputs ≥ 0, else symmetric signed; scale from the peak."""
     peak = float(np.max(np.abs(values))) if values.size else 0.0
     if values.size == 0 or float(np.min(values)) >= 0.0:
         qmin, qmax = 0, (1 << bits) - 1
