@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from integer_nn import quantize, reference
-from nets import data, models
 from nets import checkpoint as ckpt_io
+from nets import data, models
 from nets.runinfo import run_info, seed_everything
 
 

@@ -162,7 +162,14 @@ def quantize(
                 w_int, w_scale = _quantize_weights(weight.numpy(), weight_bits)
                 if b.raw:
                     b.table("identity")
-                b_int = np.rint(bias.numpy() / (b.scale * w_scale)).astype(np.int64)
+                b_real = np.rint(bias.numpy() / (b.scale * w_scale))
+                if not np.all(np.abs(b_real) < INT64_LIMIT):
+                    raise QuantizationError(
+                        f"{where}: its bias in the accumulator scale {b.scale * w_scale:.3g} "
+                        "is past int64; lower weight_bits / act_bits, or quantise x² as a "
+                        "table (square='table')"
+                    )
+                b_int = b_real.astype(np.int64)
                 if isinstance(layer, nn.Conv2d):
                     _check_conv(layer, where)
                     op: IntOp = IntConv2d(

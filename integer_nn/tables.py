@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 from integer_nn.errors import QuantizationError
 
@@ -45,7 +46,7 @@ def names() -> list[str]:
 
 register("identity", lambda x: x)  # pure requantisation (rescale + clip)
 register("relu", lambda x: np.maximum(x, 0.0))
-register("sigmoid", lambda x: 1.0 / (1.0 + np.exp(-x)))
+register("sigmoid", expit)  # scipy's logistic: no overflow warning far from 0
 register("tanh", np.tanh)
 register("square", np.square)
 

@@ -1,0 +1,103 @@
+"""``python -m integer_nn`` and ``python -m bench kernels`` as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(module, *args):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "cn.pt"
+    proc = run(
+        "nets",
+        "train",
+        "--model",
+        "cryptonets",
+        "--arg",
+        "act=relu",
+        "--data",
+        "digits",
+        "--epochs",
+        "10",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_quantize_prints_and_writes_json(checkpoint, tmp_path):
+    out, js = tmp_path / "m.int.npz", tmp_path / "q.json"
+    proc = run(
+        "integer_nn",
+        "quantize",
+        str(checkpoint),
+        "-o",
+        str(out),
+        "--json",
+        str(js),
+        "--calibration",
+        "500",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(js.read_text())
+    assert result["n_test"] == 360
+    assert abs(result["float_accuracy"] - result["int_accuracy"]) <= 0.02
+    assert [row["name"] for row in result["layers"]][:2] == ["0:conv2d", "1:table"]
+    assert all(row["accumulator_bits"] >= row["observed_bits"] for row in result["layers"])
+    assert "integer accuracy" in proc.stdout
+    described = run("integer_nn", "describe", str(out))
+    assert described.returncode == 0 and "conv2d 1→5" in described.stdout
+
+
+def test_quantize_errors_are_one_line(checkpoint, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(checkpoint.read_bytes()[:500])
+    for args, needle in [
+        ([str(bad), "-o", str(tmp_path / "x.npz")], "truncated or corrupt"),
+        ([str(checkpoint), "-o", str(tmp_path / "x.npz"), "--weight-bits", "1"], "weight_bits=1"),
+        ([str(checkpoint), "-o", str(tmp_path / "x.npz"), "--square", "cube"], "square='cube'"),
+    ]:
+        proc = run("integer_nn", "quantize", *args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_bench_kernels_quick(tmp_path):
+    js = tmp_path / "k.json"
+    proc = run(
+        "bench",
+        "kernels",
+        "--model",
+        "cryptonets",
+        "--data",
+        "digits",
+        "--batch",
+        "1",
+        "--batch",
+        "64",
+        "--quick",
+        "--json",
+        str(js),
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(js.read_text())
+    for bs in ("1", "64"):
+        row = result["batches"][bs]
+        assert row["identical_to_reference"] is True
+        for key in ("numba_images_per_s", "numpy_images_per_s", "torch_images_per_s"):
+            assert row[key] > 0
+        assert row["numba_over_numpy"] == pytest.approx(
+            row["numba_images_per_s"] / row["numpy_images_per_s"]
+        )
+    assert js.with_suffix(".md").read_text().startswith("IntModel kernels")
