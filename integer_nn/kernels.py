@@ -79,47 +79,40 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-@njit(cache=True)
-def _valid_range(size_out, size_in, k, stride, padding):
-    """Output positions o with 0 <= o*stride + k - padding < size_in, as [first, last)."""
-    first = 0
-    while first < size_out and first * stride + k - padding < 0:
-        first += 1
-    last = size_out
-    while last > first and (last - 1) * stride + k - padding >= size_in:
-        last -= 1
-    return first, last
-
-
 @njit(parallel=True, cache=True)
-def _conv2d_kernel(x, w, b, stride, padding, out):
+def _conv2d_im2col_kernel(x, w, b, stride, padding, ho, wo, out):
+    """Any stride: per image, gather the patches (im2col) so that each weight then
+    multiplies one contiguous row of ho·wo values — long loops that vectorise."""
     n_img, c_in, h, wd = x.shape
     c_out, _, kh, kw = w.shape
-    ho, wo = out.shape[2], out.shape[3]
-    for job in prange(n_img * c_out):
-        n = job // c_out
-        o = job % c_out
-        plane = out[n, o]
-        plane[:, :] = b[o]
-        for ky in range(kh):
-            oy0, oy1 = _valid_range(ho, h, ky, stride, padding)
-            for kx in range(kw):
-                ox0, ox1 = _valid_range(wo, wd, kx, stride, padding)
-                for c in range(c_in):
-                    wv = w[o, c, ky, kx]
-                    if wv == 0:
-                        continue
-                    src = x[n, c]
-                    count = ox1 - ox0
-                    start = ox0 * stride + kx - padding
-                    for oy in range(oy0, oy1):
-                        # strided slice views indexed by range: no wraparound checks, SIMD
-                        seg = src[
-                            oy * stride + ky - padding, start : start + count * stride : stride
-                        ]
-                        dst = plane[oy, ox0:ox1]
-                        for i in range(count):
-                            dst[i] += wv * seg[i]
+    taps = c_in * kh * kw
+    w2 = w.reshape(c_out, taps)
+    for n in prange(n_img):
+        cols = np.zeros((taps, ho * wo), dtype=x.dtype)
+        for c in range(c_in):
+            for ky in range(kh):
+                for kx in range(kw):
+                    j = (c * kh + ky) * kw + kx
+                    for oy in range(ho):
+                        iy = oy * stride + ky - padding
+                        if iy < 0 or iy >= h:
+                            continue
+                        for ox in range(wo):
+                            ix = ox * stride + kx - padding
+                            if 0 <= ix < wd:
+                                cols[j, oy * wo + ox] = x[n, c, iy, ix]
+        for o in range(c_out):
+            acc = np.full(ho * wo, b[o])  # int32 or int64, as the inputs
+            for j in range(taps):
+                wv = w2[o, j]
+                if wv == 0:
+                    continue
+                row = cols[j]
+                for i in range(ho * wo):  # range index on a row view: SIMD
+                    acc[i] += wv * row[i]
+            for oy in range(ho):
+                for ox in range(wo):
+                    out[n, o, oy, ox] = acc[oy * wo + ox]
 
 
 @njit(parallel=True, cache=True)
@@ -181,7 +174,7 @@ def conv2d(
         xp = np.pad(xn, pads) if padding else xn
         _conv2d_stride1_kernel(xp, wn, bn, ho, wo, out)
     else:
-        _conv2d_kernel(xn, wn, bn, stride, padding, out)
+        _conv2d_im2col_kernel(xn, wn, bn, stride, padding, ho, wo, out)
     return out
 
 

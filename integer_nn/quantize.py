@@ -26,6 +26,7 @@ from torch import nn
 
 from integer_nn import tables
 from integer_nn.errors import QuantizationError
+from integer_nn.gru import quantize_gru
 from integer_nn.model import INT64_LIMIT, IntModel
 from integer_nn.ops import (
     IntConv2d,
@@ -38,6 +39,7 @@ from integer_nn.ops import (
     IntTable,
 )
 from nets.layers import Square
+from nets.models import GRUClassifier
 
 TABLE_ACTIVATIONS: dict[type[nn.Module], str] = {
     nn.ReLU: "relu",
@@ -107,8 +109,7 @@ class _Builder:
         self.scale, self.raw = out.scale, False
 
     def affine(self, op: IntOp, w_scale: float) -> None:
-        if self.raw:
-            self.table("identity")
+        """Push a Conv/Linear; the caller has requantised a raw input first."""
         self.push(op)
         self.scale *= w_scale
         self.raw = True
@@ -139,9 +140,6 @@ def quantize(
     calib_int = np.rint(np.clip(calibration, 0, 1) * in_max).astype(np.int64)
     b = _Builder(calib_int, 1.0 / in_max, act_bits, max_table_entries)
     layers = _layers(model.eval())
-
-    from integer_nn.gru import quantize_gru  # GRU support lives in its own module
-    from nets.models import GRUClassifier
 
     i = 0
     with torch.no_grad():

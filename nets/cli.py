@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +14,8 @@ from rich.table import Table
 from nets import checkpoint, data, models
 from nets.cli_util import parse_options, result_table
 from nets.errors import UserError
-from nets.runinfo import DEVICE_CHOICES, resolve_device, run_info
-from nets.train import TrainConfig, config_dict, evaluate, train
+from nets.runinfo import DEVICE_CHOICES, resolve_device, run_info, seed_everything
+from nets.train import TrainConfig, evaluate, train
 
 app = typer.Typer(
     add_completion=False,
@@ -80,8 +81,6 @@ def train_cmd(
     model_args = parse_options(arg or [], models.options(model))
     train_set = data.load(data_name, "train", data_dir=data_dir).subset(n_train)
     test_set = data.load(data_name, "test", data_dir=data_dir)
-    from nets.runinfo import seed_everything
-
     seed_everything(seed)  # the initial weights depend on the seed too
     net = models.build(model, train_set.shape, len(train_set.classes), **model_args)
     console.print(
@@ -104,7 +103,7 @@ def train_cmd(
         data=data_name,
         metrics=metrics,
         history=result.history,
-        run={**run_info(seed=seed, device=dev), "train_config": config_dict(cfg)},
+        run={**run_info(seed=seed, device=dev), "train_config": asdict(cfg)},
     )
     checkpoint.save(out, net, ckpt)
     console.print(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -216,7 +216,3 @@ def train(
     result.train_seconds = time.perf_counter() - t_start
     model.eval()
     return result
-
-
-def config_dict(cfg: TrainConfig) -> dict[str, object]:
-    return asdict(cfg)
