@@ -1,0 +1,103 @@
+"""The public evaluation context: what a client registers with a server. Bytes, no pickle.
+
+Layout: ``b"CRCTX\\n"``, one line of JSON (format, version, scheme, the byte length of
+each part), then the parts back to back. Parts are SEAL's own serialisations:
+``params`` always; ``relin_keys`` / ``galois_keys`` only when a plan needs them (batch
+CKKS needs neither). A secret key has no part name here, so it cannot be sent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import tenseal.sealapi as seal
+
+from crypto_nn import seal_bytes
+from crypto_nn.errors import ContextError
+from crypto_nn.params import CkksParams
+from crypto_nn.security import is_secure
+
+MAGIC = b"CRCTX\n"
+FORMAT = "cryptorobust.context"
+VERSION = 1
+KNOWN_PARTS = ("params", "relin_keys", "galois_keys")
+MAX_HEADER = 4096
+
+
+def pack(scheme: str, parts: dict[str, bytes]) -> bytes:
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "scheme": scheme,
+        "parts": [[name, len(data)] for name, data in parts.items()],
+    }
+    return MAGIC + json.dumps(header).encode() + b"\n" + b"".join(parts.values())
+
+
+def unpack(data: bytes) -> tuple[dict[str, object], dict[str, bytes]]:
+    """Split a context into (header, parts), checking every length; never trusts the sender."""
+    if not data.startswith(MAGIC):
+        raise ContextError(
+            "not a cryptorobust context (missing CRCTX header); make one with "
+            "crypto_nn.keys.make_keys"
+        )
+    end = data.find(b"\n", len(MAGIC), len(MAGIC) + MAX_HEADER)
+    if end < 0:
+        raise ContextError(f"context header is missing or longer than {MAX_HEADER} bytes")
+    try:
+        header = json.loads(data[len(MAGIC) : end])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ContextError(f"context header is not JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ContextError("context header has the wrong format tag")
+    if not isinstance(header.get("version"), int) or header["version"] > VERSION:
+        raise ContextError(f"context version {header.get('version')} is newer than {VERSION}")
+    parts, offset = {}, end + 1
+    for entry in header.get("parts", []):
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or entry[0] not in KNOWN_PARTS
+            or not isinstance(entry[1], int)
+            or entry[1] < 0
+        ):
+            raise ContextError(f"context part {entry!r} is not one of {KNOWN_PARTS} with a length")
+        name, size = entry
+        if offset + size > len(data):
+            raise ContextError(
+                f"context part {name} declares {size} bytes, only "
+                f"{len(data) - offset} remain: truncated"
+            )
+        parts[name] = data[offset : offset + size]
+        offset += size
+    if offset != len(data):
+        raise ContextError(f"{len(data) - offset} unexpected bytes after the context parts")
+    if "params" not in parts:
+        raise ContextError("context has no 'params' part")
+    return header, parts
+
+
+def read_params(parts: dict[str, bytes]) -> seal.EncryptionParameters:
+    params = seal_bytes.loads(seal.EncryptionParameters, parts["params"], what="context params")
+    return params
+
+
+def check_matches(parms: seal.EncryptionParameters, expected: CkksParams) -> None:
+    """Refuse parameters outside the 128-bit table or different from the plan's."""
+    n = parms.poly_modulus_degree()
+    bits = [m.bit_count() for m in parms.coeff_modulus()]
+    if not is_secure(n, bits):
+        raise ContextError(
+            f"parameters N={n}, {sum(bits)} modulus bits are outside the 128-bit security table"
+        )
+    if parms.scheme() != seal.SCHEME_TYPE.CKKS:
+        raise ContextError("context is not a CKKS context")
+    want = expected.seal_parameters()
+    if n != expected.poly_modulus_degree or [m.value() for m in parms.coeff_modulus()] != [
+        m.value() for m in want.coeff_modulus()
+    ]:
+        raise ContextError(
+            f"context parameters (N={n}, bits {bits}) do not match the plan "
+            f"(N={expected.poly_modulus_degree}, bits "
+            f"{list(expected.coeff_mod_bit_sizes)})"
+        )

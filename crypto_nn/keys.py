@@ -1,0 +1,76 @@
+"""Client side of a plan: make keys, encrypt a batch, decrypt and decode. Bytes out, bytes in.
+
+The secret key never leaves :class:`ClientKeys`; :meth:`ClientKeys.public_context` is
+what goes to the server. Inputs are encrypted with the secret key (SEAL's symmetric,
+*seeded* encryption: the second polynomial is replaced by a 64-byte seed, halving the
+upload) and modulus-switched to nothing lower than the plan needs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from crypto_nn import context as ctx_format
+from crypto_nn import seal_bytes
+from crypto_nn.errors import ContextError
+from crypto_nn.plan import Plan
+
+
+class ClientKeys:
+    """A secret key for one plan's parameters, with its encoder, encryptor and decryptor."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.context = plan.params.seal_context()
+        keygen = seal.KeyGenerator(self.context)
+        self._secret = keygen.secret_key()
+        self.encoder = seal.CKKSEncoder(self.context)
+        self._encryptor = seal.Encryptor(self.context, self._secret)
+        self._decryptor = seal.Decryptor(self.context, self._secret)
+
+    def public_context(self) -> bytes:
+        """The evaluation context for the server: parameters only (batch CKKS needs no keys)."""
+        parts = {"params": seal_bytes.dumps(self.plan.params.seal_parameters())}
+        return ctx_format.pack(self.plan.scheme, parts)
+
+    def save_secret(self) -> bytes:
+        return seal_bytes.dumps(self._secret)
+
+    def encrypt_batch(self, images: np.ndarray) -> list[bytes]:
+        """(n, C, H, W) floats in [0, 1], n ≤ slots → one ciphertext per input value."""
+        images = np.asarray(images, dtype=np.float64)
+        n, slots = len(images), self.plan.params.slots
+        if images.shape[1:] != tuple(self.plan.in_shape):
+            raise ContextError(
+                f"images of shape {images.shape[1:]}, the plan takes {tuple(self.plan.in_shape)}"
+            )
+        if not 1 <= n <= slots:
+            raise ContextError(f"{n} images: a batch holds 1 to {slots} (one per slot)")
+        flat = images.reshape(n, -1).T  # (inputs, n): row i = input value i of every image
+        out = []
+        for row in flat:
+            pt = seal.Plaintext()
+            self.encoder.encode(row.tolist(), self.plan.params.scale, pt)
+            out.append(seal_bytes.dumps(self._encryptor.encrypt_symmetric(pt)))
+        return out
+
+    def decrypt_batch(self, outputs: list[bytes], n: int) -> np.ndarray:
+        """Output ciphertexts → (n, classes) float logits."""
+        if len(outputs) != self.plan.n_outputs:
+            raise ContextError(
+                f"{len(outputs)} output ciphertexts, the plan has {self.plan.n_outputs}"
+            )
+        logits = np.empty((n, len(outputs)))
+        for j, data in enumerate(outputs):
+            ct = seal_bytes.loads(seal.Ciphertext, data, self.context, what=f"output {j}")
+            pt = seal.Plaintext()
+            self._decryptor.decrypt(ct, pt)
+            logits[:, j] = np.asarray(self.encoder.decode_double(pt))[:n]
+        return logits
+
+
+def make_keys(plan: Plan) -> tuple[ClientKeys, bytes]:
+    """→ (secret client keys, public context bytes for the server)."""
+    keys = ClientKeys(plan)
+    return keys, keys.public_context()

@@ -1,0 +1,143 @@
+"""``compile(model, ...) -> Plan``: what the server runs and the client needs to know.
+
+A Plan is a plain, JSON-serialisable description (layers, encodings, scheme parameters,
+rotation steps, output decoding, format version) plus the arrays that run it. The
+description travels to clients (``GET /v1/models``); the arrays stay with the server.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import nn
+
+from crypto_nn import layers as plan_layers
+from crypto_nn.errors import CompileError
+from crypto_nn.params import CkksParams, choose_ckks, value_bits
+
+FORMAT = "cryptorobust.plan"
+VERSION = 1
+SCHEMES = ("ckks",)
+PACKINGS = ("batch",)
+
+
+@dataclass
+class Plan:
+    name: str  # model name the server serves it under
+    scheme: str  # "ckks"
+    packing: str  # "batch": one ciphertext per input value, one image per slot
+    layers: list[plan_layers.Layer]
+    params: CkksParams
+    in_shape: tuple[int, ...]  # (C, H, W) of one image
+    classes: tuple[str, ...]
+    max_abs_value: float  # largest |value| of any layer on calibration data
+    rotations: list[int] = field(default_factory=list)  # Galois steps the plan needs (batch: none)
+
+    @property
+    def depth(self) -> int:
+        return sum(layer.depth for layer in self.layers)
+
+    @property
+    def n_inputs(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_outputs(self) -> int:
+        return self.layers[-1].weight.shape[0]
+
+    def forward_plain(self, images: np.ndarray) -> np.ndarray:
+        """The plan in float64, unencrypted: (N, C, H, W) → (N, classes)."""
+        x = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": self.name,
+            "scheme": self.scheme,
+            "packing": self.packing,
+            "depth": self.depth,
+            "params": self.params.describe(),
+            "rotations": list(self.rotations),
+            "galois_keys": bool(self.rotations),
+            "relin_keys": False,
+            "layers": [layer.describe() for layer in self.layers],
+            "input": {
+                "shape": list(self.in_shape),
+                "values": "float in [0, 1]",
+                "encoding": "one ciphertext per input value (NCHW order), one image per "
+                f"slot, up to {self.params.slots} images, scale 2^"
+                f"{self.params.scale_bits}",
+            },
+            "output": {
+                "ciphertexts": self.n_outputs,
+                "classes": list(self.classes),
+                "decoding": "slot i of output ciphertext j = logit j of image i",
+            },
+            "max_abs_value": self.max_abs_value,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.describe())
+
+
+def parse_description(text: str) -> dict[str, object]:
+    """A Plan description from JSON, checked for format and version (client side)."""
+    try:
+        desc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CompileError(f"plan description is not JSON ({exc})") from None
+    if not isinstance(desc, dict) or desc.get("format") != FORMAT:
+        raise CompileError("not a cryptorobust plan description")
+    if not isinstance(desc.get("version"), int) or desc["version"] > VERSION:
+        raise CompileError(
+            f"plan format version {desc.get('version')}; this cryptorobust "
+            f"reads up to {VERSION} — upgrade it"
+        )
+    return desc
+
+
+def compile(
+    model: nn.Module,
+    calibration: np.ndarray,
+    *,
+    scheme: str = "ckks",
+    packing: str = "batch",
+    poly_degree: int = 2,
+    n: int | None = None,
+    scale_bits: int | None = None,
+    name: str = "model",
+    classes: tuple[str, ...] = (),
+) -> Plan:
+    """Compile a torch model to a homomorphic plan; refuse here, with the reason, any model
+    that would not fit (never a SEAL error halfway through an inference)."""
+    if scheme not in SCHEMES:
+        raise CompileError(f"scheme {scheme!r} is not available yet; choose one of {SCHEMES}")
+    if packing not in PACKINGS:
+        raise CompileError(f"packing {packing!r} is not available yet; choose one of {PACKINGS}")
+    if poly_degree > 2:
+        raise CompileError(f"polynomial degree {poly_degree}: only degree ≤ 2 is implemented")
+    calibration = np.asarray(calibration, dtype=np.float32)
+    layers = plan_layers.from_torch(model, calibration, poly_degree=poly_degree)
+    x = calibration.reshape(len(calibration), -1).astype(np.float64)
+    max_abs = float(np.abs(x).max())
+    for layer in layers:
+        x = layer.forward(x)
+        max_abs = max(max_abs, float(np.abs(x).max()))
+    depth = sum(layer.depth for layer in layers)
+    params = choose_ckks(depth, value_bits(max_abs), n=n, scale_bits=scale_bits)
+    return Plan(
+        name=name,
+        scheme=scheme,
+        packing=packing,
+        layers=layers,
+        params=params,
+        in_shape=tuple(calibration.shape[1:]),
+        classes=tuple(classes),
+        max_abs_value=max_abs,
+    )

@@ -1,0 +1,53 @@
+"""SEAL objects to bytes and back.
+
+TenSEAL's ``sealapi`` exposes SEAL's ``save``/``load`` only with a file name, so the
+bytes pass through a private temporary file (in RAM under /dev/shm when it exists).
+SEAL's own format is kept as is: a 16-byte header (magic 0xA15E, version, compression,
+size) and a zstd-compressed body, validated by SEAL on load.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import tenseal.sealapi as seal
+
+from crypto_nn.errors import ContextError
+
+_TMP = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+HEADER_BYTES = 16
+MAGIC = b"\x5e\xa1"  # 0xA15E little-endian
+
+
+def _tmp_path() -> str:
+    fd, name = tempfile.mkstemp(dir=_TMP, prefix="cryptorobust-")
+    os.close(fd)
+    return name
+
+
+def dumps(obj) -> bytes:
+    """Serialise any SEAL object with a ``save(path)`` method (incl. seeded ciphertexts)."""
+    path = _tmp_path()
+    try:
+        obj.save(path)
+        return Path(path).read_bytes()
+    finally:
+        os.unlink(path)
+
+
+def loads(cls, data: bytes, context: seal.SEALContext | None = None, *, what: str = "payload"):
+    """A new ``cls`` (Ciphertext, EncryptionParameters, ...) from SEAL bytes."""
+    if len(data) < HEADER_BYTES or data[:2] != MAGIC:
+        raise ContextError(f"{what} is not a SEAL object ({len(data)} bytes, no 0xA15E header)")
+    obj = cls(seal.SCHEME_TYPE.CKKS) if cls is seal.EncryptionParameters else cls()
+    path = _tmp_path()
+    try:
+        Path(path).write_bytes(data)
+        obj.load(path) if context is None else obj.load(context, path)
+    except (RuntimeError, ValueError) as exc:
+        raise ContextError(f"{what} is corrupt or does not fit the parameters ({exc})") from None
+    finally:
+        os.unlink(path)
+    return obj
