@@ -1,0 +1,165 @@
+import json
+
+import numpy as np
+import pytest
+import tenseal.sealapi as seal
+import torch
+from rich.console import Console
+from torch import nn
+
+from crypto_nn import context as ctx_format
+from crypto_nn import plan as plan_mod
+from crypto_nn.ckks_batch import BatchEvaluator
+from crypto_nn.errors import CompileError, ContextError
+from crypto_nn.keys import make_keys
+from crypto_nn.layers import Affine, Square
+from crypto_nn.params import choose_ckks
+from crypto_nn.security import MAX_LOG_Q_128
+from nets import data, models
+from nets.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits", "train"), data.load("digits", "test")
+
+
+def _mlp(digits, act):
+    torch.manual_seed(0)
+    model = models.build("mlp", (1, 8, 8), 10, hidden=16, layers=1, act=act)
+    train(model, digits[0], TrainConfig(epochs=8, batch_size=32, lr=5e-3), console=Console(quiet=True))
+    return model
+
+
+@pytest.fixture(scope="module")
+def square_plan(digits):
+    return plan_mod.compile(_mlp(digits, "square"), digits[0].images[:500], name="mlp-sq")
+
+
+def error_bound(plan, images) -> float:
+    """Worst-case decoding error, propagated layer by layer.
+
+    CKKS noise in slot units: fresh symmetric encryption has coefficient noise of σ = 3.2,
+    |e| ≤ 6σ w.h.p., and decoding sums N of them with unit-size roots of unity, so a slot
+    is off by ≤ 6σ·√N ≈ 2^11 / Δ at N = 8192; each rescale adds rounding of the same order.
+    We use 2^12 / Δ for both. A weighted sum multiplies errors by its row's Σ|w|; x² turns
+    an error e on |x| ≤ M into 2·M·e + e².
+    """
+    unit = 2.0**12 / plan.params.scale
+    err = unit
+    x = images.reshape(len(images), -1).astype(np.float64)
+    for layer in plan.layers:
+        if isinstance(layer, Affine):
+            err = np.abs(layer.weight).sum(1).max() * err + unit
+        elif isinstance(layer, Square):
+            m = np.abs(x).max()
+            err = 2 * m * err + err * err + unit
+        x = layer.forward(x)
+    return float(err)
+
+
+def test_encrypted_logits_match_plain_within_derived_bound(square_plan, digits):
+    images = digits[1].images[:200]
+    keys, public = make_keys(square_plan)
+    outputs = BatchEvaluator(square_plan, public).run_bytes(keys.encrypt_batch(images))
+    logits = keys.decrypt_batch(outputs, len(images))
+    plain = square_plan.forward_plain(images)
+    bound = error_bound(square_plan, images)
+    assert np.abs(logits - plain).max() <= bound
+    assert bound < 1e-3  # and the bound itself is tight enough to matter for an argmax
+    assert (logits.argmax(1) == plain.argmax(1)).mean() == 1.0
+
+
+def test_plan_equals_torch_for_polynomial_models(square_plan, digits):
+    model = _mlp(digits, "square").double()
+    x = digits[1].images[:50]
+    expected = model(torch.from_numpy(x).double()).detach().numpy()
+    np.testing.assert_allclose(square_plan.forward_plain(x), expected, atol=1e-9)
+
+
+def test_relu_becomes_fitted_polynomial_and_runs(digits):
+    plan = plan_mod.compile(_mlp(digits, "relu"), digits[0].images[:300], poly_degree=2)
+    poly = plan.layers[1]
+    assert poly.kind == "poly" and poly.degree == 2 and poly.fit_error > 0
+    xs = np.linspace(poly.lo, poly.hi, 101)
+    assert np.abs(poly.forward(xs) - np.maximum(xs, 0)).max() == pytest.approx(poly.fit_error, rel=0.05)
+    images = digits[1].images[:64]
+    keys, public = make_keys(plan)
+    logits = keys.decrypt_batch(BatchEvaluator(plan, public).run_bytes(keys.encrypt_batch(images)),
+                                len(images))
+    assert np.abs(logits - plan.forward_plain(images)).max() < 1e-2
+
+
+def test_plan_description_round_trips_through_json(square_plan):
+    desc = plan_mod.parse_description(square_plan.to_json())
+    assert desc == json.loads(json.dumps(square_plan.describe()))
+    assert desc["rotations"] == [] and desc["galois_keys"] is False
+    assert desc["params"]["total_bits"] <= MAX_LOG_Q_128[desc["params"]["poly_modulus_degree"]]
+    with pytest.raises(CompileError, match="version 99"):
+        plan_mod.parse_description(json.dumps({**desc, "version": 99}))
+
+
+def test_security_table_is_seal_table():
+    for n, bits in MAX_LOG_Q_128.items():
+        assert seal.CoeffModulus.MaxBitCount(n, seal.SEC_LEVEL_TYPE.TC128) == bits
+
+
+@pytest.mark.parametrize("depth, value_bits", [(1, 4), (5, 8), (12, 10), (25, 6)])
+def test_chosen_parameters_fit_and_are_accepted_by_seal(depth, value_bits):
+    params = choose_ckks(depth, value_bits)
+    assert len(params.coeff_mod_bit_sizes) == depth + 2
+    assert sum(params.coeff_mod_bit_sizes) <= MAX_LOG_Q_128[params.poly_modulus_degree]
+    assert params.coeff_mod_bit_sizes[0] >= params.scale_bits + value_bits
+    assert params.seal_context().parameters_set()
+
+
+def test_too_deep_model_is_refused_at_compile_time(digits):
+    torch.manual_seed(0)
+    deep = models.build("mlp", (1, 8, 8), 10, hidden=4, layers=20, act="square")
+    with pytest.raises(CompileError, match=r"depth 41 .* N=32768 allows 881"):
+        plan_mod.compile(deep, digits[0].images[:50])
+
+
+def test_unsupported_layer_is_refused(digits):
+    with pytest.raises(CompileError, match=r"layer 4 \(MaxPool2d\) has no homomorphic form"):
+        plan_mod.compile(models.build("lenet-shallow", (1, 8, 8)), digits[0].images[:10])
+    with pytest.raises(CompileError, match="packing 'single' is not available yet"):
+        plan_mod.compile(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), digits[0].images[:10],
+                         packing="single")
+
+
+def test_public_context_carries_no_secret_and_is_checked(square_plan):
+    keys, public = make_keys(square_plan)
+    header, parts = ctx_format.unpack(public)
+    assert set(parts) == {"params"} and len(public) < 1000
+    secret = keys.save_secret()
+    forged = ctx_format.MAGIC + json.dumps({
+        "format": ctx_format.FORMAT, "version": 1, "scheme": "ckks",
+        "parts": [["params", len(parts["params"])], ["secret_key", len(secret)]]}).encode()
+    with pytest.raises(ContextError, match="secret_key"):
+        ctx_format.unpack(forged + b"\n" + parts["params"] + secret)
+    with pytest.raises(ContextError, match="truncated"):
+        ctx_format.unpack(public[:-10])
+    with pytest.raises(ContextError, match="not a cryptorobust context"):
+        ctx_format.unpack(b"garbage")
+
+
+def test_mismatched_parameters_are_refused(square_plan, digits):
+    other = plan_mod.compile(_mlp(digits, "square"), digits[0].images[:500], n=16384)
+    _, public_other = make_keys(other)
+    with pytest.raises(ContextError, match="do not match the plan"):
+        BatchEvaluator(square_plan, public_other)
+
+
+def test_bad_ciphertexts_are_refused(square_plan, digits):
+    keys, public = make_keys(square_plan)
+    evaluator = BatchEvaluator(square_plan, public)
+    cts = keys.encrypt_batch(digits[1].images[:4])
+    with pytest.raises(ContextError, match="63 input ciphertexts; the plan takes 64"):
+        evaluator.run(evaluator.load_inputs(cts[:63]))
+    with pytest.raises(ContextError, match="input 0 is not a SEAL object"):
+        evaluator.load_inputs([b"x" * 40] + cts[1:])
+    with pytest.raises(ContextError, match="input 0 is corrupt"):
+        evaluator.load_inputs([cts[0][: len(cts[0]) // 2]] + cts[1:])
+    with pytest.raises(ContextError, match="1 to 4096"):
+        keys.encrypt_batch(np.zeros((4097, 1, 8, 8)))
