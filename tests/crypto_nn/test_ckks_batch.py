@@ -27,7 +27,9 @@ def digits():
 def _mlp(digits, act):
     torch.manual_seed(0)
     model = models.build("mlp", (1, 8, 8), 10, hidden=16, layers=1, act=act)
-    train(model, digits[0], TrainConfig(epochs=8, batch_size=32, lr=5e-3), console=Console(quiet=True))
+    train(
+        model, digits[0], TrainConfig(epochs=8, batch_size=32, lr=5e-3), console=Console(quiet=True)
+    )
     return model
 
 
@@ -82,11 +84,14 @@ def test_relu_becomes_fitted_polynomial_and_runs(digits):
     poly = plan.layers[1]
     assert poly.kind == "poly" and poly.degree == 2 and poly.fit_error > 0
     xs = np.linspace(poly.lo, poly.hi, 101)
-    assert np.abs(poly.forward(xs) - np.maximum(xs, 0)).max() == pytest.approx(poly.fit_error, rel=0.05)
+    assert np.abs(poly.forward(xs) - np.maximum(xs, 0)).max() == pytest.approx(
+        poly.fit_error, rel=0.05
+    )
     images = digits[1].images[:64]
     keys, public = make_keys(plan)
-    logits = keys.decrypt_batch(BatchEvaluator(plan, public).run_bytes(keys.encrypt_batch(images)),
-                                len(images))
+    logits = keys.decrypt_batch(
+        BatchEvaluator(plan, public).run_bytes(keys.encrypt_batch(images)), len(images)
+    )
     assert np.abs(logits - plan.forward_plain(images)).max() < 1e-2
 
 
@@ -124,8 +129,9 @@ def test_unsupported_layer_is_refused(digits):
     with pytest.raises(CompileError, match=r"layer 4 \(MaxPool2d\) has no homomorphic form"):
         plan_mod.compile(models.build("lenet-shallow", (1, 8, 8)), digits[0].images[:10])
     with pytest.raises(CompileError, match="packing 'single' is not available yet"):
-        plan_mod.compile(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), digits[0].images[:10],
-                         packing="single")
+        plan_mod.compile(
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), digits[0].images[:10], packing="single"
+        )
 
 
 def test_public_context_carries_no_secret_and_is_checked(square_plan):
@@ -133,9 +139,17 @@ def test_public_context_carries_no_secret_and_is_checked(square_plan):
     header, parts = ctx_format.unpack(public)
     assert set(parts) == {"params"} and len(public) < 1000
     secret = keys.save_secret()
-    forged = ctx_format.MAGIC + json.dumps({
-        "format": ctx_format.FORMAT, "version": 1, "scheme": "ckks",
-        "parts": [["params", len(parts["params"])], ["secret_key", len(secret)]]}).encode()
+    forged = (
+        ctx_format.MAGIC
+        + json.dumps(
+            {
+                "format": ctx_format.FORMAT,
+                "version": 1,
+                "scheme": "ckks",
+                "parts": [["params", len(parts["params"])], ["secret_key", len(secret)]],
+            }
+        ).encode()
+    )
     with pytest.raises(ContextError, match="secret_key"):
         ctx_format.unpack(forged + b"\n" + parts["params"] + secret)
     with pytest.raises(ContextError, match="truncated"):

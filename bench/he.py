@@ -1,0 +1,165 @@
+"""``bench he``: the same model plain (torch), and encrypted with CKKS, time and accuracy.
+
+Reproduces thesis Table 3.1 (0.1 ms plain vs 300 s encrypted per image) on this machine.
+Baseline, measured in the same run: the straightforward TenSEAL way of the same batch
+plan — one ``CKKSVector`` per input value, ``Σ x_i·w_ij + b_j`` with TenSEAL's automatic
+rescaling after every product, ``square()`` for x². Its cost per output is uniform
+within a layer, so with ``--quick`` it runs ``baseline_outputs`` outputs of each layer and
+scales by the layer's width (``baseline_extrapolated`` says so in the JSON).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import tenseal as ts
+import torch
+from rich.console import Console
+
+from crypto_nn import plan as plan_mod
+from crypto_nn.ckks_batch import BatchEvaluator
+from crypto_nn.keys import make_keys
+from crypto_nn.layers import Affine, Poly, Square
+from nets import checkpoint as ckpt_io
+from nets import data, models
+from nets.runinfo import run_info, seed_everything
+from nets.train import TrainConfig, train
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _model(model_name: str, data_name: str, checkpoint: str | None, seed: int, epochs: int):
+    if checkpoint:
+        net, meta = ckpt_io.load(checkpoint)
+        return net, meta.model_name, {"checkpoint": checkpoint, **meta.metrics}
+    seed_everything(seed)
+    train_set = data.load(data_name, "train")
+    net = models.build(model_name, train_set.shape, len(train_set.classes))
+    result = train(
+        net,
+        train_set,
+        TrainConfig(epochs=epochs, seed=seed),
+        console=Console(stderr=True, quiet=True),
+    )
+    return net.eval(), model_name, {"trained_epochs": epochs, "train_s": result.train_seconds}
+
+
+def _baseline_eval_s(plan, images: np.ndarray, outputs_per_layer: int | None) -> tuple[float, bool]:
+    """Seconds for the TenSEAL-vector way of the whole plan (extrapolated when sampling)."""
+    ctx = ts.context(
+        ts.SCHEME_TYPE.CKKS,
+        plan.params.poly_modulus_degree,
+        coeff_mod_bit_sizes=list(plan.params.coeff_mod_bit_sizes),
+    )
+    ctx.global_scale = plan.params.scale
+    xs = [ts.ckks_vector(ctx, row.tolist()) for row in images.reshape(len(images), -1).T]
+    total, extrapolated = 0.0, False
+    for layer in plan.layers:
+        t0 = time.perf_counter()
+        if isinstance(layer, Affine):
+            rows = layer.rows()
+            k = len(rows) if outputs_per_layer is None else min(outputs_per_layer, len(rows))
+            outs = []
+            for (idx, weights), bias in list(zip(rows, layer.bias, strict=True))[:k]:
+                acc = None
+                for i, w in zip(idx, weights, strict=True):
+                    term = xs[i] * float(w)
+                    acc = term if acc is None else acc + term
+                outs.append(acc + float(bias))
+            elapsed = time.perf_counter() - t0
+            total += elapsed * len(rows) / k
+            extrapolated |= k < len(rows)
+            xs = outs + [outs[-1]] * (len(rows) - k)  # stand-ins keep the next layer's shape
+        elif isinstance(layer, Square):
+            xs = [x.square() for x in xs]
+            total += time.perf_counter() - t0
+        elif isinstance(layer, Poly):
+            xs = [x.polyval(layer.coeffs) for x in xs]
+            total += time.perf_counter() - t0
+    return total, extrapolated
+
+
+def run(
+    *,
+    model_name: str,
+    data_name: str,
+    checkpoint: str | None,
+    n_images: int,
+    quick: bool,
+    seed: int,
+    epochs: int,
+) -> dict:
+    torch.set_num_threads(torch.get_num_threads())
+    net, model_name, model_info = _model(model_name, data_name, checkpoint, seed, epochs)
+    calib = data.load(data_name, "train").subset(2000).images
+    test = data.load(data_name, "test").subset(n_images)
+    plan, compile_s = _timed(
+        lambda: plan_mod.compile(net, calib, name=model_name, classes=test.classes)
+    )
+    images = test.images[: plan.params.slots]
+    (keys, public), keygen_s = _timed(lambda: make_keys(plan))
+    cts, encrypt_s = _timed(lambda: keys.encrypt_batch(images))
+    evaluator = BatchEvaluator(plan, public)
+    inputs, load_s = _timed(lambda: evaluator.load_inputs(cts))
+    outs, eval_s = _timed(lambda: evaluator.run(inputs))
+    from crypto_nn import seal_bytes
+
+    out_bytes = [seal_bytes.dumps(c) for c in outs]
+    logits, decrypt_s = _timed(lambda: keys.decrypt_batch(out_bytes, len(images)))
+    e2e_s = keygen_s + encrypt_s + load_s + eval_s + decrypt_s
+
+    with torch.no_grad():
+        x1 = torch.from_numpy(images[:1])
+        net(x1)
+        t1 = statistics.median(_timed(lambda: net(x1))[1] for _ in range(50))
+        xb = torch.from_numpy(test.images[:1000])
+        tb = statistics.median(_timed(lambda: net(xb))[1] for _ in range(5))
+        plain_pred = net(torch.from_numpy(images)).argmax(1).numpy()
+    baseline_s, extrapolated = _baseline_eval_s(plan, images, 8 if quick else None)
+    n = len(images)
+    enc_pred = logits.argmax(1)
+    batch = {
+        "n_images": n,
+        "slots": plan.params.slots,
+        "keygen_s": keygen_s,
+        "encrypt_s": encrypt_s,
+        "load_s": load_s,
+        "eval_s": eval_s,
+        "decrypt_s": decrypt_s,
+        "e2e_s": e2e_s,
+        "e2e_per_image_s": e2e_s / n,
+        "eval_images_per_s": n / eval_s,
+        "eval_images_per_s_full_batch": plan.params.slots / eval_s,  # eval time is per batch
+        "baseline_eval_s": baseline_s,
+        "baseline_extrapolated": extrapolated,
+        "baseline_eval_images_per_s": n / baseline_s,
+        "speedup_vs_baseline": baseline_s / eval_s,
+        "public_context_bytes": len(public),
+        "upload_bytes_per_image": sum(map(len, cts)) / n,
+        "upload_bytes_per_image_full_batch": sum(map(len, cts)) / plan.params.slots,
+        "plain_torch_batch1_s": t1,
+        "plain_torch_batch1000_per_image_s": tb / len(xb),
+        "overhead_vs_plain": (e2e_s / n) / (tb / len(xb)),
+        "plain_accuracy": float((plain_pred == test.labels[:n]).mean()),
+        "encrypted_accuracy": float((enc_pred == test.labels[:n]).mean()),
+        "argmax_agreement": float((enc_pred == plain_pred).mean()),
+        "max_abs_logit_error": float(np.abs(logits - plan.forward_plain(images)).max()),
+    }
+    return {
+        "benchmark": "he",
+        "scheme": "ckks",
+        "model": model_name,
+        "data": data_name,
+        "model_info": model_info,
+        "plan": plan.describe(),
+        "compile_s": compile_s,
+        "packings": {"batch": batch},
+        "quick": quick,
+        "run": run_info(seed=seed, device="cpu"),
+    }
