@@ -23,15 +23,18 @@ class ClientKeys:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.context = plan.params.seal_context()
-        keygen = seal.KeyGenerator(self.context)
-        self._secret = keygen.secret_key()
+        self._keygen = seal.KeyGenerator(self.context)
+        self._secret = self._keygen.secret_key()
         self.encoder = seal.CKKSEncoder(self.context)
         self._encryptor = seal.Encryptor(self.context, self._secret)
         self._decryptor = seal.Decryptor(self.context, self._secret)
 
     def public_context(self) -> bytes:
-        """The evaluation context for the server: parameters only (batch CKKS needs no keys)."""
+        """The evaluation context for the server: parameters, and relinearisation keys when
+        the plan multiplies ciphertexts (seeded: half their size). Never the secret key."""
         parts = {"params": seal_bytes.dumps(self.plan.params.seal_parameters())}
+        if self.plan.needs_relin_keys:
+            parts["relin_keys"] = seal_bytes.dumps(self._keygen.create_relin_keys())
         return ctx_format.pack(self.plan.scheme, parts)
 
     def save_secret(self) -> bytes:

@@ -40,6 +40,12 @@ class Plan:
         return sum(layer.depth for layer in self.layers)
 
     @property
+    def needs_relin_keys(self) -> bool:
+        """Ciphertext products are relinearised: left at size 3 or 5, their rescaling error
+        is multiplied by the secret key's powers (‖s⁴‖ ≈ 2^26 at N = 8192) and swamps Δ."""
+        return any(layer.kind in ("square", "poly") for layer in self.layers)
+
+    @property
     def n_inputs(self) -> int:
         return int(np.prod(self.in_shape))
 
@@ -65,7 +71,7 @@ class Plan:
             "params": self.params.describe(),
             "rotations": list(self.rotations),
             "galois_keys": bool(self.rotations),
-            "relin_keys": False,
+            "relin_keys": self.needs_relin_keys,
             "layers": [layer.describe() for layer in self.layers],
             "input": {
                 "shape": list(self.in_shape),

@@ -98,7 +98,7 @@ def test_relu_becomes_fitted_polynomial_and_runs(digits):
 def test_plan_description_round_trips_through_json(square_plan):
     desc = plan_mod.parse_description(square_plan.to_json())
     assert desc == json.loads(json.dumps(square_plan.describe()))
-    assert desc["rotations"] == [] and desc["galois_keys"] is False
+    assert desc["rotations"] == [] and desc["galois_keys"] is False and desc["relin_keys"] is True
     assert desc["params"]["total_bits"] <= MAX_LOG_Q_128[desc["params"]["poly_modulus_degree"]]
     with pytest.raises(CompileError, match="version 99"):
         plan_mod.parse_description(json.dumps({**desc, "version": 99}))
@@ -137,7 +137,8 @@ def test_unsupported_layer_is_refused(digits):
 def test_public_context_carries_no_secret_and_is_checked(square_plan):
     keys, public = make_keys(square_plan)
     header, parts = ctx_format.unpack(public)
-    assert set(parts) == {"params"} and len(public) < 1000
+    assert set(parts) == {"params", "relin_keys"}
+    assert 0 < len(parts["relin_keys"]) < 2_000_000 and len(parts["params"]) < 200
     secret = keys.save_secret()
     forged = (
         ctx_format.MAGIC
@@ -156,6 +157,13 @@ def test_public_context_carries_no_secret_and_is_checked(square_plan):
         ctx_format.unpack(public[:-10])
     with pytest.raises(ContextError, match="not a cryptorobust context"):
         ctx_format.unpack(b"garbage")
+
+
+def test_context_without_relin_keys_is_refused(square_plan):
+    _, public = make_keys(square_plan)
+    _, parts = ctx_format.unpack(public)
+    with pytest.raises(ContextError, match="must carry relinearisation keys"):
+        BatchEvaluator(square_plan, ctx_format.pack("ckks", {"params": parts["params"]}))
 
 
 def test_mismatched_parameters_are_refused(square_plan, digits):
@@ -177,3 +185,23 @@ def test_bad_ciphertexts_are_refused(square_plan, digits):
         evaluator.load_inputs([cts[0][: len(cts[0]) // 2]] + cts[1:])
     with pytest.raises(ContextError, match="1 to 4096"):
         keys.encrypt_batch(np.zeros((4097, 1, 8, 8)))
+
+
+def test_two_squares_stay_within_bound(digits):
+    """Depth 5 like the tutorial net: the chain leaves a smaller scale, relinearisation keeps
+    the rescaling error small (un-relinearised size-5 ciphertexts failed here)."""
+    torch.manual_seed(0)
+    model = models.build("mlp", (1, 8, 8), 10, hidden=16, layers=2, act="square")
+    train(
+        model, digits[0], TrainConfig(epochs=8, batch_size=32, lr=2e-3), console=Console(quiet=True)
+    )
+    plan = plan_mod.compile(model, digits[0].images[:500])
+    assert plan.depth == 5 and plan.params.scale_bits < 40
+    images = digits[1].images[:100]
+    keys, public = make_keys(plan)
+    logits = keys.decrypt_batch(
+        BatchEvaluator(plan, public).run_bytes(keys.encrypt_batch(images)), len(images)
+    )
+    plain = plan.forward_plain(images)
+    assert np.abs(logits - plain).max() <= error_bound(plan, images)
+    assert (logits.argmax(1) == plain.argmax(1)).mean() == 1.0

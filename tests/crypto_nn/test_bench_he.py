@@ -1,0 +1,75 @@
+"""``python -m bench he`` end to end on a small square-activation model."""
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_he_batch_fields(tmp_path):
+    ckpt, js = tmp_path / "m.pt", tmp_path / "he.json"
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nets",
+            "train",
+            "--model",
+            "mlp",
+            "--arg",
+            "act=square",
+            "--arg",
+            "hidden=16",
+            "--arg",
+            "layers=1",
+            "--data",
+            "digits",
+            "--epochs",
+            "6",
+            "--out",
+            str(ckpt),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert train.returncode == 0, train.stderr
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "he",
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            "digits",
+            "--n",
+            "120",
+            "--quick",
+            "--json",
+            str(js),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    batch = json.loads(js.read_text())["packings"]["batch"]
+    assert batch["n_images"] == 120 and batch["argmax_agreement"] == 1.0
+    for key in (
+        "keygen_s",
+        "encrypt_s",
+        "eval_s",
+        "decrypt_s",
+        "e2e_s",
+        "baseline_eval_s",
+        "public_context_bytes",
+        "upload_bytes_per_image",
+        "plain_torch_batch1_s",
+    ):
+        assert batch[key] > 0, key
+    assert batch["speedup_vs_baseline"] == batch["baseline_eval_s"] / batch["eval_s"]
+    assert batch["encrypted_accuracy"] == batch["plain_accuracy"]
+    assert "| batch | 120 |" in js.with_suffix(".md").read_text()
