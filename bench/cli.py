@@ -9,13 +9,9 @@ import typer
 from rich.console import Console
 
 from bench import report
+from nets.cli_util import make_app
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Benchmarks: ratios measured in one run against a named baseline.",
-)
+app = make_app("Benchmarks: ratios measured in one run against a named baseline.")
 console = Console()
 
 

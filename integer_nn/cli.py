@@ -14,17 +14,12 @@ from rich.table import Table
 from integer_nn import io
 from integer_nn.quantize import quantize
 from nets import checkpoint, data
-from nets.cli_util import result_table
+from nets.cli_util import make_app, result_table
 from nets.errors import UserError
 from nets.runinfo import run_info
 from nets.train import predict
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Integer-domain networks: quantise, inspect.",
-)
+app = make_app("Integer-domain networks: quantise, inspect.")
 console = Console()
 
 

@@ -203,31 +203,35 @@ class IntSquare(IntOp):
         return Interval(lo, hi, hi)
 
 
-@register
 @dataclass
-class IntMaxPool2d(IntOp):
-    kind: ClassVar[str] = "maxpool2d"
+class _Pool(IntOp):
+    """Square windows, no padding, floor mode."""
+
     kernel: int = 2
     stride: int = 2
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return kernels.maxpool2d(x, self.kernel, self.stride)
 
     def params(self) -> dict[str, object]:
         return {"kernel": self.kernel, "stride": self.stride}
 
     def describe(self) -> str:
-        return f"maxpool {self.kernel}x{self.kernel}/{self.stride}"
+        return f"{self.kind.removesuffix('2d')} {self.kernel}x{self.kernel}/{self.stride}"
 
 
 @register
 @dataclass
-class IntSumPool2d(IntOp):
+class IntMaxPool2d(_Pool):
+    kind: ClassVar[str] = "maxpool2d"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return kernels.maxpool2d(x, self.kernel, self.stride)
+
+
+@register
+@dataclass
+class IntSumPool2d(_Pool):
     """Average pooling as a sum; the 1/k² is folded into the scale of what follows."""
 
     kind: ClassVar[str] = "sumpool2d"
-    kernel: int = 2
-    stride: int = 2
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return kernels.sumpool2d(x, self.kernel, self.stride)
@@ -235,12 +239,6 @@ class IntSumPool2d(IntOp):
     def bounds(self, inp: Interval) -> Interval:
         k2 = self.kernel * self.kernel
         return Interval(k2 * inp.lo, k2 * inp.hi, k2 * max(abs(inp.lo), abs(inp.hi)))
-
-    def params(self) -> dict[str, object]:
-        return {"kernel": self.kernel, "stride": self.stride}
-
-    def describe(self) -> str:
-        return f"sumpool {self.kernel}x{self.kernel}/{self.stride}"
 
 
 @register

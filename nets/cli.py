@@ -12,17 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from nets import checkpoint, data, models
-from nets.cli_util import parse_options, result_table
+from nets.cli_util import make_app, parse_options, result_table
 from nets.errors import UserError
 from nets.runinfo import DEVICE_CHOICES, resolve_device, run_info, seed_everything
 from nets.train import TrainConfig, evaluate, train
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Train, evaluate and list the model zoo.",
-)
+app = make_app("Train, evaluate and list the model zoo.")
 console = Console()
 
 DataDir = Annotated[

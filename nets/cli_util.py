@@ -15,6 +15,13 @@ from nets.errors import UserError
 err_console = Console(stderr=True)
 
 
+def make_app(help_text: str) -> typer.Typer:
+    """A typer app configured like every other command of the project."""
+    return typer.Typer(
+        add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=help_text
+    )
+
+
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
     """Run ``app`` and return the exit code (for ``sys.exit``)."""
     try:

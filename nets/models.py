@@ -110,22 +110,27 @@ def tenseal_tutorial(in_shape: Shape, num_classes: int, *, act: str = "square") 
     return _conv_head(features, in_shape, [64], num_classes, act)
 
 
+def _lenet(
+    in_shape: Shape, num_classes: int, convs: list[int], act: str, dropout: float
+) -> nn.Module:
+    """3x3 convs of the given widths → max-pool → fc 128 → fc (thesis §5.4, Keras MNIST CNN)."""
+    features: list[nn.Module] = []
+    cin = in_shape[0]
+    for width in convs:
+        features += [nn.Conv2d(cin, width, 3), activation(act)]
+        cin = width
+    features.append(nn.MaxPool2d(2))
+    if dropout:
+        features.append(nn.Dropout(dropout))
+    return _conv_head(features, in_shape, [128], num_classes, act, dropout)
+
+
 @register("lenet-shallow")
 def lenet_shallow(
     in_shape: Shape, num_classes: int, *, act: str = "relu", dropout: float = 0.0
 ) -> nn.Module:
     """Thesis §5.4 shallow model: conv 32 → conv 64 → max-pool → fc 128 → fc 10."""
-    c = in_shape[0]
-    features = [
-        nn.Conv2d(c, 32, 3),
-        activation(act),
-        nn.Conv2d(32, 64, 3),
-        activation(act),
-        nn.MaxPool2d(2),
-    ]
-    if dropout:
-        features.append(nn.Dropout(dropout))
-    return _conv_head(features, in_shape, [128], num_classes, act, dropout)
+    return _lenet(in_shape, num_classes, [32, 64], act, dropout)
 
 
 @register("lenet-deep")
@@ -133,19 +138,7 @@ def lenet_deep(
     in_shape: Shape, num_classes: int, *, act: str = "relu", dropout: float = 0.0
 ) -> nn.Module:
     """Thesis §5.4 deep model: the shallow one with a third conv (64) before the max-pool."""
-    c = in_shape[0]
-    features = [
-        nn.Conv2d(c, 32, 3),
-        activation(act),
-        nn.Conv2d(32, 64, 3),
-        activation(act),
-        nn.Conv2d(64, 64, 3),
-        activation(act),
-        nn.MaxPool2d(2),
-    ]
-    if dropout:
-        features.append(nn.Dropout(dropout))
-    return _conv_head(features, in_shape, [128], num_classes, act, dropout)
+    return _lenet(in_shape, num_classes, [32, 64, 64], act, dropout)
 
 
 @register("cnn")
