@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 
 from crypto_nn import plan as plan_mod
+from crypto_nn import seal_bytes
 from crypto_nn.ckks_batch import BatchEvaluator
 from crypto_nn.keys import make_keys
 from crypto_nn.layers import Affine, Poly, Square
@@ -95,7 +96,6 @@ def run(
     seed: int,
     epochs: int,
 ) -> dict:
-    torch.set_num_threads(torch.get_num_threads())
     net, model_name, model_info = _model(model_name, data_name, checkpoint, seed, epochs)
     calib = data.load(data_name, "train").subset(2000).images
     test = data.load(data_name, "test").subset(n_images)
@@ -108,8 +108,6 @@ def run(
     evaluator = BatchEvaluator(plan, public)
     inputs, load_s = _timed(lambda: evaluator.load_inputs(cts))
     outs, eval_s = _timed(lambda: evaluator.run(inputs))
-    from crypto_nn import seal_bytes
-
     out_bytes = [seal_bytes.dumps(c) for c in outs]
     logits, decrypt_s = _timed(lambda: keys.decrypt_batch(out_bytes, len(images)))
     e2e_s = keygen_s + encrypt_s + load_s + eval_s + decrypt_s

@@ -78,8 +78,7 @@ def unpack(data: bytes) -> tuple[dict[str, object], dict[str, bytes]]:
 
 
 def read_params(parts: dict[str, bytes]) -> seal.EncryptionParameters:
-    params = seal_bytes.loads(seal.EncryptionParameters, parts["params"], what="context params")
-    return params
+    return seal_bytes.loads(seal.EncryptionParameters, parts["params"], what="context params")
 
 
 def check_matches(parms: seal.EncryptionParameters, expected: CkksParams) -> None:

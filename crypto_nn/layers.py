@@ -10,6 +10,7 @@ least-squares polynomial fitted over the activation's calibrated input range.
 from __future__ import annotations
 
 import math
+from copy import deepcopy
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,8 +139,6 @@ def _probe_affine(mods: list[nn.Module], in_shape: tuple[int, ...]) -> Affine:
 def from_torch(model: nn.Module, calibration: np.ndarray, *, poly_degree: int = 2) -> list[Layer]:
     """Plan layers for a Sequential model; activations other than x² are fitted polynomials
     over the range their inputs take on ``calibration`` (plus 10 % on each side)."""
-    from copy import deepcopy
-
     model = deepcopy(model).double().eval()
     mods = [m for m in (model if isinstance(model, nn.Sequential) else [model])]
     layers: list[Layer] = []
