@@ -48,8 +48,9 @@ class BatchEvaluator:
         return pt
 
     def _affine(self, xs: list[seal.Ciphertext], layer: Affine) -> list[seal.Ciphertext]:
-        """Σ w·x + b per output: products into one scratch ciphertext, added in place
-        (SEAL's add_many allocates per term and costs ~3x more), one rescale at the end."""
+        """Σ w·x + b per output: each product into one scratch ciphertext, added in place
+        (one product alive at a time, not a list of them), one rescale at the end.
+        Measured here: ~0.45 ms per term at N = 8192, 6 primes, the same as add_many."""
         ev, delta = self.evaluator, self.plan.params.scale
         out = []
         scratch = seal.Ciphertext()
