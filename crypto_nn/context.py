@@ -24,6 +24,14 @@ KNOWN_PARTS = ("params", "relin_keys", "galois_keys")
 MAX_HEADER = 4096
 
 
+def _known_part(name: object) -> bool:
+    """``params``, ``relin_keys``, ``galois_keys``, or one of them with ``.i`` (BFV: per t_i)."""
+    if not isinstance(name, str):
+        return False
+    base, _, index = name.partition(".")
+    return base in KNOWN_PARTS and (index == "" or index.isdigit())
+
+
 def pack(scheme: str, parts: dict[str, bytes]) -> bytes:
     header = {
         "format": FORMAT,
@@ -57,7 +65,7 @@ def unpack(data: bytes) -> tuple[dict[str, object], dict[str, bytes]]:
         if (
             not isinstance(entry, list)
             or len(entry) != 2
-            or entry[0] not in KNOWN_PARTS
+            or not _known_part(entry[0])
             or not isinstance(entry[1], int)
             or entry[1] < 0
         ):
@@ -72,7 +80,7 @@ def unpack(data: bytes) -> tuple[dict[str, object], dict[str, bytes]]:
         offset += size
     if offset != len(data):
         raise ContextError(f"{len(data) - offset} unexpected bytes after the context parts")
-    if "params" not in parts:
+    if not any(name.partition(".")[0] == "params" for name in parts):
         raise ContextError("context has no 'params' part")
     return header, parts
 

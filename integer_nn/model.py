@@ -34,8 +34,17 @@ class IntModel:
     meta: dict[str, object] = field(default_factory=dict)  # provenance: source model, bits, ...
 
     def __post_init__(self) -> None:
+        worst = self.worst_case()
+        for i, (op, bound) in enumerate(zip(self.ops, worst, strict=True)):
+            reach = max(bound.peak, abs(bound.lo), abs(bound.hi))
+            if reach > INT64_LIMIT:
+                raise QuantizationError(
+                    f"layer {i} ({op.describe()}) can reach |{reach}| ≈ 2^{reach.bit_length()} in "
+                    "the worst case, past int64; lower weight_bits / act_bits, or quantise x² as "
+                    "a table (square='table')"
+                )
         if not self.stats:
-            self.stats = [LayerStats(w) for w in self.worst_case()]
+            self.stats = [LayerStats(w) for w in worst]
 
     @property
     def input_max(self) -> int:

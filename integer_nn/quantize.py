@@ -228,7 +228,6 @@ def quantize(
             "calibration_images": len(calibration),
         },
     )
-    _check_int64(int_model)
     int_model.observe(calib_int)
     return int_model
 
@@ -260,14 +259,3 @@ def _pool_geometry(pool: nn.Module, where: str) -> tuple[int, int]:
     if getattr(pool, "dilation", 1) not in (1, (1, 1)):
         raise QuantizationError(f"{where}: dilated pooling is not supported")
     return k, s
-
-
-def _check_int64(model: IntModel) -> None:
-    for i, (op, bound) in enumerate(zip(model.ops, model.worst_case(), strict=True)):
-        worst = max(bound.peak, abs(bound.lo), abs(bound.hi))
-        if worst > INT64_LIMIT:
-            raise QuantizationError(
-                f"layer {i} ({op.describe()}) can reach |{worst}| ≈ 2^{worst.bit_length()} in the "
-                "worst case, past int64; lower weight_bits / act_bits, or quantise x² as a "
-                "table (square='table')"
-            )

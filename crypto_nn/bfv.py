@@ -1,0 +1,365 @@
+"""BFV batch plans: the IntModel's polynomial network, exactly, under encryption.
+
+The integer network (integer_nn, ``square="exact"``: affine layers and x², no tables)
+runs slot-wise under BFV: one ciphertext per input value, one image per slot (N slots).
+Every operation is a ring operation, so the result modulo a plaintext modulus t is
+right however much the intermediates wrap; only the *logits* must be recoverable. When
+they can exceed one batching prime, the network runs under several coprime primes t_i
+and the client recombines with the CRT (CryptoNets, Dowlin et al. 2016). Decrypted
+logits equal ``IntModel.forward`` bit for bit.
+
+Noise is planned, not trusted: SEAL's default modulus for N = 4096 decrypts depth-2
+products wrongly without raising. ``compile_bfv`` runs the plan once on extreme inputs
+with a throwaway key and refuses it unless every modulus keeps ≥ ``MIN_NOISE_BUDGET``
+bits of invariant noise budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from crypto_nn import context as ctx_format
+from crypto_nn import seal_bytes
+from crypto_nn.errors import CompileError, ContextError
+from integer_nn.model import IntModel
+
+MIN_NOISE_BUDGET = 10  # bits left after the whole plan; below this decryption may be wrong
+PLAIN_BITS = 20  # size of each batching prime t_i ≡ 1 (mod 2N)
+_LINEAR_KINDS = ("conv2d", "linear", "sumpool2d", "flatten")
+
+
+@dataclass
+class IntAffine:
+    """y = W x + b over the integers (a chain of the IntModel's linear ops)."""
+
+    weight: np.ndarray  # int64 (out, in)
+    bias: np.ndarray  # int64 (out,)
+    kind = "affine"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.weight.T + self.bias
+
+
+@dataclass
+class IntSquareLayer:
+    kind = "square"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x * x
+
+
+def _probe(ops, in_shape: tuple[int, ...]) -> IntAffine:
+    n_in = int(np.prod(in_shape))
+    zero = np.zeros((1, *in_shape), np.int64)
+    basis = np.eye(n_in, dtype=np.int64).reshape(n_in, *in_shape)
+    for op in ops:
+        zero, basis = op.forward(zero), op.forward(basis)
+    bias = zero.reshape(-1)
+    return IntAffine(weight=(basis.reshape(n_in, -1) - bias).T.copy(), bias=bias.copy())
+
+
+def layers_from_int_model(model: IntModel) -> list[IntAffine | IntSquareLayer]:
+    layers: list[IntAffine | IntSquareLayer] = []
+    pending: list = []
+    shape: tuple[int, ...] = tuple(model.in_shape)
+    pending_shape = shape
+    probe = np.zeros((1, *shape), np.int64)
+    for i, op in enumerate(model.ops):
+        if op.kind in _LINEAR_KINDS:
+            if not pending:
+                pending_shape = tuple(probe.shape[1:])
+            pending.append(op)
+        elif op.kind == "square":
+            if pending:
+                layers.append(_probe(pending, pending_shape))
+                pending = []
+            layers.append(IntSquareLayer())
+        else:
+            raise CompileError(
+                f"IntModel op {i} ({op.describe()}) is not a polynomial: the non-interactive BFV "
+                "plan takes affine layers and x² only (quantise with square='exact')"
+            )
+        probe = op.forward(probe)
+    if pending:
+        layers.append(_probe(pending, pending_shape))
+    return layers
+
+
+def fold_constants(layers: list[IntAffine | IntSquareLayer]) -> dict[int, int]:
+    """Fold outputs that no input reaches into whatever reads them; → the constant logits.
+
+    A server without an encryption key cannot make a ciphertext of a constant (SEAL refuses
+    the "transparent" result of x - x), so a constant becomes part of the next layer's bias
+    (squared first across an x²), and constant logits travel in the plan, not as ciphertexts.
+    """
+    const: dict[int, int] = {}
+    for layer in layers:
+        if isinstance(layer, IntSquareLayer):
+            const = {j: v * v for j, v in const.items()}
+            continue
+        for j, v in const.items():
+            layer.bias = layer.bias + layer.weight[:, j] * v
+            layer.weight[:, j] = 0
+        const = {j: int(layer.bias[j]) for j in range(len(layer.bias)) if not layer.weight[j].any()}
+    return const
+
+
+@dataclass(frozen=True)
+class BfvParams:
+    poly_modulus_degree: int
+    coeff_mod_bit_sizes: tuple[int, ...]
+    plain_moduli: tuple[int, ...]  # coprime batching primes; logits recombined by CRT
+
+    def seal_context(self, t: int) -> seal.SEALContext:
+        parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
+        parms.set_poly_modulus_degree(self.poly_modulus_degree)
+        parms.set_coeff_modulus(
+            seal.CoeffModulus.Create(self.poly_modulus_degree, list(self.coeff_mod_bit_sizes))
+        )
+        parms.set_plain_modulus(t)
+        ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+        if not ctx.parameters_set():
+            raise CompileError(f"SEAL refuses BFV parameters: {ctx.parameters_error_message()}")
+        return ctx
+
+
+def crt_combine(residues: list[np.ndarray], moduli: tuple[int, ...]) -> np.ndarray:
+    """Centered integers x with x ≡ r_i (mod t_i), |x| < Π t_i / 2, exact (Python ints)."""
+    big = math.prod(moduli)
+    total = np.zeros(residues[0].shape, dtype=object)
+    for r, t in zip(residues, moduli, strict=True):
+        m = big // t
+        total = total + r.astype(object) * (m * pow(m, -1, t))
+    total = total % big
+    return np.where(total > big // 2, total - big, total)
+
+
+@dataclass
+class BfvPlan:
+    layers: list[IntAffine | IntSquareLayer]
+    params: BfvParams
+    in_shape: tuple[int, ...]
+    input_max: int
+    logit_bound: int  # |logit| ≤ this for every valid input (integer_nn's range analysis)
+    constant_outputs: dict[int, int]  # logits no input reaches: known without decryption
+
+    @property
+    def n_inputs(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_outputs(self) -> int:
+        return self.layers[-1].weight.shape[0]
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "scheme": "bfv",
+            "packing": "batch",
+            "params": {
+                "poly_modulus_degree": self.params.poly_modulus_degree,
+                "coeff_mod_bit_sizes": list(self.params.coeff_mod_bit_sizes),
+                "plain_moduli": list(self.params.plain_moduli),
+            },
+            "logit_bound": str(self.logit_bound),
+            "rotations": [],
+            "round_trips": 0,
+            "layers": [{"kind": layer.kind} for layer in self.layers],
+        }
+
+
+class BfvClient:
+    """One secret key per plaintext modulus; encrypt a batch, decrypt and CRT-combine."""
+
+    def __init__(self, plan: BfvPlan) -> None:
+        self.plan = plan
+        self._sets = []
+        for t in plan.params.plain_moduli:
+            ctx = plan.params.seal_context(t)
+            keygen = seal.KeyGenerator(ctx)
+            secret = keygen.secret_key()
+            self._sets.append(
+                (
+                    ctx,
+                    keygen,
+                    seal.Encryptor(ctx, secret),
+                    seal.Decryptor(ctx, secret),
+                    seal.BatchEncoder(ctx),
+                )
+            )
+
+    def public_context(self) -> bytes:
+        parts = {}
+        for i, (ctx, keygen, *_rest) in enumerate(self._sets):
+            parts[f"params.{i}"] = seal_bytes.dumps(ctx.key_context_data().parms())
+            parts[f"relin_keys.{i}"] = seal_bytes.dumps(keygen.create_relin_keys())
+        return ctx_format.pack("bfv", parts)
+
+    def encrypt_batch(self, x_int: np.ndarray) -> list[list[bytes]]:
+        """int64 (n, C, H, W) → per modulus, one ciphertext per input value."""
+        x = np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1)
+        if x.shape[1] != self.plan.n_inputs:
+            raise ContextError(
+                f"{x.shape[1]} input values per image, plan takes {self.plan.n_inputs}"
+            )
+        if x.min(initial=0) < 0 or x.max(initial=0) > self.plan.input_max:
+            raise ContextError(f"inputs must be integers in [0, {self.plan.input_max}]")
+        out = []
+        for _ctx, _, enc, _, encoder in self._sets:
+            slots = encoder.slot_count()
+            if len(x) > slots:
+                raise ContextError(f"{len(x)} images: a batch holds at most {slots}")
+            cts = []
+            for column in x.T:
+                pt = seal.Plaintext()
+                encoder.encode(
+                    np.pad(column, (0, slots - len(column))).astype(np.uint64).tolist(), pt
+                )
+                cts.append(seal_bytes.dumps(enc.encrypt_symmetric(pt)))
+            out.append(cts)
+        return out
+
+    def decrypt_batch(self, outputs: list[list[bytes]], n: int) -> np.ndarray:
+        residues = []
+        for (ctx, _, _, dec, encoder), cts, t in zip(
+            self._sets, outputs, self.plan.params.plain_moduli, strict=True
+        ):
+            cols = []
+            for j, data in enumerate(cts):
+                if j in self.plan.constant_outputs:
+                    cols.append(np.full(n, self.plan.constant_outputs[j] % t, dtype=np.int64))
+                    continue
+                ct = seal_bytes.loads(seal.Ciphertext, data, ctx, what="output")
+                pt = seal.Plaintext()
+                dec.decrypt(ct, pt)
+                cols.append(np.asarray(encoder.decode_uint64(pt), dtype=np.int64)[:n])
+            residues.append(np.stack(cols, axis=1))
+        return crt_combine(residues, self.plan.params.plain_moduli)
+
+    def noise_budgets(self, outputs: list[list[bytes]]) -> list[int]:
+        """Smallest invariant noise budget per modulus (compile-time self-check only)."""
+        budgets = []
+        for (ctx, _, _, dec, _), cts in zip(self._sets, outputs, strict=True):
+            budgets.append(
+                min(
+                    (
+                        dec.invariant_noise_budget(seal_bytes.loads(seal.Ciphertext, d, ctx))
+                        for d in cts
+                        if d
+                    ),  # b"": a constant output, no ciphertext
+                    default=MIN_NOISE_BUDGET,
+                )
+            )
+        return budgets
+
+
+class BfvEvaluator:
+    """Server side: the plan under each plaintext modulus, from the public context."""
+
+    def __init__(self, plan: BfvPlan, public_context: bytes) -> None:
+        _, parts = ctx_format.unpack(public_context)
+        self.plan = plan
+        self._sets = []
+        for i, t in enumerate(plan.params.plain_moduli):
+            if f"params.{i}" not in parts or f"relin_keys.{i}" not in parts:
+                raise ContextError(f"BFV context lacks params.{i} / relin_keys.{i}")
+            parms = seal_bytes.loads(
+                seal.EncryptionParameters, parts[f"params.{i}"], what=f"params.{i}"
+            )
+            if parms.plain_modulus().value() != t:
+                raise ContextError(
+                    f"params.{i} has plain modulus {parms.plain_modulus().value()}, "
+                    f"the plan needs {t}"
+                )
+            ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+            relin = seal_bytes.loads(
+                seal.RelinKeys, parts[f"relin_keys.{i}"], ctx, what=f"relin_keys.{i}"
+            )
+            self._sets.append((ctx, seal.Evaluator(ctx), relin, t))
+
+    def _run_one(self, ctx, ev, relin, t, payloads: list[bytes]) -> list[bytes]:
+        xs = [seal_bytes.loads(seal.Ciphertext, d, ctx, what="input") for d in payloads]
+        if len(xs) != self.plan.n_inputs:
+            raise ContextError(f"{len(xs)} input ciphertexts; the plan takes {self.plan.n_inputs}")
+        scratch = seal.Ciphertext()
+        for layer in self.plan.layers:
+            if isinstance(layer, IntSquareLayer):
+                for x in (x for x in xs if x is not None):  # None: a folded constant
+                    ev.square_inplace(x)
+                    ev.relinearize_inplace(x, relin)
+                continue
+            out = []
+            for row, b in zip(layer.weight, layer.bias, strict=True):
+                acc = None
+                for i in np.flatnonzero(row):
+                    w = int(row[i])
+                    # multiply by |w| and subtract for w < 0: noise grows by |w|, not by t - |w|
+                    pw = seal.Plaintext(format(abs(w) % t, "x"))
+                    if acc is None:
+                        acc = seal.Ciphertext()
+                        ev.multiply_plain(xs[i], pw, acc)
+                        if w < 0:
+                            ev.negate_inplace(acc)
+                    else:
+                        ev.multiply_plain(xs[i], pw, scratch)
+                        (ev.sub_inplace if w < 0 else ev.add_inplace)(acc, scratch)
+                if acc is None:  # a constant, folded into what reads it (fold_constants)
+                    out.append(None)
+                    continue
+                if int(b) % t:
+                    ev.add_plain_inplace(acc, seal.Plaintext(format(int(b) % t, "x")))
+                out.append(acc)
+            xs = out
+        return [b"" if x is None else seal_bytes.dumps(x) for x in xs]
+
+    def run_bytes(self, payloads: list[list[bytes]]) -> list[list[bytes]]:
+        if len(payloads) != len(self._sets):
+            raise ContextError(
+                f"{len(payloads)} ciphertext sets; the plan has {len(self._sets)} plaintext moduli"
+            )
+        return [self._run_one(*s, p) for s, p in zip(self._sets, payloads, strict=True)]
+
+
+def compile_bfv(model: IntModel, *, n: int = 8192, verify: bool = True) -> BfvPlan:
+    """A BFV batch plan for a polynomial IntModel; refused with the reason if it cannot fit."""
+    layers = layers_from_int_model(model)
+    constants = fold_constants(layers)
+    logit_bound = max(abs(model.stats[-1].worst.lo), abs(model.stats[-1].worst.hi))
+    count = 1
+    while True:
+        moduli = tuple(m.value() for m in seal.PlainModulus.Batching(n, [PLAIN_BITS] * count))
+        if math.prod(moduli) > 2 * logit_bound:
+            break
+        count += 1
+    coeff_bits = tuple(
+        m.bit_count() for m in seal.CoeffModulus.BFVDefault(n, seal.SEC_LEVEL_TYPE.TC128)
+    )
+    params = BfvParams(n, coeff_bits, moduli)
+    plan = BfvPlan(
+        layers=layers,
+        params=params,
+        in_shape=tuple(model.in_shape),
+        input_max=model.input_max,
+        logit_bound=logit_bound,
+        constant_outputs=constants,
+    )
+    if verify:
+        _verify_noise(plan)
+    return plan
+
+
+def _verify_noise(plan: BfvPlan) -> None:
+    """Run the plan on the worst inputs (all maximal, all zero) with a throwaway key."""
+    client = BfvClient(plan)
+    x = np.zeros((2, plan.n_inputs), np.int64)
+    x[0] = plan.input_max
+    outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
+    worst = min(client.noise_budgets(outputs))
+    if worst < MIN_NOISE_BUDGET:
+        raise CompileError(
+            f"BFV at N={plan.params.poly_modulus_degree} ends with {worst} bits of noise budget "
+            f"(need ≥ {MIN_NOISE_BUDGET}); use N=16384 or fewer bits / layers"
+        )

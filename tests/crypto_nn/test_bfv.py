@@ -1,0 +1,125 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from crypto_nn.bfv import BfvClient, BfvEvaluator, compile_bfv, crt_combine
+from crypto_nn.errors import CompileError
+from integer_nn.errors import QuantizationError
+from integer_nn.model import IntModel
+from integer_nn.ops import IntFlatten, IntLinear, IntSquare, IntTable
+
+MODULI = (638977, 737281, 786433, 1032193)  # batching primes for N = 8192, as compile picks
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_crt_is_exact_up_to_the_range_edges(data):
+    k = data.draw(st.integers(1, 4))
+    moduli = MODULI[:k]
+    half = math.prod(moduli) // 2
+    values = data.draw(
+        st.lists(
+            st.one_of(
+                st.integers(-half, half),
+                st.sampled_from([-half, -half + 1, -1, 0, 1, half - 1, half]),
+            ),
+            min_size=1,
+            max_size=20,
+        )
+    )
+    residues = [np.array([v % t for v in values], dtype=np.int64) for t in moduli]
+    assert crt_combine(residues, moduli).tolist() == values
+
+
+@st.composite
+def polynomial_int_models(draw):
+    """Random IntModels of the shape BFV runs: flatten → linear → x² → linear [→ x² → linear]."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    c, h, w = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    widths = [c * h * w] + draw(st.lists(st.integers(1, 4), min_size=1, max_size=2)) + [3]
+    wmax = draw(st.sampled_from([1, 7, 127]))
+    ops = [IntFlatten()]
+    for i in range(len(widths) - 1):
+        if i:
+            ops.append(IntSquare())
+        ops.append(
+            IntLinear(
+                weight=rng.integers(-wmax, wmax + 1, (widths[i + 1], widths[i])),
+                bias=rng.integers(-50, 51, widths[i + 1]),
+            )
+        )
+    bits = draw(st.integers(2, 8))
+    try:  # IntModel refuses what int64 cannot hold; BFV is compared against IntModel
+        model = IntModel(ops=ops, in_shape=(c, h, w), input_bits=bits, output_scale=1.0)
+    except QuantizationError:
+        assume(False)
+    n = draw(st.integers(1, 6))
+    x = rng.integers(0, 2**bits, size=(n, c, h, w))
+    x[0] = 2**bits - 1  # the largest input: logits at the edge of their range
+    return model, x
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=polynomial_int_models())
+def test_bfv_decrypts_to_exactly_the_integer_forward(case):
+    model, x = case
+    plan = compile_bfv(model)
+    assert math.prod(plan.params.plain_moduli) > 2 * plan.logit_bound
+    client = BfvClient(plan)
+    outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
+    got = client.decrypt_batch(outputs, len(x))
+    assert got.tolist() == model.forward(x).tolist()
+
+
+def test_table_models_are_refused_for_the_non_interactive_plan():
+    model = IntModel(
+        ops=[
+            IntFlatten(),
+            IntLinear(weight=np.ones((2, 4), np.int64), bias=np.zeros(2, np.int64)),
+            IntTable(values=np.arange(4, dtype=np.int64), function="relu"),
+        ],
+        in_shape=(1, 2, 2),
+        input_bits=4,
+        output_scale=1.0,
+    )
+    with pytest.raises(CompileError, match=r"op 2 \(table relu.*\) is not a polynomial"):
+        compile_bfv(model)
+
+
+def test_noise_overflow_is_refused_at_compile_time():
+    # Two squares at N = 4096: SEAL's default modulus (109 bits) runs out of noise budget
+    # (TenSEAL decrypts such products wrongly without a word); the plan is refused instead.
+    rng = np.random.default_rng(0)
+    ops = [IntFlatten()]
+    for i in range(3):
+        if i:
+            ops.append(IntSquare())
+        ops.append(IntLinear(weight=rng.integers(-31, 32, (4, 4)), bias=np.zeros(4, np.int64)))
+    model = IntModel(ops=ops, in_shape=(1, 2, 2), input_bits=2, output_scale=1.0)
+    with pytest.raises(CompileError, match="bits of noise budget .* use N=16384"):
+        compile_bfv(model, n=4096)
+
+
+def test_outputs_no_input_reaches_are_folded_constants():
+    w1 = np.array([[1, 2], [0, 0], [3, -1]], np.int64)  # hidden unit 1 is the constant 5
+    w2 = np.array([[1, 1, 1], [0, 0, 0]], np.int64)  # logit 1 is the constant -7
+    model = IntModel(
+        ops=[
+            IntFlatten(),
+            IntLinear(weight=w1, bias=np.array([0, 5, 1])),
+            IntSquare(),
+            IntLinear(weight=w2, bias=np.array([2, -7])),
+        ],
+        in_shape=(1, 1, 2),
+        input_bits=3,
+        output_scale=1.0,
+    )
+    plan = compile_bfv(model)
+    assert plan.constant_outputs == {1: -7}
+    client = BfvClient(plan)
+    x = np.array([[[[7, 0]]], [[[3, 5]]]])
+    outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
+    assert client.decrypt_batch(outputs, 2).tolist() == model.forward(x).tolist()
