@@ -77,7 +77,9 @@ def kernels_cmd(
 
 @app.command("he")
 def he_cmd(
-    scheme: Annotated[str, typer.Option(help="ckks (bfv: issue 5).")] = "ckks",
+    scheme: Annotated[
+        str, typer.Option(help="ckks (approximate) or bfv (exact, integer).")
+    ] = "ckks",
     model: Annotated[
         str, typer.Option(help="Architecture trained here when no checkpoint.")
     ] = "tenseal-tutorial",
@@ -94,12 +96,12 @@ def he_cmd(
     ] = None,
 ) -> None:
     """Encrypted vs plain inference: time, size and accuracy (thesis Table 3.1)."""
-    from bench import he
+    from bench import he, he_bfv
     from nets.errors import UserError
 
-    if scheme != "ckks":
-        raise UserError(f"--scheme {scheme}: only ckks is implemented so far")
-    result = he.run(
+    if scheme not in ("ckks", "bfv"):
+        raise UserError(f"--scheme {scheme}: choose ckks or bfv")
+    result = (he.run if scheme == "ckks" else he_bfv.run)(
         model_name=model,
         data_name=data_name,
         checkpoint=checkpoint,
@@ -141,9 +143,15 @@ def he_cmd(
     ]
     md = (
         f"Encrypted vs plain ({result['scheme']}): {result['model']} on {result['data']}; "
-        f"baseline: TenSEAL CKKSVector per input value"
+        f"baseline: TenSEAL {'CKKS' if scheme == 'ckks' else 'BFV'}Vector per input value"
         f"{' (sampled, extrapolated)' if b['baseline_extrapolated'] else ''}\n\n"
         + report.markdown_table(header, rows)
+        + (
+            f"\nbit-exact rate {b['bit_exact_rate']:.4f} over {b['n_images']} images, "
+            f"plaintext moduli {b['plaintext_moduli']}"
+            if scheme == "bfv"
+            else ""
+        )
         + f"\nplain accuracy {b['plain_accuracy']:.4f}, encrypted {b['encrypted_accuracy']:.4f}; "
         f"thesis Table 3.1: 0.1 ms plain vs 300 s encrypted per image\n"
     )

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 
-def test_bench_he_batch_fields(tmp_path):
-    ckpt, js = tmp_path / "m.pt", tmp_path / "he.json"
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("he") / "m.pt"
     train = subprocess.run(
         [
             sys.executable,
@@ -26,7 +29,7 @@ def test_bench_he_batch_fields(tmp_path):
             "--epochs",
             "6",
             "--out",
-            str(ckpt),
+            str(path),
             "--device",
             "cpu",
         ],
@@ -35,6 +38,11 @@ def test_bench_he_batch_fields(tmp_path):
         timeout=300,
     )
     assert train.returncode == 0, train.stderr
+    return path
+
+
+def test_bench_he_batch_fields(tmp_path, ckpt):
+    js = tmp_path / "he.json"
     proc = subprocess.run(
         [
             sys.executable,
@@ -73,3 +81,35 @@ def test_bench_he_batch_fields(tmp_path):
     assert batch["speedup_vs_baseline"] == batch["baseline_eval_s"] / batch["eval_s"]
     assert batch["encrypted_accuracy"] == batch["plain_accuracy"]
     assert "| batch | 120 |" in js.with_suffix(".md").read_text()
+
+
+def test_bench_he_bfv_is_bit_exact(tmp_path, ckpt):
+    js = tmp_path / "bfv.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "he",
+            "--scheme",
+            "bfv",
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            "digits",
+            "--n",
+            "100",
+            "--quick",
+            "--json",
+            str(js),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    batch = json.loads(js.read_text())["packings"]["batch"]
+    assert batch["bit_exact_rate"] == 1.0 and batch["round_trips"] == 0
+    assert len(batch["plaintext_moduli"]) >= 1
+    assert batch["encrypted_accuracy"] == batch["int_accuracy"]
+    assert "bit-exact rate 1.0000" in proc.stdout
