@@ -91,6 +91,7 @@ def he_cmd(
         bool, typer.Option(help="Sample the slow baseline (under 3 minutes).")
     ] = False,
     seed: int = 0,
+    bits: Annotated[int, typer.Option(help="bfv: weight/activation bits of the exact model.")] = 4,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write JSON (+ .md beside it).")
     ] = None,
@@ -101,7 +102,9 @@ def he_cmd(
 
     if scheme not in ("ckks", "bfv"):
         raise UserError(f"--scheme {scheme}: choose ckks or bfv")
+    extra = {"bits": bits} if scheme == "bfv" else {}
     result = (he.run if scheme == "ckks" else he_bfv.run)(
+        **extra,
         model_name=model,
         data_name=data_name,
         checkpoint=checkpoint,
