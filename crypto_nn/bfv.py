@@ -28,7 +28,9 @@ from crypto_nn.errors import CompileError, ContextError
 from integer_nn.model import IntModel
 
 MIN_NOISE_BUDGET = 10  # bits left after the whole plan; below this decryption may be wrong
-PLAIN_BITS = 20  # size of each batching prime t_i ≡ 1 (mod 2N)
+PLAIN_BITS = 20  # first size tried for each batching prime t_i ≡ 1 (mod 2N)
+MAX_PLAIN_BITS = 50  # largest t tried (SEAL allows up to 60)
+NOISE_MARGIN = 5  # bits kept in reserve when widening t from a trial's measured budget
 _LINEAR_KINDS = ("conv2d", "linear", "sumpool2d", "flatten")
 
 
@@ -323,43 +325,71 @@ class BfvEvaluator:
         return [self._run_one(*s, p) for s, p in zip(self._sets, payloads, strict=True)]
 
 
+def _moduli(n: int, bits: int, logit_bound: int, avoid: set[int]) -> tuple[int, ...]:
+    """As few distinct ``bits``-bit batching primes as make Π t_i > 2·|logit| bound, none
+    of them a prime of the coefficient modulus (``avoid``: SEAL needs t coprime to q)."""
+    count = 1
+    while True:
+        clash = sum(1 for q in avoid if q.bit_length() == bits)  # same-size primes could repeat
+        found = [m.value() for m in seal.PlainModulus.Batching(n, [bits] * (count + clash))]
+        moduli = tuple(t for t in found if t not in avoid)[:count]
+        if math.prod(moduli) > 2 * logit_bound:
+            return moduli
+        count += 1
+
+
 def compile_bfv(model: IntModel, *, n: int = 8192, verify: bool = True) -> BfvPlan:
-    """A BFV batch plan for a polynomial IntModel; refused with the reason if it cannot fit."""
+    """A BFV batch plan for a polynomial IntModel; refused with the reason if it cannot fit.
+
+    Plaintext primes start at ``PLAIN_BITS`` (most noise headroom). With ``verify``, the
+    noise budget left on a trial run says how much larger t can be — each extra bit of t
+    costs about one bit for the fresh ciphertext and one per ciphertext product — and
+    larger primes are taken when that needs fewer of them (fewer moduli: proportionally
+    faster), after a second trial confirms them.
+    """
     layers = layers_from_int_model(model)
     constants = fold_constants(layers)
     logit_bound = max(abs(model.stats[-1].worst.lo), abs(model.stats[-1].worst.hi))
-    count = 1
-    while True:
-        moduli = tuple(m.value() for m in seal.PlainModulus.Batching(n, [PLAIN_BITS] * count))
-        if math.prod(moduli) > 2 * logit_bound:
-            break
-        count += 1
-    coeff_bits = tuple(
-        m.bit_count() for m in seal.CoeffModulus.BFVDefault(n, seal.SEC_LEVEL_TYPE.TC128)
-    )
-    params = BfvParams(n, coeff_bits, moduli)
-    plan = BfvPlan(
-        layers=layers,
-        params=params,
-        in_shape=tuple(model.in_shape),
-        input_max=model.input_max,
-        logit_bound=logit_bound,
-        constant_outputs=constants,
-    )
-    if verify:
-        _verify_noise(plan)
+    coeff = seal.CoeffModulus.BFVDefault(n, seal.SEC_LEVEL_TYPE.TC128)
+    coeff_bits = tuple(m.bit_count() for m in coeff)
+    # the primes BfvParams.seal_context will really use (CoeffModulus.Create of these sizes)
+    coeff_primes = {m.value() for m in seal.CoeffModulus.Create(n, list(coeff_bits))}
+
+    def plan_for(bits: int) -> BfvPlan:
+        return BfvPlan(
+            layers=layers,
+            params=BfvParams(n, coeff_bits, _moduli(n, bits, logit_bound, coeff_primes)),
+            in_shape=tuple(model.in_shape),
+            input_max=model.input_max,
+            logit_bound=logit_bound,
+            constant_outputs=constants,
+        )
+
+    plan = plan_for(PLAIN_BITS)
+    if not verify:
+        return plan
+    left = _noise_left(plan)
+    if left < MIN_NOISE_BUDGET:
+        raise CompileError(
+            f"BFV at N={n} ends with {left} bits of noise budget (need ≥ {MIN_NOISE_BUDGET}); "
+            "use N=16384 or fewer bits / layers"
+        )
+    products = sum(isinstance(layer, IntSquareLayer) for layer in layers)
+    spare = (left - MIN_NOISE_BUDGET - NOISE_MARGIN) // (1 + products)
+    bits = min(MAX_PLAIN_BITS, PLAIN_BITS + max(0, spare))
+    if bits > PLAIN_BITS:
+        wider = plan_for(bits)
+        if len(wider.params.plain_moduli) < len(plan.params.plain_moduli) and (
+            _noise_left(wider) >= MIN_NOISE_BUDGET
+        ):
+            return wider
     return plan
 
 
-def _verify_noise(plan: BfvPlan) -> None:
-    """Run the plan on the worst inputs (all maximal, all zero) with a throwaway key."""
+def _noise_left(plan: BfvPlan) -> int:
+    """Noise budget left after the plan on the worst inputs (all maximal), throwaway key."""
     client = BfvClient(plan)
     x = np.zeros((2, plan.n_inputs), np.int64)
     x[0] = plan.input_max
     outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
-    worst = min(client.noise_budgets(outputs))
-    if worst < MIN_NOISE_BUDGET:
-        raise CompileError(
-            f"BFV at N={plan.params.poly_modulus_degree} ends with {worst} bits of noise budget "
-            f"(need ≥ {MIN_NOISE_BUDGET}); use N=16384 or fewer bits / layers"
-        )
+    return min(client.noise_budgets(outputs))

@@ -123,3 +123,23 @@ def test_outputs_no_input_reaches_are_folded_constants():
     x = np.array([[[[7, 0]]], [[[3, 5]]]])
     outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
     assert client.decrypt_batch(outputs, 2).tolist() == model.forward(x).tolist()
+
+
+def test_measured_noise_headroom_buys_fewer_wider_primes():
+    rng = np.random.default_rng(1)
+    ops = [IntFlatten()]
+    for i in range(3):
+        if i:
+            ops.append(IntSquare())
+        ops.append(IntLinear(weight=rng.integers(-31, 32, (4, 4)), bias=rng.integers(-9, 9, 4)))
+    model = IntModel(ops=ops, in_shape=(1, 2, 2), input_bits=2, output_scale=1.0)
+    narrow = compile_bfv(model, verify=False)  # 20-bit primes only
+    plan = compile_bfv(model)
+    assert len(plan.params.plain_moduli) < len(narrow.params.plain_moduli)
+    assert math.prod(plan.params.plain_moduli) > 2 * plan.logit_bound
+    client = BfvClient(plan)
+    x = rng.integers(0, 4, size=(16, 1, 2, 2))
+    x[0] = 3
+    outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
+    assert client.decrypt_batch(outputs, len(x)).tolist() == model.forward(x).tolist()
+    assert min(client.noise_budgets(outputs)) >= 10
