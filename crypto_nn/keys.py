@@ -50,6 +50,11 @@ class ClientKeys:
             )
         if not 1 <= n <= slots:
             raise ContextError(f"{n} images: a batch holds 1 to {slots} (one per slot)")
+        if images.min() < 0.0 or images.max() > 1.0:
+            raise ContextError(
+                f"pixel values span [{images.min():.3g}, {images.max():.3g}]; the "
+                "plan's parameters were chosen for images in [0, 1]"
+            )
         flat = images.reshape(n, -1).T  # (inputs, n): row i = input value i of every image
         out = []
         for row in flat:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from crypto_nn.errors import CompileError
@@ -22,10 +23,11 @@ from nets.layers import Square as TorchSquare
 
 POLY_TARGETS = {
     nn.ReLU: ("relu", lambda x: np.maximum(x, 0.0)),
-    nn.Sigmoid: ("sigmoid", lambda x: 1.0 / (1.0 + np.exp(-x))),
+    nn.Sigmoid: ("sigmoid", expit),
     nn.Tanh: ("tanh", np.tanh),
 }
-_LINEAR = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.Flatten)
+# BatchNorm in eval mode is affine, so it joins the chain it follows.
+_LINEAR = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.Flatten, nn.BatchNorm1d, nn.BatchNorm2d)
 _SKIPPED = (nn.Dropout, nn.Identity)
 
 
@@ -139,6 +141,8 @@ def _probe_affine(mods: list[nn.Module], in_shape: tuple[int, ...]) -> Affine:
 def from_torch(model: nn.Module, calibration: np.ndarray, *, poly_degree: int = 2) -> list[Layer]:
     """Plan layers for a Sequential model; activations other than x² are fitted polynomials
     over the range their inputs take on ``calibration`` (plus 10 % on each side)."""
+    if len(calibration) == 0:
+        raise CompileError("calibration needs at least one image")
     model = deepcopy(model).double().eval()
     mods = [m for m in (model if isinstance(model, nn.Sequential) else [model])]
     layers: list[Layer] = []

@@ -16,6 +16,7 @@ from crypto_nn.layers import Affine, Square
 from crypto_nn.params import choose_ckks
 from crypto_nn.security import MAX_LOG_Q_128
 from nets import data, models
+from nets.layers import Square as Square_
 from nets.train import TrainConfig, train
 
 
@@ -185,6 +186,22 @@ def test_bad_ciphertexts_are_refused(square_plan, digits):
         evaluator.load_inputs([cts[0][: len(cts[0]) // 2]] + cts[1:])
     with pytest.raises(ContextError, match="1 to 4096"):
         keys.encrypt_batch(np.zeros((4097, 1, 8, 8)))
+    with pytest.raises(ContextError, match=r"span \[0, 255\]; .* images in \[0, 1\]"):
+        keys.encrypt_batch(np.full((2, 1, 8, 8), 255.0) * np.arange(2)[:, None, None, None])
+
+
+def test_batchnorm_joins_the_affine_chain(digits):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), Square_(), nn.Linear(8, 10)
+    ).eval()
+    model[2].running_mean.uniform_(-1, 1)
+    model[2].running_var.uniform_(0.5, 2)
+    plan = plan_mod.compile(model, digits[0].images[:50])
+    assert [layer.kind for layer in plan.layers] == ["affine", "square", "affine"]
+    x = digits[1].images[:20]
+    expected = model.double()(torch.from_numpy(x).double()).detach().numpy()
+    np.testing.assert_allclose(plan.forward_plain(x), expected, atol=1e-9)
 
 
 def test_two_squares_stay_within_bound(digits):
