@@ -147,3 +147,38 @@ def compile(
         classes=tuple(classes),
         max_abs_value=max_abs,
     )
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    """What a client needs of a plan, rebuilt from its published description."""
+
+    name: str
+    scheme: str
+    params: CkksParams
+    in_shape: tuple[int, ...]
+    n_outputs: int
+    classes: tuple[str, ...]
+    needs_relin_keys: bool
+
+    @classmethod
+    def from_description(cls, desc: dict) -> ClientPlan:
+        desc = parse_description(json.dumps(desc)) if "format" in desc else desc
+        try:
+            p = desc["params"]
+            params = CkksParams(
+                int(p["poly_modulus_degree"]),
+                tuple(int(b) for b in p["coeff_mod_bit_sizes"]),
+                int(p["scale_bits"]),
+            )
+            return cls(
+                name=str(desc["name"]),
+                scheme=str(desc["scheme"]),
+                params=params,
+                in_shape=tuple(int(v) for v in desc["input"]["shape"]),
+                n_outputs=int(desc["output"]["ciphertexts"]),
+                classes=tuple(desc["output"]["classes"]),
+                needs_relin_keys=bool(desc["relin_keys"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CompileError(f"plan description lacks or mangles a field ({exc})") from None

@@ -1,0 +1,77 @@
+"""``Client``: the HTTP side of encrypted inference (httpx), retrying politely on 503.
+
+The secret key never passes through here: callers hand over public-context bytes and
+ciphertext bytes made by ``crypto_nn.keys``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from crypto_nn import framing
+from nets.errors import UserError
+
+
+class ServiceError(UserError):
+    """The server answered with an error (problem+json detail included)."""
+
+
+class Client:
+    def __init__(
+        self, base_url: str, *, token: str | None = None, timeout: float = 600.0, retries: int = 5
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+        self.retries = retries
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        delay = 1.0
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                raise ServiceError(f"cannot reach {self._http.base_url}: {exc}") from None
+            if response.status_code != 503 or attempt == self.retries:
+                break
+            time.sleep(float(response.headers.get("Retry-After", delay)))
+            delay = min(delay * 2, 30.0)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ServiceError(f"{method} {url} → {response.status_code}: {detail}")
+        return response
+
+    def health(self) -> dict:
+        return self._request("GET", "/healthz").json()
+
+    def models(self) -> list[dict]:
+        return self._request("GET", "/v1/models").json()["models"]
+
+    def model(self, name: str) -> dict:
+        return self._request("GET", f"/v1/models/{name}").json()
+
+    def register_key(self, public_context: bytes) -> str:
+        return self._request("POST", "/v1/keys", content=public_context).json()["key_id"]
+
+    def infer(self, name: str, key_id: str, ciphertexts: list[bytes]) -> list[bytes]:
+        response = self._request(
+            "POST",
+            f"/v1/models/{name}/infer",
+            params={"key_id": key_id},
+            content=framing.pack(ciphertexts),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return framing.unpack(response.content)[1]

@@ -1,0 +1,37 @@
+"""``python -m server --host 127.0.0.1 --port 8000 --models DIR --state DIR [--token T]``."""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nets.cli_util import make_app, run_app
+
+cli = make_app("Serve encrypted inference.")
+
+
+@cli.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    models: Annotated[Path, typer.Option(help="Directory of checkpoints (*.pt) to serve.")] = Path(
+        "runs/models"
+    ),
+    state: Annotated[Path, typer.Option(help="Where registered keys are kept.")] = Path(
+        "runs/server-state"
+    ),
+    token: Annotated[str | None, typer.Option(envvar="CRYPTOROBUST_TOKEN")] = None,
+    workers: int = 1,
+) -> None:
+    """Run the HTTP service (uvicorn)."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    app = create_app(Settings(models_dir=models, state_dir=state, token=token, workers=workers))
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+sys.exit(run_app(cli))

@@ -1,0 +1,190 @@
+"""The service through FastAPI's TestClient: contract, refusals, persistence, auth."""
+
+import json
+
+import numpy as np
+import pytest
+import tenseal as ts
+import torch
+from fastapi.testclient import TestClient
+from rich.console import Console
+
+from crypto_nn import framing
+from crypto_nn.keys import ClientKeys
+from crypto_nn.plan import ClientPlan
+from nets import checkpoint, data, models
+from nets.runinfo import run_info
+from nets.train import TrainConfig, train
+from server.app import create_app
+from server.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    train_set = data.load("digits", "train")
+    torch.manual_seed(0)
+    net = models.build("mlp", (1, 8, 8), 10, hidden=8, layers=1, act="square")
+    train(
+        net, train_set, TrainConfig(epochs=8, batch_size=32, lr=5e-3), console=Console(quiet=True)
+    )
+    meta = checkpoint.Checkpoint(
+        "mlp",
+        {"hidden": 8, "layers": 1, "act": "square"},
+        (1, 8, 8),
+        10,
+        data.DIGIT_CLASSES,
+        "digits",
+        run=run_info(seed=0, device="cpu"),
+    )
+    checkpoint.save(folder / "digits-mlp.pt", net, meta)
+    (folder / "broken.pt").write_bytes(b"not a checkpoint")  # skipped, not fatal
+    return folder
+
+
+def _client(models_dir, state_dir, **overrides):
+    settings = Settings(
+        models_dir=models_dir, state_dir=state_dir, calibration_images=200, **overrides
+    )
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture
+def api(models_dir, tmp_path):
+    with _client(models_dir, tmp_path / "state") as client:
+        yield client
+
+
+def _keys(api):
+    return ClientKeys(ClientPlan.from_description(api.get("/v1/models/digits-mlp").json()))
+
+
+def _problem(response, status, needle):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and needle in body["detail"], body
+
+
+def test_models_and_health(api):
+    health = api.get("/healthz")
+    assert health.json()["models"] == ["digits-mlp"] and "x-process-time" in health.headers
+    listed = api.get("/v1/models").json()["models"]
+    assert [m["name"] for m in listed] == ["digits-mlp"]
+    assert listed[0]["scheme"] == "ckks" and listed[0]["rotations"] == []
+    _problem(api.get("/v1/models/vgg"), 404, "unknown model 'vgg'")
+
+
+def test_encrypted_round_trip_matches_plain(api, models_dir):
+    keys = _keys(api)
+    key = api.post("/v1/keys", content=keys.public_context())
+    assert key.status_code == 201
+    images = data.load("digits", "test").images[:50]
+    body = framing.pack(keys.encrypt_batch(images))
+    response = api.post(
+        "/v1/models/digits-mlp/infer", params={"key_id": key.json()["key_id"]}, content=body
+    )
+    assert response.status_code == 200, response.text
+    logits = keys.decrypt_batch(framing.unpack(response.content)[1], len(images))
+    net, _ = checkpoint.load(models_dir / "digits-mlp.pt")
+    plain = net(torch.from_numpy(images)).detach().numpy()
+    assert (logits.argmax(1) == plain.argmax(1)).all()
+    assert np.abs(logits - plain).max() < 1e-3
+
+
+def test_refused_contexts_store_nothing(api, tmp_path):
+    private = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 40, 40, 60])
+    _problem(
+        api.post("/v1/keys", content=private.serialize(save_secret_key=True)),
+        422,
+        "not a cryptorobust context",
+    )
+    _problem(api.post("/v1/keys", content=b"\x00" * 100), 422, "not a cryptorobust context")
+    _problem(api.post("/v1/keys", content=b""), 400, "empty body")
+    keys = _keys(api)
+    from crypto_nn import context as ctx_format
+
+    _, parts = ctx_format.unpack(keys.public_context())
+    _problem(
+        api.post("/v1/keys", content=ctx_format.pack("ckks", {"params": parts["params"]})),
+        422,
+        "needs relinearisation keys",
+    )
+    assert not list((tmp_path / "state").glob("keys/*.ctx"))
+
+
+def test_mismatched_parameters_are_refused(api, models_dir):
+    from crypto_nn import plan as plan_mod
+
+    net, _ = checkpoint.load(models_dir / "digits-mlp.pt")
+    other = plan_mod.compile(net, data.load("digits", "train").images[:100], n=16384)
+    _problem(
+        api.post("/v1/keys", content=ClientKeys(other).public_context()),
+        422,
+        "match no served plan",
+    )
+
+
+def test_bad_inference_requests(api):
+    keys = _keys(api)
+    key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
+    url = "/v1/models/digits-mlp/infer"
+    _problem(api.post(url, params={"key_id": "0" * 32}, content=b"x"), 404, "unknown key_id")
+    _problem(api.post(url, params={"key_id": "xyz"}, content=b"x"), 422, "key_id")
+    _problem(api.post(url, params={"key_id": key_id}, content=b"junk"), 422, "CRCTS")
+    cts = keys.encrypt_batch(data.load("digits", "test").images[:3])
+    _problem(
+        api.post(url, params={"key_id": key_id}, content=framing.pack(cts[:10])),
+        422,
+        "10 ciphertexts; model 'digits-mlp' takes 64",
+    )
+    truncated = framing.pack(cts)[:-100]
+    _problem(api.post(url, params={"key_id": key_id}, content=truncated), 422, "declares")
+    flipped = [cts[0][:40] + bytes([cts[0][40] ^ 0xFF]) + cts[0][41:]] + cts[1:]
+    response = api.post(url, params={"key_id": key_id}, content=framing.pack(flipped))
+    assert response.status_code in (200, 422)  # SEAL may or may not notice; never a 500
+    assert api.get("/healthz").status_code == 200
+
+
+def test_body_limits_and_busy(models_dir, tmp_path):
+    with _client(models_dir, tmp_path / "s", max_infer_bytes=1000, max_queued=1) as api:
+        keys = _keys(api)
+        key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
+        url = "/v1/models/digits-mlp/infer"
+        _problem(
+            api.post(url, params={"key_id": key_id}, content=b"x" * 5000), 413, "limit here is 1000"
+        )
+        api.app.state.gate.active = 1  # one evaluation already in flight
+        busy = api.post(url, params={"key_id": key_id}, content=b"x")
+        _problem(busy, 503, "busy")
+        assert busy.headers["retry-after"] == "5"
+        api.app.state.gate.active = 0
+    with _client(models_dir, tmp_path / "t", max_key_bytes=1000) as api:
+        _problem(api.post("/v1/keys", content=b"x" * 5000), 413, "limit here is 1000")
+
+
+def test_keys_survive_a_restart(models_dir, tmp_path):
+    state = tmp_path / "state"
+    with _client(models_dir, state) as api:
+        keys = _keys(api)
+        key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
+    with _client(models_dir, state) as api:
+        images = data.load("digits", "test").images[:5]
+        response = api.post(
+            "/v1/models/digits-mlp/infer",
+            params={"key_id": key_id},
+            content=framing.pack(keys.encrypt_batch(images)),
+        )
+        assert response.status_code == 200
+        assert json.loads((state / "keys" / f"{key_id}.json").read_text())["models"] == [
+            "digits-mlp"
+        ]
+
+
+def test_bearer_token(models_dir, tmp_path):
+    with _client(models_dir, tmp_path / "s", token="s3cret") as api:
+        _problem(api.get("/v1/models"), 401, "Bearer")
+        assert api.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert api.get("/healthz").status_code == 200
+        schemes = api.get("/openapi.json").json()["components"]["securitySchemes"]
+        assert schemes["HTTPBearer"]["scheme"] == "bearer"
