@@ -44,9 +44,7 @@ $(DEMO_MODEL): | setup
 	$(PY) -m nets train --model tenseal-tutorial --data fashion-mnist --epochs 3 --out $@
 
 demo: setup $(DEMO_MODEL)
-	$(PY) -m nets eval $(DEMO_MODEL) --json $(RUNS)/demo/eval.json
-	$(PY) -m bench he --checkpoint $(DEMO_MODEL) --data fashion-mnist --n 1000 --quick --json $(RUNS)/demo/he.json
-	@echo "demo: encrypted (CKKS, batch packing) vs plain, in one process; the HTTP server and client arrive with issue 6."
+	$(PY) -m bench demo --checkpoint $(DEMO_MODEL) --n 1000 --workdir $(RUNS)/demo
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
