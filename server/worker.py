@@ -11,6 +11,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from crypto_nn.ckks_batch import BatchEvaluator
+from crypto_nn.errors import ContextError
 from crypto_nn.plan import Plan
 
 _plans: dict[str, Plan] = {}
@@ -36,4 +37,7 @@ def evaluate(
     _evaluators[cache_key] = evaluator
     while len(_evaluators) > cache_size:
         _evaluators.popitem(last=False)
-    return evaluator.run_bytes(payloads)
+    try:
+        return evaluator.run_bytes(payloads)
+    except (RuntimeError, ValueError) as exc:  # SEAL refusing a hostile but loadable ciphertext
+        raise ContextError(f"evaluation failed on these ciphertexts ({exc})") from None

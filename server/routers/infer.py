@@ -35,7 +35,7 @@ async def infer(
         )
     ctx_path = settings.state_dir / "keys" / f"{key_id}.ctx"
     meta_path = settings.state_dir / "keys" / f"{key_id}.json"
-    if not ctx_path.is_file():
+    if not ctx_path.is_file() or not meta_path.is_file():
         raise HTTPException(404, f"unknown key_id {key_id}; register a context with POST /v1/keys")
     if name not in json.loads(meta_path.read_text()).get("models", []):
         raise HTTPException(422, f"key {key_id} was made for other parameters than model {name!r}")

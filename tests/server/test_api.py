@@ -3,60 +3,12 @@
 import json
 
 import numpy as np
-import pytest
 import tenseal as ts
 import torch
-from fastapi.testclient import TestClient
-from rich.console import Console
 
 from crypto_nn import framing
 from crypto_nn.keys import ClientKeys
-from crypto_nn.plan import ClientPlan
-from nets import checkpoint, data, models
-from nets.runinfo import run_info
-from nets.train import TrainConfig, train
-from server.app import create_app
-from server.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    train_set = data.load("digits", "train")
-    torch.manual_seed(0)
-    net = models.build("mlp", (1, 8, 8), 10, hidden=8, layers=1, act="square")
-    train(
-        net, train_set, TrainConfig(epochs=8, batch_size=32, lr=5e-3), console=Console(quiet=True)
-    )
-    meta = checkpoint.Checkpoint(
-        "mlp",
-        {"hidden": 8, "layers": 1, "act": "square"},
-        (1, 8, 8),
-        10,
-        data.DIGIT_CLASSES,
-        "digits",
-        run=run_info(seed=0, device="cpu"),
-    )
-    checkpoint.save(folder / "digits-mlp.pt", net, meta)
-    (folder / "broken.pt").write_bytes(b"not a checkpoint")  # skipped, not fatal
-    return folder
-
-
-def _client(models_dir, state_dir, **overrides):
-    settings = Settings(
-        models_dir=models_dir, state_dir=state_dir, calibration_images=200, **overrides
-    )
-    return TestClient(create_app(settings))
-
-
-@pytest.fixture
-def api(models_dir, tmp_path):
-    with _client(models_dir, tmp_path / "state") as client:
-        yield client
-
-
-def _keys(api):
-    return ClientKeys(ClientPlan.from_description(api.get("/v1/models/digits-mlp").json()))
+from nets import checkpoint, data
 
 
 def _problem(response, status, needle):
@@ -75,8 +27,8 @@ def test_models_and_health(api):
     _problem(api.get("/v1/models/vgg"), 404, "unknown model 'vgg'")
 
 
-def test_encrypted_round_trip_matches_plain(api, models_dir):
-    keys = _keys(api)
+def test_encrypted_round_trip_matches_plain(api, models_dir, client_keys):
+    keys = client_keys(api)
     key = api.post("/v1/keys", content=keys.public_context())
     assert key.status_code == 201
     images = data.load("digits", "test").images[:50]
@@ -92,7 +44,7 @@ def test_encrypted_round_trip_matches_plain(api, models_dir):
     assert np.abs(logits - plain).max() < 1e-3
 
 
-def test_refused_contexts_store_nothing(api, tmp_path):
+def test_refused_contexts_store_nothing(api, tmp_path, client_keys):
     private = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 40, 40, 60])
     _problem(
         api.post("/v1/keys", content=private.serialize(save_secret_key=True)),
@@ -101,7 +53,7 @@ def test_refused_contexts_store_nothing(api, tmp_path):
     )
     _problem(api.post("/v1/keys", content=b"\x00" * 100), 422, "not a cryptorobust context")
     _problem(api.post("/v1/keys", content=b""), 400, "empty body")
-    keys = _keys(api)
+    keys = client_keys(api)
     from crypto_nn import context as ctx_format
 
     _, parts = ctx_format.unpack(keys.public_context())
@@ -125,8 +77,8 @@ def test_mismatched_parameters_are_refused(api, models_dir):
     )
 
 
-def test_bad_inference_requests(api):
-    keys = _keys(api)
+def test_bad_inference_requests(api, client_keys):
+    keys = client_keys(api)
     key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
     url = "/v1/models/digits-mlp/infer"
     _problem(api.post(url, params={"key_id": "0" * 32}, content=b"x"), 404, "unknown key_id")
@@ -146,9 +98,9 @@ def test_bad_inference_requests(api):
     assert api.get("/healthz").status_code == 200
 
 
-def test_body_limits_and_busy(models_dir, tmp_path):
-    with _client(models_dir, tmp_path / "s", max_infer_bytes=1000, max_queued=1) as api:
-        keys = _keys(api)
+def test_body_limits_and_busy(models_dir, tmp_path, new_api, client_keys):
+    with new_api(tmp_path / "s", max_infer_bytes=1000, max_queued=1) as api:
+        keys = client_keys(api)
         key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
         url = "/v1/models/digits-mlp/infer"
         _problem(
@@ -159,16 +111,16 @@ def test_body_limits_and_busy(models_dir, tmp_path):
         _problem(busy, 503, "busy")
         assert busy.headers["retry-after"] == "5"
         api.app.state.gate.active = 0
-    with _client(models_dir, tmp_path / "t", max_key_bytes=1000) as api:
+    with new_api(tmp_path / "t", max_key_bytes=1000) as api:
         _problem(api.post("/v1/keys", content=b"x" * 5000), 413, "limit here is 1000")
 
 
-def test_keys_survive_a_restart(models_dir, tmp_path):
+def test_keys_survive_a_restart(models_dir, tmp_path, new_api, client_keys):
     state = tmp_path / "state"
-    with _client(models_dir, state) as api:
-        keys = _keys(api)
+    with new_api(state) as api:
+        keys = client_keys(api)
         key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
-    with _client(models_dir, state) as api:
+    with new_api(state) as api:
         images = data.load("digits", "test").images[:5]
         response = api.post(
             "/v1/models/digits-mlp/infer",
@@ -181,8 +133,8 @@ def test_keys_survive_a_restart(models_dir, tmp_path):
         ]
 
 
-def test_bearer_token(models_dir, tmp_path):
-    with _client(models_dir, tmp_path / "s", token="s3cret") as api:
+def test_bearer_token(models_dir, tmp_path, new_api, client_keys):
+    with new_api(tmp_path / "s", token="s3cret") as api:
         _problem(api.get("/v1/models"), 401, "Bearer")
         assert api.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert api.get("/healthz").status_code == 200
