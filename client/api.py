@@ -75,3 +75,28 @@ class Client:
             headers={"Content-Type": "application/octet-stream"},
         )
         return framing.unpack(response.content)[1]
+
+    def submit_job(self, name: str, key_id: str, ciphertexts: list[bytes]) -> str:
+        response = self._request(
+            "POST",
+            f"/v1/models/{name}/jobs",
+            params={"key_id": key_id},
+            content=framing.pack(ciphertexts),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return response.json()["job_id"]
+
+    def job(self, job_id: str) -> dict:
+        return self._request("GET", f"/v1/jobs/{job_id}").json()
+
+    def wait_job(self, job_id: str, *, poll: float = 0.5, timeout: float = 3600.0) -> list[bytes]:
+        """Poll until the job is done (→ output ciphertexts) or failed (→ ServiceError)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.job(job_id)
+            if status["state"] == "done":
+                return framing.unpack(self._request("GET", f"/v1/jobs/{job_id}/result").content)[1]
+            if status["state"] == "failed":
+                raise ServiceError(f"job {job_id} failed: {status.get('error')}")
+            time.sleep(poll)
+        raise ServiceError(f"job {job_id} still not finished after {timeout:.0f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
@@ -10,8 +11,9 @@ from multiprocessing import get_context
 from fastapi import FastAPI, HTTPException, Request
 
 from server import problems
+from server.jobs import JobStore
 from server.models import load_models
-from server.routers import health, infer, keys, models
+from server.routers import health, infer, jobs, keys, models
 from server.settings import Settings
 
 
@@ -57,7 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.pool = Pool(settings.workers)
+        app.state.job_slots = asyncio.Semaphore(settings.workers)
+        app.state.tasks = set()
         yield
+        for task in app.state.tasks:
+            task.cancel()
         app.state.pool.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
@@ -70,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.models = load_models(settings.models_dir, settings.calibration_images)
     app.state.gate = Gate(settings.max_queued)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    app.state.jobs = JobStore(settings.state_dir)
 
     @app.middleware("http")
     async def timing(request: Request, call_next):
@@ -79,6 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     problems.install(app)
-    for router in (health.router, models.router, keys.router, infer.router):
+    for router in (health.router, models.router, keys.router, infer.router, jobs.router):
         app.include_router(router)
     return app

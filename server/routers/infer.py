@@ -1,3 +1,5 @@
+"""Inference on encrypted inputs: synchronous (``/infer``) or as a job (``/jobs``)."""
+
 import asyncio
 import json
 from concurrent.futures.process import BrokenProcessPool
@@ -10,24 +12,16 @@ from server.deps import Auth, SettingsDep, read_body
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=[Auth])
 KEY_ID = Query(pattern=r"^[0-9a-f]{32}$", description="From POST /v1/keys.")
+BINARY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
-@router.post(
-    "/{name}/infer",
-    response_class=Response,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-            },
-        }
-    },
-)
-async def infer(
-    name: str, request: Request, settings: SettingsDep, key_id: str = KEY_ID
-) -> Response:
-    """Encrypted batch in (crypto_nn.framing bytes), encrypted logits out (same framing)."""
+def _checked(request: Request, settings, name: str, key_id: str):
+    """The served model and the stored context path, or the 404/422 that says why not."""
     state = request.app.state
     if name not in state.models:
         raise HTTPException(
@@ -39,33 +33,79 @@ async def infer(
         raise HTTPException(404, f"unknown key_id {key_id}; register a context with POST /v1/keys")
     if name not in json.loads(meta_path.read_text()).get("models", []):
         raise HTTPException(422, f"key {key_id} was made for other parameters than model {name!r}")
-    model = state.models[name]
-    with state.gate.slot():
+    return state.models[name], ctx_path
+
+
+def _payloads(body: bytes, model, name: str) -> list[bytes]:
+    _, payloads = framing.unpack(body, max_count=model.plan.n_inputs)
+    if len(payloads) != model.plan.n_inputs:
+        raise HTTPException(
+            422,
+            f"{len(payloads)} ciphertexts; model {name!r} takes "
+            f"{model.plan.n_inputs} (one per input value)",
+        )
+    return payloads
+
+
+async def evaluate(request: Request, settings, model, key_id: str, ctx_path, payloads) -> bytes:
+    """Run one evaluation in the process pool; a dead worker's pool is replaced (503)."""
+    pool = request.app.state.pool
+    loop = asyncio.get_running_loop()
+    try:
+        outputs = await loop.run_in_executor(
+            pool.executor,
+            worker.evaluate,
+            str(model.checkpoint),
+            settings.calibration_images,
+            key_id,
+            str(ctx_path),
+            payloads,
+            settings.cache_size,
+        )
+    except BrokenProcessPool:
+        pool.replace()
+        raise HTTPException(
+            503,
+            "evaluation worker died; it has been replaced — retry",
+            headers={"Retry-After": "1"},
+        ) from None
+    return framing.pack(outputs)
+
+
+@router.post("/{name}/infer", response_class=Response, openapi_extra=BINARY_BODY)
+async def infer(
+    name: str, request: Request, settings: SettingsDep, key_id: str = KEY_ID
+) -> Response:
+    """Encrypted batch in (crypto_nn.framing bytes), encrypted logits out (same framing)."""
+    model, ctx_path = _checked(request, settings, name, key_id)
+    with request.app.state.gate.slot():
         body = await read_body(request, settings.max_infer_bytes)
-        _, payloads = framing.unpack(body, max_count=model.plan.n_inputs)
-        if len(payloads) != model.plan.n_inputs:
-            raise HTTPException(
-                422,
-                f"{len(payloads)} ciphertexts; model {name!r} takes "
-                f"{model.plan.n_inputs} (one per input value)",
-            )
-        loop = asyncio.get_running_loop()
-        try:
-            outputs = await loop.run_in_executor(
-                state.pool.executor,
-                worker.evaluate,
-                str(model.checkpoint),
-                settings.calibration_images,
-                key_id,
-                str(ctx_path),
-                payloads,
-                settings.cache_size,
-            )
-        except BrokenProcessPool:
-            state.pool.replace()
-            raise HTTPException(
-                503,
-                "evaluation worker died; it has been replaced — retry",
-                headers={"Retry-After": "1"},
-            ) from None
-    return Response(framing.pack(outputs), media_type="application/octet-stream")
+        payloads = _payloads(body, model, name)
+        result = await evaluate(request, settings, model, key_id, ctx_path, payloads)
+    return Response(result, media_type="application/octet-stream")
+
+
+@router.post("/{name}/jobs", status_code=202, openapi_extra=BINARY_BODY)
+async def submit_job(
+    name: str, request: Request, settings: SettingsDep, key_id: str = KEY_ID
+) -> dict:
+    """Queue a batch; poll ``GET /v1/jobs/{id}``, fetch ``GET /v1/jobs/{id}/result``."""
+    model, ctx_path = _checked(request, settings, name, key_id)
+    body = await read_body(request, settings.max_infer_bytes)
+    payloads = _payloads(body, model, name)
+    jobs = request.app.state.jobs
+    job_id = jobs.create(name, key_id, body, len(payloads))
+
+    async def run() -> None:
+        async with request.app.state.job_slots:
+            jobs.update(job_id, state="running", progress=0.0)
+            try:
+                result = await evaluate(request, settings, model, key_id, ctx_path, payloads)
+            except Exception as exc:  # a job records any failure; it must never kill the server
+                jobs.update(job_id, state="failed", error=str(getattr(exc, "detail", exc)))
+                return
+            jobs.finish(job_id, result)
+
+    request.app.state.tasks.add(task := asyncio.create_task(run()))
+    task.add_done_callback(request.app.state.tasks.discard)
+    return {"job_id": job_id, "state": "queued"}

@@ -140,3 +140,45 @@ def test_bearer_token(models_dir, tmp_path, new_api, client_keys):
         assert api.get("/healthz").status_code == 200
         schemes = api.get("/openapi.json").json()["components"]["securitySchemes"]
         assert schemes["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_jobs_run_in_the_background_and_survive_a_restart(new_api, client_keys, tmp_path):
+    import time as _time
+
+    state = tmp_path / "state"
+    images = data.load("digits", "test").images[:8]
+    with new_api(state) as api:
+        keys = client_keys(api)
+        key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
+        submitted = api.post(
+            "/v1/models/digits-mlp/jobs",
+            params={"key_id": key_id},
+            content=framing.pack(keys.encrypt_batch(images)),
+        )
+        assert submitted.status_code == 202
+        job_id = submitted.json()["job_id"]
+        for _ in range(240):
+            status = api.get(f"/v1/jobs/{job_id}").json()
+            if status["state"] in ("done", "failed"):
+                break
+            _time.sleep(0.25)
+        assert status["state"] == "done" and status["progress"] == 1.0, status
+        first = api.get(f"/v1/jobs/{job_id}/result").content
+        _problem(api.get(f"/v1/jobs/{'0' * 32}"), 404, "unknown job")
+    with new_api(state) as api:  # a restarted server still has the finished result
+        again = api.get(f"/v1/jobs/{job_id}/result")
+        assert again.status_code == 200 and again.content == first
+    logits = keys.decrypt_batch(framing.unpack(first)[1], len(images))
+    assert logits.shape == (8, 10)
+
+
+def test_interrupted_jobs_are_marked_failed_on_restart(new_api, tmp_path):
+    from server.jobs import JobStore
+
+    store = JobStore(tmp_path / "state")
+    job_id = store.create("digits-mlp", "0" * 32, b"x", 64)
+    store.update(job_id, state="running")
+    with new_api(tmp_path / "state") as api:
+        status = api.get(f"/v1/jobs/{job_id}").json()
+        assert status["state"] == "failed" and "restarted" in status["error"]
+        _problem(api.get(f"/v1/jobs/{job_id}/result"), 409, "failed: the server restarted")
