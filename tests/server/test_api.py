@@ -182,3 +182,28 @@ def test_interrupted_jobs_are_marked_failed_on_restart(new_api, tmp_path):
         status = api.get(f"/v1/jobs/{job_id}").json()
         assert status["state"] == "failed" and "restarted" in status["error"]
         _problem(api.get(f"/v1/jobs/{job_id}/result"), 409, "failed: the server restarted")
+
+
+def test_a_killed_worker_fails_its_job_and_is_replaced(api, client_keys):
+    import os
+    import signal
+    import time as _time
+
+    keys = client_keys(api)
+    key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
+    body = framing.pack(keys.encrypt_batch(data.load("digits", "test").images[:4]))
+    url = "/v1/models/digits-mlp/infer"
+    assert api.post(url, params={"key_id": key_id}, content=body).status_code == 200
+    for pid in list(api.app.state.pool.executor._processes):  # the live worker(s)
+        os.kill(pid, signal.SIGKILL)
+    _time.sleep(0.5)
+    job_id = api.post("/v1/models/digits-mlp/jobs", params={"key_id": key_id}, content=body).json()[
+        "job_id"
+    ]
+    for _ in range(120):
+        status = api.get(f"/v1/jobs/{job_id}").json()
+        if status["state"] in ("done", "failed"):
+            break
+        _time.sleep(0.25)
+    assert status["state"] == "failed" and "worker died" in status["error"], status
+    assert api.post(url, params={"key_id": key_id}, content=body).status_code == 200
