@@ -58,9 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.pool = Pool(settings.workers)
-        app.state.job_slots = asyncio.Semaphore(settings.workers)
-        app.state.tasks = set()
         yield
         for task in app.state.tasks:
             task.cancel()
@@ -77,6 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = Gate(settings.max_queued)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app.state.jobs = JobStore(settings.state_dir)
+    app.state.pool = Pool(settings.workers)  # processes start on the first evaluation
+    app.state.job_slots = asyncio.Semaphore(settings.workers)
+    app.state.tasks = set()
 
     @app.middleware("http")
     async def timing(request: Request, call_next):
