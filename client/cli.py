@@ -11,6 +11,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from client import keyfile
 from client.api import Client
 from crypto_nn.keys import ClientKeys
 from crypto_nn.plan import ClientPlan
@@ -85,3 +86,73 @@ def batch_cmd(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2))
+
+
+@app.command("keygen")
+def keygen_cmd(
+    model: Annotated[str, typer.Option(help="Served model name.")],
+    out: Annotated[Path | None, typer.Option(help="Key file (default keys/MODEL.key).")] = None,
+    server: Server = "http://127.0.0.1:8000",
+    token: Token = None,
+) -> None:
+    """Make keys for a model's plan, register the public part; the secret stays in a 0600 file."""
+    out = out or Path("keys") / f"{model}.key"
+    with Client(server, token=token) as c:
+        desc = c.model(model)
+        keys = ClientKeys(ClientPlan.from_description(desc))
+        key_id = c.register_key(keys.public_context())
+    keyfile.write(
+        out,
+        header={"server": server, "model": model, "key_id": key_id, "plan": desc},
+        secret=keys.save_secret(),
+    )
+    console.print(f"key_id {key_id}; secret key in {out} (mode 0600, never sent)")
+
+
+def _load_image(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A .npy array or an image file (PNG …) as float32 in [0, 1] with the plan's shape."""
+    from matplotlib import image as mpimg
+
+    from nets.errors import UserError
+
+    if not path.is_file():
+        raise UserError(f"image {path} not found")
+    try:
+        arr = np.load(path, allow_pickle=False) if path.suffix == ".npy" else mpimg.imread(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read an image ({exc})") from None
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 3 and shape[0] == 1:  # colour file for a grey model: luminance
+        arr = arr[..., :3].mean(axis=2)
+    if arr.max() > 1.0:
+        arr = arr / 255.0
+    arr = arr.reshape((1, *arr.shape)) if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    if arr.shape != tuple(shape):
+        raise UserError(f"{path}: image of shape {arr.shape}, the model takes {tuple(shape)}")
+    return arr
+
+
+@app.command("infer")
+def infer_cmd(
+    images: Annotated[list[Path], typer.Argument(help="Image files (.png …) or .npy arrays.")],
+    keys_path: Annotated[Path, typer.Option("--keys", help="Key file from `keygen`.")],
+    token: Token = None,
+) -> None:
+    """Encrypt images, send them, decrypt: labels and timings."""
+    header, secret = keyfile.read(keys_path)
+    plan = ClientPlan.from_description(header["plan"])
+    keys = ClientKeys(plan, secret=secret)
+    batch = np.stack([_load_image(p, plan.in_shape) for p in images])
+    t0 = time.perf_counter()
+    cts = keys.encrypt_batch(batch)
+    t_enc = time.perf_counter() - t0
+    with Client(header["server"], token=token) as c:
+        t0 = time.perf_counter()
+        outputs = c.infer(header["model"], header["key_id"], cts)
+        t_srv = time.perf_counter() - t0
+    logits = keys.decrypt_batch(outputs, len(batch))
+    for path, row in zip(images, logits, strict=True):
+        label = int(row.argmax())
+        name = plan.classes[label] if label < len(plan.classes) else str(label)
+        console.print(f"{path}: {name} (class {label})")
+    console.print(f"encrypt {t_enc:.2f} s, server round trip {t_srv:.2f} s")

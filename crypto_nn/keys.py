@@ -20,10 +20,15 @@ from crypto_nn.plan import Plan
 class ClientKeys:
     """A secret key for one plan's parameters, with its encoder, encryptor and decryptor."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, secret: bytes | None = None) -> None:
+        """New keys, or the ones saved with :meth:`save_secret` when ``secret`` is given."""
         self.plan = plan
         self.context = plan.params.seal_context()
-        self._keygen = seal.KeyGenerator(self.context)
+        if secret is None:
+            self._keygen = seal.KeyGenerator(self.context)
+        else:
+            key = seal_bytes.loads(seal.SecretKey, secret, self.context, what="secret key")
+            self._keygen = seal.KeyGenerator(self.context, key)
         self._secret = self._keygen.secret_key()
         self.encoder = seal.CKKSEncoder(self.context)
         self._encryptor = seal.Encryptor(self.context, self._secret)

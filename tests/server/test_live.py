@@ -7,6 +7,10 @@ import sys
 import time
 
 import httpx
+import matplotlib.pyplot as plt
+import numpy as np
+
+from nets import data
 
 
 def _free_port() -> int:
@@ -96,6 +100,53 @@ def test_server_and_client_over_loopback(tmp_path):
         assert (
             result["n_images"] == 100 and result["encrypted_accuracy"] > 0.5
         )  # a small, weak model
+        key = tmp_path / "keys" / "digits.key"
+        made = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "client",
+                "keygen",
+                "--model",
+                "digits-mlp",
+                "--server",
+                url,
+                "--out",
+                str(key),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert made.returncode == 0, made.stderr
+        assert key.stat().st_mode & 0o777 == 0o600
+        image = data.load("digits", "test").images[0]
+        np.save(tmp_path / "a.npy", image[0])
+        plt.imsave(tmp_path / "b.png", image[0], cmap="gray", vmin=0, vmax=1)
+        inferred = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "client",
+                "infer",
+                str(tmp_path / "a.npy"),
+                str(tmp_path / "b.png"),
+                "--keys",
+                str(key),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert inferred.returncode == 0, inferred.stderr
+        assert "a.npy: " in inferred.stdout and "b.png: " in inferred.stdout
+        wrong = subprocess.run(
+            [sys.executable, "-m", "client", "infer", str(tmp_path / "c.npy"), "--keys", str(key)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert wrong.returncode == 1 and "c.npy not found" in wrong.stderr
         down = subprocess.run(
             [sys.executable, "-m", "client", "models", "--server", "http://127.0.0.1:9"],
             capture_output=True,
