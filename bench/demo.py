@@ -8,13 +8,9 @@ prints the encrypted-vs-plain table.
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import torch
 
@@ -22,26 +18,7 @@ from client.api import Client
 from crypto_nn.keys import ClientKeys
 from crypto_nn.plan import ClientPlan
 from nets import checkpoint, data
-from nets.errors import UserError
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise UserError(f"the server exited with code {server.returncode}; see its log")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.5)
-    raise UserError(f"the server did not become healthy within {seconds:.0f} s")
+from server.local import local_server
 
 
 def run(*, model_path: Path, n: int, workdir: Path) -> dict:
@@ -51,41 +28,18 @@ def run(*, model_path: Path, n: int, workdir: Path) -> dict:
     models_dir.mkdir(parents=True, exist_ok=True)
     name = model_path.stem
     shutil.copy(model_path, models_dir / model_path.name)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (workdir / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "--port",
-            str(port),
-            "--models",
-            str(models_dir),
-            "--state",
-            str(workdir / "state"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_healthy(url, server)
-        with Client(url) as client:
-            plan = ClientPlan.from_description(client.model(name))
-            t0 = time.perf_counter()
-            keys = ClientKeys(plan)
-            key_id = client.register_key(keys.public_context())
-            cts = keys.encrypt_batch(test.images)
-            t_enc = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            outputs = client.infer(name, key_id, cts)
-            t_server = time.perf_counter() - t0
-            logits = keys.decrypt_batch(outputs, len(test))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    server = local_server(models_dir, workdir / "state", log=workdir / "server.log")
+    with server as url, Client(url) as client:
+        plan = ClientPlan.from_description(client.model(name))
+        t0 = time.perf_counter()
+        keys = ClientKeys(plan)
+        key_id = client.register_key(keys.public_context())
+        cts = keys.encrypt_batch(test.images)
+        t_enc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        outputs = client.infer(name, key_id, cts)
+        t_server = time.perf_counter() - t0
+        logits = keys.decrypt_batch(outputs, len(test))
     with torch.no_grad():
         t0 = time.perf_counter()
         plain = net(torch.from_numpy(test.images)).numpy()

@@ -1,13 +1,9 @@
 """8 concurrent clients × 25 encrypted requests against a live server: 0 failures."""
 
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import numpy as np
 import pytest
 
@@ -15,37 +11,13 @@ from client.api import Client
 from crypto_nn.keys import ClientKeys
 from crypto_nn.plan import ClientPlan
 from nets import data
+from server.local import local_server
 
 
 @pytest.mark.slow
 def test_eight_clients_twenty_five_requests_each(models_dir, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "--port",
-            str(port),
-            "--models",
-            str(models_dir),
-            "--state",
-            str(tmp_path / "state"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     images = data.load("digits", "test").images[:16]
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
+    with local_server(models_dir, tmp_path / "state") as url:
 
         def one_client(k: int) -> list[float]:
             with Client(url, retries=60) as client:
@@ -67,9 +39,6 @@ def test_eight_clients_twenty_five_requests_each(models_dir, tmp_path):
 
         with ThreadPoolExecutor(8) as pool:
             latencies = [t for result in pool.map(one_client, range(8)) for t in result]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert len(latencies) == 200
     p50, p99 = statistics.median(latencies), float(np.percentile(latencies, 99))
     print(f"\n200 requests from 8 clients: 0 failures, p50 {p50:.2f} s, p99 {p99:.2f} s")

@@ -1,22 +1,14 @@
 """A real uvicorn on a loopback port, queried by the real client command line."""
 
 import json
-import socket
 import subprocess
 import sys
-import time
 
-import httpx
 import matplotlib.pyplot as plt
 import numpy as np
 
 from nets import data
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from server.local import local_server
 
 
 def test_server_and_client_over_loopback(tmp_path):
@@ -48,31 +40,7 @@ def test_server_and_client_over_loopback(tmp_path):
         text=True,
     )
     assert trained.returncode == 0, trained.stderr
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "--port",
-            str(port),
-            "--models",
-            str(models),
-            "--state",
-            str(tmp_path / "state"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
+    with local_server(models, tmp_path / "state") as url:
         out = tmp_path / "result.json"
         client = subprocess.run(
             [
@@ -155,6 +123,3 @@ def test_server_and_client_over_loopback(tmp_path):
         )
         assert down.returncode == 1 and "cannot reach" in down.stderr
         assert "Traceback" not in down.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
