@@ -10,6 +10,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.progress import Progress
 
 from client import keyfile
 from client.api import Client
@@ -44,6 +45,9 @@ def batch_cmd(
     server: Server = "http://127.0.0.1:8000",
     token: Token = None,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    job: Annotated[
+        bool, typer.Option(help="Submit as a job and poll, instead of one request.")
+    ] = False,
 ) -> None:
     """Encrypt n test images, send them, decrypt the logits, report accuracy and timings."""
     test = data.load(data_name, "test").subset(n)
@@ -58,10 +62,19 @@ def batch_cmd(
         key_id = c.register_key(public)
         timings["register_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        cts = keys.encrypt_batch(test.images)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("encrypting", total=int(np.prod(plan.in_shape)))
+            cts = keys.encrypt_batch(
+                test.images, on_progress=lambda done, total: progress.update(task, completed=done)
+            )
         timings["encrypt_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        outputs = c.infer(model, key_id, cts)
+        if job:
+            job_id = c.submit_job(model, key_id, cts)
+            console.print(f"job {job_id} submitted; waiting")
+            outputs = c.wait_job(job_id)
+        else:
+            outputs = c.infer(model, key_id, cts)
         timings["server_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         logits = keys.decrypt_batch(outputs, len(test))

@@ -8,6 +8,8 @@ upload) and modulus-switched to nothing lower than the plan needs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tenseal.sealapi as seal
 
@@ -45,8 +47,12 @@ class ClientKeys:
     def save_secret(self) -> bytes:
         return seal_bytes.dumps(self._secret)
 
-    def encrypt_batch(self, images: np.ndarray) -> list[bytes]:
-        """(n, C, H, W) floats in [0, 1], n ≤ slots → one ciphertext per input value."""
+    def encrypt_batch(
+        self, images: np.ndarray, on_progress: Callable[[int, int], None] | None = None
+    ) -> list[bytes]:
+        """(n, C, H, W) floats in [0, 1], n ≤ slots → one ciphertext per input value.
+
+        ``on_progress(done, total)`` is called after each ciphertext (for a progress bar)."""
         images = np.asarray(images, dtype=np.float64)
         n, slots = len(images), self.plan.params.slots
         if images.shape[1:] != tuple(self.plan.in_shape):
@@ -66,6 +72,8 @@ class ClientKeys:
             pt = seal.Plaintext()
             self.encoder.encode(row.tolist(), self.plan.params.scale, pt)
             out.append(seal_bytes.dumps(self._encryptor.encrypt_symmetric(pt)))
+            if on_progress is not None:
+                on_progress(len(out), len(flat))
         return out
 
     def decrypt_batch(self, outputs: list[bytes], n: int) -> np.ndarray:

@@ -68,6 +68,32 @@ def test_server_and_client_over_loopback(tmp_path):
         assert (
             result["n_images"] == 100 and result["encrypted_accuracy"] > 0.5
         )  # a small, weak model
+        as_job = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "client",
+                "batch",
+                "--model",
+                "digits-mlp",
+                "--data",
+                "digits",
+                "--n",
+                "20",
+                "--server",
+                url,
+                "--job",
+                "--json",
+                str(tmp_path / "job.json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert as_job.returncode == 0, as_job.stderr
+        assert "job " in as_job.stdout
+        job_preds = json.loads((tmp_path / "job.json").read_text())["predictions"]
+        assert job_preds == result["predictions"][:20]
         key = tmp_path / "keys" / "digits.key"
         made = subprocess.run(
             [
