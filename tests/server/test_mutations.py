@@ -61,3 +61,49 @@ def test_mutated_ciphertext_lists(api, client_keys):
     assert set(statuses) <= OK, sorted(set(statuses))
     good = api.post(url, params={"key_id": key_id}, content=framing.pack(cts))
     assert good.status_code == 200  # the workers survived everything above
+
+
+def _zstd_bomb(like: bytes, inflated_gib: int = 1) -> bytes:
+    """A SEAL header copied from ``like`` over a zstd frame that inflates to GiBs of zeros."""
+    import struct
+
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(level=3).compressobj()
+    zeros = bytes(64 << 20)
+    body = b"".join(compressor.compress(zeros) for _ in range(16 * inflated_gib))
+    body += compressor.flush()
+    header = bytearray(like[:16])
+    header[8:16] = struct.pack("<Q", 16 + len(body))
+    return bytes(header) + body
+
+
+def _rss_mb(pid: int) -> float:
+    from pathlib import Path
+
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_zstd_decompression_bombs_are_refused_without_inflating(api, client_keys):
+    keys = client_keys(api)
+    public = keys.public_context()
+    _, parts = ctx_format.unpack(public)
+    bomb_ctx = ctx_format.pack(
+        "ckks", {"params": _zstd_bomb(parts["params"]), "relin_keys": parts["relin_keys"]}
+    )
+    assert len(bomb_ctx) < 2_000_000  # a small upload that would inflate to 1 GiB
+    refused = api.post("/v1/keys", content=bomb_ctx)
+    assert refused.status_code == 422, refused.text
+    key_id = api.post("/v1/keys", content=public).json()["key_id"]
+    cts = keys.encrypt_batch(data.load("digits", "test").images[:2])
+    url = "/v1/models/digits-mlp/infer"
+    assert api.post(url, params={"key_id": key_id}, content=framing.pack(cts)).status_code == 200
+    worker_pid = next(iter(api.app.state.pool.executor._processes))
+    before = _rss_mb(worker_pid)
+    bombed = [_zstd_bomb(cts[0])] + cts[1:]
+    response = api.post(url, params={"key_id": key_id}, content=framing.pack(bombed))
+    assert response.status_code == 422 and "corrupt" in response.json()["detail"]
+    assert _rss_mb(worker_pid) - before < 100  # refused from the header, never inflated
