@@ -66,24 +66,21 @@ class Client:
     def register_key(self, public_context: bytes) -> str:
         return self._request("POST", "/v1/keys", content=public_context).json()["key_id"]
 
-    def infer(self, name: str, key_id: str, ciphertexts: list[bytes]) -> list[bytes]:
-        response = self._request(
+    def _post_ciphertexts(self, url: str, key_id: str, ciphertexts: list[bytes]) -> httpx.Response:
+        return self._request(
             "POST",
-            f"/v1/models/{name}/infer",
+            url,
             params={"key_id": key_id},
             content=framing.pack(ciphertexts),
             headers={"Content-Type": "application/octet-stream"},
         )
+
+    def infer(self, name: str, key_id: str, ciphertexts: list[bytes]) -> list[bytes]:
+        response = self._post_ciphertexts(f"/v1/models/{name}/infer", key_id, ciphertexts)
         return framing.unpack(response.content)[1]
 
     def submit_job(self, name: str, key_id: str, ciphertexts: list[bytes]) -> str:
-        response = self._request(
-            "POST",
-            f"/v1/models/{name}/jobs",
-            params={"key_id": key_id},
-            content=framing.pack(ciphertexts),
-            headers={"Content-Type": "application/octet-stream"},
-        )
+        response = self._post_ciphertexts(f"/v1/models/{name}/jobs", key_id, ciphertexts)
         return response.json()["job_id"]
 
     def job(self, job_id: str) -> dict:

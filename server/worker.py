@@ -13,6 +13,7 @@ from pathlib import Path
 from crypto_nn.ckks_batch import BatchEvaluator
 from crypto_nn.errors import ContextError
 from crypto_nn.plan import Plan
+from server.models import compile_checkpoint
 
 _plans: dict[str, Plan] = {}
 _evaluators: OrderedDict[tuple[str, str], BatchEvaluator] = OrderedDict()
@@ -26,8 +27,6 @@ def evaluate(
     payloads: list[bytes],
     cache_size: int,
 ) -> list[bytes]:
-    from server.models import compile_checkpoint
-
     if model_path not in _plans:
         _plans[model_path] = compile_checkpoint(Path(model_path), calibration_images)
     cache_key = (model_path, key_id)

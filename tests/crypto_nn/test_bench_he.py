@@ -8,37 +8,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("he") / "m.pt"
-    train = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nets",
-            "train",
-            "--model",
-            "mlp",
-            "--arg",
-            "act=square",
-            "--arg",
-            "hidden=16",
-            "--arg",
-            "layers=1",
-            "--data",
-            "digits",
-            "--epochs",
-            "6",
-            "--out",
-            str(path),
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert train.returncode == 0, train.stderr
-    return path
+def ckpt(square_mlp_checkpoint):
+    return square_mlp_checkpoint
 
 
 def test_bench_he_batch_fields(tmp_path, ckpt):

@@ -1,38 +1,20 @@
 """Shared fixtures: a served models directory, app factories, client keys for a plan."""
 
+import shutil
+
 import pytest
-import torch
 from fastapi.testclient import TestClient
-from rich.console import Console
 
 from crypto_nn.keys import ClientKeys
 from crypto_nn.plan import ClientPlan
-from nets import checkpoint, data, models
-from nets.runinfo import run_info
-from nets.train import TrainConfig, train
 from server.app import create_app
 from server.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
+def models_dir(tmp_path_factory, square_mlp_checkpoint):
     folder = tmp_path_factory.mktemp("models")
-    train_set = data.load("digits", "train")
-    torch.manual_seed(0)
-    net = models.build("mlp", (1, 8, 8), 10, hidden=8, layers=1, act="square")
-    train(
-        net, train_set, TrainConfig(epochs=8, batch_size=32, lr=5e-3), console=Console(quiet=True)
-    )
-    meta = checkpoint.Checkpoint(
-        "mlp",
-        {"hidden": 8, "layers": 1, "act": "square"},
-        (1, 8, 8),
-        10,
-        data.DIGIT_CLASSES,
-        "digits",
-        run=run_info(seed=0, device="cpu"),
-    )
-    checkpoint.save(folder / "digits-mlp.pt", net, meta)
+    shutil.copy(square_mlp_checkpoint, folder / "digits-mlp.pt")
     (folder / "broken.pt").write_bytes(b"not a checkpoint")  # skipped, not fatal
     return folder
 
