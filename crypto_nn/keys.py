@@ -14,7 +14,7 @@ import numpy as np
 import tenseal.sealapi as seal
 
 from crypto_nn import context as ctx_format
-from crypto_nn import seal_bytes
+from crypto_nn import seal_bytes, single
 from crypto_nn.errors import ContextError
 from crypto_nn.plan import Plan
 
@@ -42,6 +42,10 @@ class ClientKeys:
         parts = {"params": seal_bytes.dumps(self.plan.params.seal_parameters())}
         if self.plan.needs_relin_keys:
             parts["relin_keys"] = seal_bytes.dumps(self._keygen.create_relin_keys())
+        if self.plan.rotations:  # only the steps the plan uses, not all 2·log2(N) of them
+            tool = self.context.key_context_data().galois_tool()
+            elts = [tool.get_elt_from_step(step) for step in self.plan.rotations]
+            parts["galois_keys"] = seal_bytes.dumps(self._keygen.create_galois_keys(elts))
         return ctx_format.pack(self.plan.scheme, parts)
 
     def save_secret(self) -> bytes:
@@ -61,11 +65,7 @@ class ClientKeys:
             )
         if not 1 <= n <= slots:
             raise ContextError(f"{n} images: a batch holds 1 to {slots} (one per slot)")
-        if images.min() < 0.0 or images.max() > 1.0:
-            raise ContextError(
-                f"pixel values span [{images.min():.3g}, {images.max():.3g}]; the "
-                "plan's parameters were chosen for images in [0, 1]"
-            )
+        _check_pixels(images)
         flat = images.reshape(n, -1).T  # (inputs, n): row i = input value i of every image
         out = []
         for row in flat:
@@ -75,6 +75,32 @@ class ClientKeys:
             if on_progress is not None:
                 on_progress(len(out), len(flat))
         return out
+
+    def encrypt_single(self, image: np.ndarray) -> list[bytes]:
+        """One (C, H, W) image in [0, 1] → the single-packing plan's input ciphertexts."""
+        image = np.asarray(image, dtype=np.float64)
+        if self.plan.packing != "single":
+            raise ContextError(f"plan {self.plan.name} packs batches; use encrypt_batch")
+        if image.shape != tuple(self.plan.in_shape):
+            raise ContextError(
+                f"an image of shape {image.shape}; the plan takes {tuple(self.plan.in_shape)}"
+            )
+        _check_pixels(image)
+        out = []
+        for slots in single.encode_image(self.plan.input_layouts, image):
+            pt = seal.Plaintext()
+            self.encoder.encode(slots.tolist(), self.plan.params.scale, pt)
+            out.append(seal_bytes.dumps(self._encryptor.encrypt_symmetric(pt)))
+        return out
+
+    def decrypt_single(self, outputs: list[bytes]) -> np.ndarray:
+        """The single-packing plan's output ciphertext → (classes,) float logits."""
+        if len(outputs) != 1:
+            raise ContextError(f"{len(outputs)} output ciphertexts; a single plan returns 1")
+        ct = seal_bytes.loads(seal.Ciphertext, outputs[0], self.context, what="output")
+        pt = seal.Plaintext()
+        self._decryptor.decrypt(ct, pt)
+        return np.asarray(self.encoder.decode_double(pt))[: self.plan.n_outputs]
 
     def decrypt_batch(self, outputs: list[bytes], n: int) -> np.ndarray:
         """Output ciphertexts → (n, classes) float logits."""
@@ -89,6 +115,14 @@ class ClientKeys:
             self._decryptor.decrypt(ct, pt)
             logits[:, j] = np.asarray(self.encoder.decode_double(pt))[:n]
         return logits
+
+
+def _check_pixels(images: np.ndarray) -> None:
+    if images.min() < 0.0 or images.max() > 1.0:
+        raise ContextError(
+            f"pixel values span [{images.min():.3g}, {images.max():.3g}]; the "
+            "plan's parameters were chosen for images in [0, 1]"
+        )
 
 
 def make_keys(plan: Plan) -> tuple[ClientKeys, bytes]:

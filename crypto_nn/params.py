@@ -28,6 +28,7 @@ class CkksParams:
     poly_modulus_degree: int  # N; slots = N / 2
     coeff_mod_bit_sizes: tuple[int, ...]  # [q0, scale primes..., special prime P]
     scale_bits: int  # Δ = 2^scale_bits
+    weight_scale_bits: int = 0  # single packing: weights encoded at 2^w, products not rescaled
 
     @property
     def slots(self) -> int:
@@ -90,6 +91,42 @@ def choose_ckks(
         f"depth {depth} with values up to 2^{value_bits} needs ≥ {need} modulus bits at the "
         f"smallest usable scale 2^{MIN_SCALE_BITS}; N={largest} allows {MAX_LOG_Q_128[largest]} "
         "at 128-bit security — use fewer layers or x² activations (depth 1 each)"
+    )
+
+
+def choose_ckks_single(
+    activations: int, value_bits: int, *, min_slots: int, n: int | None = None
+) -> CkksParams:
+    """Parameters for single packing, where an affine layer and the activation after it share
+    one level: the product ``x·w`` (scale Δ·Δw) is not rescaled, it is squared (Δ²Δw²) and
+    then rescaled once by a prime of s + 2w bits, back to ≈ Δ. Chain:
+    ``[q0] + [s + 2w] * activations + [P]`` with q0 = s + w + value_bits (the logits stay at
+    Δ·Δw) and P the largest prime. Fewer, larger primes make every Galois key smaller
+    (a key holds (L − 1)·L polynomials) and every rotation cheaper.
+
+    Picks the smallest N with enough slots, then the (s, w) with the best worse precision."""
+    candidates = [n] if n else [d for d in sorted(MAX_LOG_Q_128) if d // 2 >= min_slots]
+    if n and (n not in MAX_LOG_Q_128 or n // 2 < min_slots):
+        raise CompileError(f"N={n}: this plan needs a supported N with at least {min_slots} slots")
+    for degree in candidates:
+        best = None
+        for w in range(12, 31):
+            for s in range(18, MAX_SCALE_BITS + 1):
+                p, q0 = s + 2 * w, s + w + value_bits
+                if p > MAX_PRIME_BITS or q0 > MAX_PRIME_BITS:
+                    continue
+                chain = (q0,) + (p,) * activations + (max(p, q0),)
+                if sum(chain) > MAX_LOG_Q_128[degree]:
+                    continue
+                key = (min(s, w + 2), s + w)
+                if best is None or key > best[0]:
+                    best = (key, CkksParams(degree, chain, s, w))
+        if best:
+            return best[1]
+    raise CompileError(
+        f"single packing with {activations} activation layers and values up to 2^{value_bits} "
+        f"does not fit N ≤ {candidates[-1] if candidates else n} at 128-bit security: use "
+        "batch packing, fewer layers, or a model with smaller values"
     )
 
 

@@ -14,26 +14,33 @@ import numpy as np
 from torch import nn
 
 from crypto_nn import layers as plan_layers
+from crypto_nn import single
 from crypto_nn.errors import CompileError
-from crypto_nn.params import CkksParams, choose_ckks, value_bits
+from crypto_nn.params import CkksParams, choose_ckks, choose_ckks_single, value_bits
 
 FORMAT = "cryptorobust.plan"
 VERSION = 1
 SCHEMES = ("ckks",)
-PACKINGS = ("batch",)
+PACKINGS = ("batch", "single")
 
 
 @dataclass
 class Plan:
     name: str  # model name the server serves it under
     scheme: str  # "ckks"
-    packing: str  # "batch": one ciphertext per input value, one image per slot
+    packing: str  # "batch": one image per slot; "single": one image in one ciphertext
     layers: list[plan_layers.Layer]
     params: CkksParams
     in_shape: tuple[int, ...]  # (C, H, W) of one image
     classes: tuple[str, ...]
     max_abs_value: float  # largest |value| of any layer on calibration data
     rotations: list[int] = field(default_factory=list)  # Galois steps the plan needs (batch: none)
+    program: single.Program | None = None  # single packing: slot layouts and diagonals
+
+    @property
+    def input_layouts(self) -> list[np.ndarray]:
+        """Single packing: per input ciphertext, the input index each slot holds (−1: 0)."""
+        return self.program.layouts if self.program else []
 
     @property
     def depth(self) -> int:
@@ -73,20 +80,33 @@ class Plan:
             "galois_keys": bool(self.rotations),
             "relin_keys": self.needs_relin_keys,
             "layers": [layer.describe() for layer in self.layers],
-            "input": {
-                "shape": list(self.in_shape),
-                "values": "float in [0, 1]",
-                "encoding": "one ciphertext per input value (NCHW order), one image per "
-                f"slot, up to {self.params.slots} images, scale 2^"
-                f"{self.params.scale_bits}",
-            },
+            "input": self._input_description(),
             "output": {
-                "ciphertexts": self.n_outputs,
+                "ciphertexts": self.n_outputs if self.packing == "batch" else 1,
+                "logits": self.n_outputs,
                 "classes": list(self.classes),
-                "decoding": "slot i of output ciphertext j = logit j of image i",
+                "decoding": "slot i of output ciphertext j = logit j of image i"
+                if self.packing == "batch"
+                else "slot j of the output ciphertext = logit j",
             },
             "max_abs_value": self.max_abs_value,
         }
+
+    def _input_description(self) -> dict[str, object]:
+        desc: dict[str, object] = {"shape": list(self.in_shape), "values": "float in [0, 1]"}
+        if self.packing == "batch":
+            desc["encoding"] = (
+                "one ciphertext per input value (NCHW order), one image per slot, up to "
+                f"{self.params.slots} images, scale 2^{self.params.scale_bits}"
+            )
+        else:
+            desc["encoding"] = (
+                "one image per request, len(layouts) ciphertexts: slot s of ciphertext c "
+                "holds input value layouts[c][s] of the flattened NCHW image (−1: 0), "
+                f"scale 2^{self.params.scale_bits}"
+            )
+            desc["layouts"] = [layout.tolist() for layout in self.input_layouts]
+        return desc
 
     def to_json(self) -> str:
         return json.dumps(self.describe())
@@ -128,6 +148,8 @@ def compile(
         raise CompileError(f"packing {packing!r} is not available yet; choose one of {PACKINGS}")
     if poly_degree > 2:
         raise CompileError(f"polynomial degree {poly_degree}: only degree ≤ 2 is implemented")
+    if packing == "single" and n is not None and scale_bits is not None:
+        raise CompileError("single packing chooses its own scales; pass n only")
     calibration = np.asarray(calibration, dtype=np.float32)
     layers = plan_layers.from_torch(model, calibration, poly_degree=poly_degree)
     x = calibration.reshape(len(calibration), -1).astype(np.float64)
@@ -135,8 +157,17 @@ def compile(
     for layer in layers:
         x = layer.forward(x)
         max_abs = max(max_abs, float(np.abs(x).max()))
-    depth = sum(layer.depth for layer in layers)
-    params = choose_ckks(depth, value_bits(max_abs), n=n, scale_bits=scale_bits)
+    program = None
+    if packing == "single":
+        single.check_shape(layers)
+        activations = sum(layer.kind != "affine" for layer in layers)
+        params = choose_ckks_single(
+            activations, value_bits(max_abs), min_slots=single.min_slots(layers), n=n
+        )
+        program = single.program(layers, params.slots)
+    else:
+        depth = sum(layer.depth for layer in layers)
+        params = choose_ckks(depth, value_bits(max_abs), n=n, scale_bits=scale_bits)
     return Plan(
         name=name,
         scheme=scheme,
@@ -146,6 +177,8 @@ def compile(
         in_shape=tuple(calibration.shape[1:]),
         classes=tuple(classes),
         max_abs_value=max_abs,
+        rotations=program.rotations if program else [],
+        program=program,
     )
 
 
@@ -160,6 +193,9 @@ class ClientPlan:
     n_outputs: int
     classes: tuple[str, ...]
     needs_relin_keys: bool
+    packing: str = "batch"
+    rotations: tuple[int, ...] = ()
+    input_layouts: tuple[np.ndarray, ...] = ()
 
     @classmethod
     def from_description(cls, desc: dict) -> ClientPlan:
@@ -170,15 +206,22 @@ class ClientPlan:
                 int(p["poly_modulus_degree"]),
                 tuple(int(b) for b in p["coeff_mod_bit_sizes"]),
                 int(p["scale_bits"]),
+                int(p.get("weight_scale_bits", 0)),
+            )
+            layouts = tuple(
+                np.asarray(layout, dtype=np.int64) for layout in desc["input"].get("layouts", [])
             )
             return cls(
                 name=str(desc["name"]),
                 scheme=str(desc["scheme"]),
                 params=params,
                 in_shape=tuple(int(v) for v in desc["input"]["shape"]),
-                n_outputs=int(desc["output"]["ciphertexts"]),
+                n_outputs=int(desc["output"].get("logits", desc["output"]["ciphertexts"])),
                 classes=tuple(desc["output"]["classes"]),
                 needs_relin_keys=bool(desc["relin_keys"]),
+                packing=str(desc.get("packing", "batch")),
+                rotations=tuple(int(r) for r in desc.get("rotations", [])),
+                input_layouts=layouts,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CompileError(f"plan description lacks or mangles a field ({exc})") from None

@@ -1,0 +1,211 @@
+"""Server side of a single-image CKKS plan: the :mod:`crypto_nn.single` schedule on SEAL.
+
+Levels are spent only where needed: an affine layer's products (scale Δ·Δw) are not
+rescaled; the activation squares them (Δ²Δw²) and one rescale by an (s + 2w)-bit prime
+brings them back to ≈ Δ. The last affine layer is never rescaled; its output decrypts at
+Δ·Δw from the first prime. Weight plaintexts are encoded once per plan and level and
+shared by every evaluator (every client key) of that plan.
+
+Rotation keys are checked when the evaluator is built — at key registration — so a
+context without a step the plan uses is refused there, never halfway through a request.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from crypto_nn import context as ctx_format
+from crypto_nn import seal_bytes
+from crypto_nn.errors import ContextError
+from crypto_nn.plan import Plan
+from crypto_nn.single import Program
+
+_encoded: dict[int, tuple[Program, list]] = {}
+_lock = threading.Lock()
+
+
+def galois_elements(context: seal.SEALContext, steps: list[int]) -> list[int]:
+    tool = context.key_context_data().galois_tool()
+    return [tool.get_elt_from_step(step) for step in steps]
+
+
+def _encode_program(plan: Plan, context: seal.SEALContext) -> list:
+    """Per step, its weight plaintexts at the level the step runs (cached per plan)."""
+    with _lock:
+        cached = _encoded.get(id(plan))
+        if cached and cached[0] is plan.program:
+            return cached[1]
+    encoder = seal.CKKSEncoder(context)
+    w_scale = float(2**plan.params.weight_scale_bits)
+    parms_id = context.first_parms_id()
+    encoded = []
+
+    def encode(values: np.ndarray) -> seal.Plaintext:
+        pt = seal.Plaintext()
+        encoder.encode(values.tolist(), parms_id, w_scale, pt)
+        return pt
+
+    for step in plan.program.steps:
+        if step.kind == "im2col":
+            encoded.append([[encode(w) for w in chunk] for chunk in step.im2col.weights])
+        elif step.kind == "diagonals":
+            encoded.append({key: encode(v) for key, v in step.diagonals.plain.items()})
+        else:  # an activation ends the level
+            encoded.append(None)
+            parms_id = context.get_context_data(parms_id).next_context_data().parms_id()
+    with _lock:
+        _encoded[id(plan)] = (plan.program, encoded)
+    return encoded
+
+
+class SingleEvaluator:
+    """Runs one single-packing plan on one image's ciphertexts for one public context."""
+
+    def __init__(self, plan: Plan, public_context: bytes) -> None:
+        if plan.program is None:
+            raise ContextError(f"plan {plan.name} is not a single-packing plan")
+        _, parts = ctx_format.unpack(public_context)
+        parms = ctx_format.read_params(parts)
+        ctx_format.check_matches(parms, plan.params)
+        self.plan = plan
+        self.context = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+        for part in ("relin_keys", "galois_keys"):
+            if part not in parts:
+                raise ContextError(
+                    f"single packing needs rotation and relinearisation keys: the context has "
+                    f"no {part} part; make it with ClientKeys for this plan"
+                )
+        self.relin_keys = seal_bytes.loads(
+            seal.RelinKeys, parts["relin_keys"], self.context, what="relinearisation keys"
+        )
+        self.galois_keys = seal_bytes.loads(
+            seal.GaloisKeys, parts["galois_keys"], self.context, what="rotation keys"
+        )
+        missing = [
+            step
+            for step, elt in zip(
+                plan.rotations, galois_elements(self.context, plan.rotations), strict=True
+            )
+            if not self.galois_keys.has_key(elt)
+        ]
+        if missing:
+            raise ContextError(
+                f"the context lacks rotation keys for steps {missing}; this plan rotates by "
+                f"{plan.rotations} — make the keys with ClientKeys for this plan"
+            )
+        self.encoder = seal.CKKSEncoder(self.context)
+        self.evaluator = seal.Evaluator(self.context)
+        self.weights = _encode_program(plan, self.context)
+
+    # --- helpers -------------------------------------------------------------------------
+    def _rotate(self, ct: seal.Ciphertext, step: int) -> seal.Ciphertext:
+        out = seal.Ciphertext()
+        self.evaluator.rotate_vector(ct, step, self.galois_keys, out)
+        return out
+
+    def _rotate_and_add(self, acc: seal.Ciphertext, steps: list[int]) -> None:
+        for step in steps:
+            self.evaluator.add_inplace(acc, self._rotate(acc, step))
+
+    def _add_values(self, ct: seal.Ciphertext, values) -> None:
+        """Add a constant (float) or a slot vector at the ciphertext's own scale and level."""
+        pt = seal.Plaintext()
+        v = float(values) if np.isscalar(values) else np.asarray(values).tolist()
+        self.encoder.encode(v, ct.parms_id(), ct.scale, pt)
+        self.evaluator.add_plain_inplace(ct, pt)
+
+    # --- steps ---------------------------------------------------------------------------
+    def _im2col(self, step, weights, xs: list[seal.Ciphertext]) -> list[seal.Ciphertext]:
+        out = []
+        for chunk, x in enumerate(xs):
+            for r, pt in enumerate(weights[chunk]):
+                acc = seal.Ciphertext()
+                self.evaluator.multiply_plain(x, pt, acc)
+                self._rotate_and_add(acc, step.im2col.rotations)
+                self._add_values(acc, step.biases[len(out)])
+                out.append(acc)
+        return out
+
+    def _diagonals(self, step, weights, xs: list[seal.Ciphertext]) -> list[seal.Ciphertext]:
+        diag, ev = step.diagonals, self.evaluator
+        baby = []
+        for x in xs:
+            row = [x]
+            for _ in range(1, diag.baby):
+                row.append(self._rotate(row[-1], 1))
+            baby.append(row)
+        by_giant: dict[int, list] = {}
+        for (c, j, i), pt in weights.items():
+            by_giant.setdefault(j, []).append((c, i, pt))
+        acc, scratch = None, seal.Ciphertext()
+        for j in reversed(range(diag.giants)):
+            if acc is not None:
+                acc = self._rotate(acc, diag.baby)
+            for c, i, pt in by_giant.get(j, []):
+                if acc is None:
+                    acc = seal.Ciphertext()
+                    ev.multiply_plain(baby[c][i], pt, acc)
+                else:
+                    ev.multiply_plain(baby[c][i], pt, scratch)
+                    ev.add_inplace(acc, scratch)
+        if acc is None:  # an all-zero layer: 0·x keeps level and scale
+            acc = seal.Ciphertext()
+            zero = seal.Plaintext()
+            self.encoder.encode(0.0, xs[0].parms_id(), 2.0**self.plan.params.weight_scale_bits, zero)
+            ev.multiply_plain(xs[0], zero, acc)
+        step_size = diag.out_period
+        while step_size < diag.in_period:
+            ev.add_inplace(acc, self._rotate(acc, step_size))
+            step_size *= 2
+        self._add_values(acc, diag.bias)
+        return [acc]
+
+    def _square(self, x: seal.Ciphertext) -> seal.Ciphertext:
+        sq = seal.Ciphertext()
+        self.evaluator.square(x, sq)
+        self.evaluator.relinearize_inplace(sq, self.relin_keys)
+        return sq
+
+    def _activation(self, step, xs: list[seal.Ciphertext]) -> list[seal.Ciphertext]:
+        out = []
+        for x in xs:
+            y = self._square(x)
+            if step.kind == "poly":  # z² + a·z + b, all at scale (Δ·Δw)²
+                lin = seal.Ciphertext()
+                a = seal.Plaintext()
+                self.encoder.encode(float(step.a), x.parms_id(), x.scale, a)
+                self.evaluator.multiply_plain(x, a, lin)
+                self.evaluator.add_inplace(y, lin)
+                self._add_values(y, step.b)
+            self.evaluator.rescale_to_next_inplace(y)
+            out.append(y)
+        return out
+
+    def run(self, xs: list[seal.Ciphertext]) -> seal.Ciphertext:
+        for step, weights in zip(self.plan.program.steps, self.weights, strict=True):
+            if step.kind == "im2col":
+                xs = self._im2col(step, weights, xs)
+            elif step.kind == "diagonals":
+                xs = self._diagonals(step, weights, xs)
+            else:
+                xs = self._activation(step, xs)
+        return xs[0]
+
+    def load_inputs(self, payloads: list[bytes]) -> list[seal.Ciphertext]:
+        want = len(self.plan.input_layouts)
+        if len(payloads) != want:
+            raise ContextError(f"{len(payloads)} input ciphertexts; this plan takes {want}")
+        first = self.context.first_parms_id()
+        cts = []
+        for i, data in enumerate(payloads):
+            ct = seal_bytes.loads(seal.Ciphertext, data, self.context, what=f"input {i}")
+            if ct.parms_id() != first or ct.size() != 2:
+                raise ContextError(f"input {i} is not a fresh ciphertext at the plan's first level")
+            cts.append(ct)
+        return cts
+
+    def run_bytes(self, payloads: list[bytes]) -> list[bytes]:
+        return [seal_bytes.dumps(self.run(self.load_inputs(payloads)))]

@@ -1,0 +1,296 @@
+"""Single-image packing: how one image's values sit in a ciphertext's slots, layer by layer.
+
+Pure numpy (no SEAL): the server turns this into plaintexts, the client only needs the
+input layout, which travels in the plan description.
+
+* **First affine layer — client-side im2col.** Output rows that read the same inputs (a
+  convolution's channels at one position) form a *group*. The client writes input
+  ``S_g[t]`` of group ``g`` into slot ``t·G + g`` (``T × G`` slots per chunk, powers of two,
+  repeated to fill every slot; more chunks when the groups do not fit one ciphertext).
+  Channel ``r`` is then one plaintext product and a rotate-and-add over ``t``
+  (log2 T rotations), leaving ``y[row_r(g)]`` in slot ``g``, repeated with period ``G``.
+* **Later affine layers — hybrid diagonal method** (Halevi–Shoup diagonals with the
+  rectangular trick of GAZELLE, Juvekar et al. 2018): inputs are *blocks*, each a
+  ciphertext repeated with a power-of-two period. ``m`` diagonals per block, evaluated
+  baby-step/giant-step (baby steps by successive rotations by 1, giant steps by Horner
+  with one step ``g``), then a rotate-and-add from ``m`` up to the block period. The
+  output is one block repeated with period ``m`` — the form the next layer reads.
+
+Every rotation step is a power of two, so the Galois keys are few (≤ log2 slots).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from crypto_nn.errors import CompileError
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def rot(v: np.ndarray, k: int) -> np.ndarray:
+    """SEAL's ``rotate_vector(ct, k)`` on plain slots: result[s] = v[s + k]."""
+    return np.roll(v, -k)
+
+
+@dataclass
+class Block:
+    """A ciphertext's meaning: slot s holds vector entry ``entries[s mod period]`` (−1: 0)."""
+
+    entries: np.ndarray  # (period,) int
+    period: int
+
+
+@dataclass
+class Im2col:
+    """The first affine layer as the client's layout and one weight vector per channel."""
+
+    layouts: list[np.ndarray]  # per chunk: (slots,) input index per slot, −1 = 0
+    weights: list[list[np.ndarray]]  # [chunk][channel] (slots,) weight per slot
+    blocks: list[Block]  # [chunk·channels + channel] output meaning after the rotate-and-add
+    taps: int  # T (power of two)
+    positions: int  # G (power of two)
+
+    @property
+    def rotations(self) -> list[int]:
+        return [self.positions << k for k in range(self.taps.bit_length() - 1)]
+
+
+def im2col(weight: np.ndarray, slots: int) -> Im2col:
+    """Group rows by their support and lay the groups out in chunks of ``slots`` slots."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(weight):
+        groups.setdefault(tuple(np.flatnonzero(row).tolist()), []).append(i)
+    supports = list(groups)
+    taps = next_pow2(max(1, max(len(s) for s in supports)))
+    if taps > slots:
+        raise CompileError(
+            f"an output of the first layer reads {taps} inputs; one ciphertext holds {slots}"
+        )
+    per_chunk = slots // taps
+    positions = min(per_chunk, next_pow2(len(supports)))
+    channels = max(len(rows) for rows in groups.values())
+    layouts, weights, blocks = [], [], []
+    for start in range(0, len(supports), positions):
+        chunk = supports[start : start + positions]
+        layout = np.full((taps, positions), -1, dtype=np.int64)
+        w = np.zeros((channels, taps, positions))
+        entries = np.full((channels, positions), -1, dtype=np.int64)
+        for g, support in enumerate(chunk):
+            layout[: len(support), g] = support
+            for r, row in enumerate(groups[support]):
+                w[r, : len(support), g] = weight[row, list(support)]
+                entries[r, g] = row
+        reps = slots // (taps * positions)
+        layouts.append(np.tile(layout.reshape(-1), reps))
+        weights.append([np.tile(w[r].reshape(-1), reps) for r in range(channels)])
+        blocks += [Block(entries[r], positions) for r in range(channels)]
+    return Im2col(layouts, weights, blocks, taps, positions)
+
+
+@dataclass
+class Diagonals:
+    """A later affine layer: per (block, giant step j, baby step i) the pre-rotated diagonal
+    plaintext values (None when zero), and the rotations that combine them."""
+
+    plain: dict[tuple[int, int, int], np.ndarray]
+    baby: int  # g
+    giants: int  # J = m / g
+    out_period: int  # m (power of two)
+    in_period: int  # n' (power of two): rotate-and-add from m up to n'
+    bias: np.ndarray  # (slots,) bias pattern of the output block
+    out: Block
+
+    @property
+    def rotations(self) -> list[int]:
+        steps = [1] if self.baby > 1 else []
+        steps += [self.baby] if self.giants > 1 else []
+        step = self.out_period
+        while step < self.in_period:
+            steps.append(step)
+            step *= 2
+        return steps
+
+    def rotation_count(self, n_blocks: int) -> int:
+        rotations_sum = self.in_period.bit_length() - self.out_period.bit_length()
+        return n_blocks * (self.baby - 1) + (self.giants - 1) + rotations_sum
+
+
+def _best_baby(n_blocks: int, m: int) -> int:
+    """Power-of-two baby step minimising n_blocks·(g − 1) + (m/g − 1) rotations."""
+    options = [1 << k for k in range(m.bit_length())]
+    return min(options, key=lambda g: (n_blocks * (g - 1) + m // g - 1, -g))
+
+
+def diagonals(weight: np.ndarray, bias: np.ndarray, blocks: list[Block], slots: int) -> Diagonals:
+    """The hybrid diagonal form of ``weight`` (m × n) for inputs laid out as ``blocks``."""
+    m_rows = weight.shape[0]
+    m = next_pow2(m_rows)
+    n = max([m] + [b.period for b in blocks])
+    if n > slots:
+        raise CompileError(f"a layer needs {n} slots per vector; the ciphertext holds {slots}")
+    g = _best_baby(len(blocks), m)
+    s_idx = np.arange(n)
+    plain: dict[tuple[int, int, int], np.ndarray] = {}
+    for c, block in enumerate(blocks):
+        mat = np.zeros((m, n))
+        valid = np.flatnonzero(block.entries >= 0)
+        mat[:m_rows, valid] = weight[:, block.entries[valid]]
+        for k in range(m):
+            diag = mat[s_idx % m, (s_idx + k) % n]
+            if not diag.any():
+                continue
+            j, i = divmod(k, g)
+            plain[(c, j, i)] = np.roll(np.tile(diag, slots // n), g * j)  # rot(diag, −g·j)
+    pattern = np.zeros(m)
+    pattern[:m_rows] = bias
+    entries = np.where(np.arange(m) < m_rows, np.arange(m), -1)
+    return Diagonals(
+        plain=plain,
+        baby=g,
+        giants=m // g,
+        out_period=m,
+        in_period=n,
+        bias=np.tile(pattern, slots // m),
+        out=Block(entries, m),
+    )
+
+
+def apply_plain(diag: Diagonals, xs: list[np.ndarray]) -> np.ndarray:
+    """The same schedule on plain slot vectors (tests check it against W·x)."""
+    acc = None
+    for j in reversed(range(diag.giants)):
+        if acc is not None:
+            acc = rot(acc, diag.baby)
+        inner = None
+        for (c, jj, i), pt in diag.plain.items():
+            if jj == j:
+                term = pt * rot(xs[c], i)
+                inner = term if inner is None else inner + term
+        if inner is not None:
+            acc = inner if acc is None else acc + inner
+    if acc is None:
+        acc = np.zeros_like(xs[0])
+    step = diag.out_period
+    while step < diag.in_period:
+        acc = acc + rot(acc, step)
+        step *= 2
+    return acc + diag.bias
+
+
+def encode_image(layouts: list[np.ndarray], image: np.ndarray) -> list[np.ndarray]:
+    """The client's side of im2col: one slot vector per chunk."""
+    flat = np.concatenate([np.asarray(image, dtype=np.float64).reshape(-1), [0.0]])
+    return [flat[layout] for layout in layouts]  # index −1 reads the appended 0
+
+
+def bias_pattern(block: Block, bias: np.ndarray, slots: int) -> np.ndarray:
+    """Slot values of ``bias`` for a block's entries, repeated over the slots."""
+    padded = np.concatenate([np.asarray(bias, dtype=np.float64), [0.0]])
+    return np.tile(padded[block.entries], slots // block.period)
+
+
+def apply_im2col_plain(first: Im2col, bias: np.ndarray, inputs: list[np.ndarray]) -> list:
+    """The first layer's schedule on plain slot vectors (for tests)."""
+    out = []
+    for chunk, x in enumerate(inputs):
+        for r, w in enumerate(first.weights[chunk]):
+            acc = x * w
+            for step in first.rotations:
+                acc = acc + rot(acc, step)
+            block = first.blocks[chunk * len(first.weights[chunk]) + r]
+            out.append(acc + bias_pattern(block, bias, len(x)))
+    return out
+
+
+@dataclass
+class Step:
+    """One stage of a single-packing program. ``kind``: im2col | diagonals | square | poly
+    (poly: t = z² + a·z + b, its leading coefficient folded into the next layer's weights)."""
+
+    kind: str
+    im2col: Im2col | None = None
+    diagonals: Diagonals | None = None
+    biases: list[np.ndarray] | None = None  # im2col: bias pattern per output block
+    a: float = 0.0
+    b: float = 0.0
+
+
+@dataclass
+class Program:
+    steps: list[Step]
+    slots: int
+
+    @property
+    def layouts(self) -> list[np.ndarray]:
+        return self.steps[0].im2col.layouts
+
+    @property
+    def rotations(self) -> list[int]:
+        steps: set[int] = set()
+        for step in self.steps:
+            for part in (step.im2col, step.diagonals):
+                if part is not None:
+                    steps.update(part.rotations)
+        return sorted(steps)
+
+
+def min_slots(layers: list) -> int:
+    """Slots the program needs at least: the widest vector and the first layer's taps."""
+    first = layers[0].weight
+    taps = max(int(np.count_nonzero(row)) for row in first)
+    widths = [next_pow2(layer.weight.shape[0]) for layer in layers if layer.kind == "affine"]
+    return max([next_pow2(taps)] + widths)
+
+
+def check_shape(layers: list) -> None:
+    """Single packing runs Affine (Square|Poly≤2 Affine)*: one activation per level."""
+    kinds = [layer.kind for layer in layers]
+    ok = kinds and kinds[0] == "affine" and kinds[-1] == "affine"
+    ok = ok and all(
+        (k == "affine") == (i % 2 == 0) and (k == "affine" or k in ("square", "poly"))
+        for i, k in enumerate(kinds)
+    )
+    if not ok:
+        raise CompileError(
+            f"single packing needs affine layers separated by one activation each; this plan "
+            f"is {' → '.join(kinds)} — use packing='batch'"
+        )
+    for layer in layers:
+        if layer.kind == "poly" and (layer.degree != 2 or abs(layer.coeffs[2]) < 1e-9):
+            raise CompileError(
+                f"single packing evaluates degree-2 polynomials (fitted {layer.target} has degree "
+                f"{layer.degree}); compile with poly_degree=2 or packing='batch'"
+            )
+
+
+def program(layers: list, slots: int) -> Program:
+    """The single-packing schedule of a plan's layers for ``slots`` slots."""
+    check_shape(layers)
+    steps: list[Step] = []
+    blocks: list[Block] = []
+    fold = 1.0  # a poly's leading coefficient, moved into the next affine layer
+    for layer in layers:
+        if layer.kind == "affine":
+            weight = layer.weight * fold
+            if not steps:
+                first = im2col(weight, slots)
+                biases = [bias_pattern(b, layer.bias, slots) for b in first.blocks]
+                steps.append(Step("im2col", im2col=first, biases=biases))
+                blocks = first.blocks
+            else:
+                diag = diagonals(weight, layer.bias, blocks, slots)
+                steps.append(Step("diagonals", diagonals=diag))
+                blocks = [diag.out]
+            fold = 1.0
+        elif layer.kind == "square":
+            steps.append(Step("square"))
+        else:
+            c0, c1, c2 = layer.coeffs
+            steps.append(Step("poly", a=c1 / c2, b=c0 / c2))
+            fold = c2
+    return Program(steps, slots)
