@@ -18,6 +18,7 @@ import tenseal as ts
 import torch
 from rich.console import Console
 
+from bench import he_single
 from crypto_nn import plan as plan_mod
 from crypto_nn import seal_bytes
 from crypto_nn.ckks_batch import BatchEvaluator
@@ -112,13 +113,70 @@ def run(
     quick: bool,
     seed: int,
     epochs: int,
+    packings: tuple[str, ...] = ("single", "batch"),
 ) -> dict:
     net, model_name, model_info = _model(model_name, data_name, checkpoint, seed, epochs)
     calib = data.load(data_name, "train").subset(2000).images
     test = data.load(data_name, "test").subset(n_images)
-    plan, compile_s = _timed(
-        lambda: plan_mod.compile(net, calib, name=model_name, classes=test.classes)
-    )
+    result = {
+        "benchmark": "he",
+        "scheme": "ckks",
+        "model": model_name,
+        "data": data_name,
+        "model_info": model_info,
+        "plans": {},
+        "compile_s": {},
+        "packings": {},
+        "quick": quick,
+        "run": run_info(seed=seed, device="cpu"),
+    }
+    for packing in packings:
+        plan, compile_s = _timed(
+            lambda packing=packing: plan_mod.compile(
+                net, calib, packing=packing, name=model_name, classes=test.classes
+            )
+        )
+        result["plans"][packing] = plan.describe()
+        result["compile_s"][packing] = compile_s
+        bench = _single if packing == "single" else _batch
+        result["packings"][packing] = bench(net, plan, test, quick)
+    return result
+
+
+def _accuracy(logits: np.ndarray, plain_pred: np.ndarray, labels: np.ndarray, plan, images):
+    enc_pred = logits.argmax(1)
+    return {
+        "plain_accuracy": float((plain_pred == labels).mean()),
+        "encrypted_accuracy": float((enc_pred == labels).mean()),
+        "argmax_agreement": float((enc_pred == plain_pred).mean()),
+        "max_abs_logit_error": float(np.abs(logits - plan.forward_plain(images)).max()),
+    }
+
+
+def _single(net, plan, test, quick: bool) -> dict:
+    """Every test image through our single packing; the tutorial's way on a sample."""
+    n = min(len(test.images), 50 if quick else len(test.images))
+    images, labels = test.images[:n], test.labels[:n]
+    ours = he_single.run_single(plan, images)
+    logits = ours.pop("logits")
+    base = he_single.tutorial_baseline(net, images[: 3 if quick else 20])
+    base_logits = base.pop("baseline_logits", None)
+    plain = plain_timings(net, images)
+    plain_pred = plain.pop("plain_pred")
+    out = {"n_images": n, **ours, **base, **plain}
+    out.update(_accuracy(logits, plain_pred, labels, plan, images))
+    out["overhead_vs_plain"] = ours["e2e_s"] / plain["plain_torch_batch1_s"]
+    if base_logits is not None:
+        out["baseline_n_images"] = len(base_logits)
+        out["baseline_argmax_agreement"] = float(
+            (base_logits.argmax(1) == plain_pred[: len(base_logits)]).mean()
+        )
+        out["speedup_vs_baseline"] = base["baseline_e2e_s"] / ours["e2e_s"]
+        out["eval_speedup_vs_baseline"] = base["baseline_eval_s"] / ours["eval_s"]
+    return out
+
+
+def _batch(net, plan, test, quick: bool) -> dict:
     images = test.images[: plan.params.slots]
     (keys, public), keygen_s = _timed(lambda: make_keys(plan))
     cts, encrypt_s = _timed(lambda: keys.encrypt_batch(images))
@@ -133,8 +191,7 @@ def run(
     plain_pred = plain.pop("plain_pred")
     baseline_s, extrapolated = _baseline_eval_s(plan, images, 8 if quick else None)
     n = len(images)
-    enc_pred = logits.argmax(1)
-    batch = {
+    return {
         "n_images": n,
         "slots": plan.params.slots,
         "keygen_s": keygen_s,
@@ -155,20 +212,5 @@ def run(
         "upload_bytes_per_image_full_batch": sum(map(len, cts)) / plan.params.slots,
         **plain,
         "overhead_vs_plain": (e2e_s / n) / plain["plain_torch_batch1000_per_image_s"],
-        "plain_accuracy": float((plain_pred == test.labels[:n]).mean()),
-        "encrypted_accuracy": float((enc_pred == test.labels[:n]).mean()),
-        "argmax_agreement": float((enc_pred == plain_pred).mean()),
-        "max_abs_logit_error": float(np.abs(logits - plan.forward_plain(images)).max()),
-    }
-    return {
-        "benchmark": "he",
-        "scheme": "ckks",
-        "model": model_name,
-        "data": data_name,
-        "model_info": model_info,
-        "plan": plan.describe(),
-        "compile_s": compile_s,
-        "packings": {"batch": batch},
-        "quick": quick,
-        "run": run_info(seed=seed, device="cpu"),
+        **_accuracy(logits, plain_pred, test.labels[:n], plan, images),
     }

@@ -32,6 +32,29 @@ def galois_elements(context: seal.SEALContext, steps: list[int]) -> list[int]:
     return [tool.get_elt_from_step(step) for step in steps]
 
 
+def load_rotation_keys(
+    plan: Plan, parts: dict[str, bytes], context: seal.SEALContext | None = None
+) -> seal.GaloisKeys:
+    """The context's Galois keys, refused unless they cover every step the plan rotates by
+    (and relinearisation keys are there too): called at key registration."""
+    for part in ("relin_keys", "galois_keys"):
+        if part not in parts:
+            raise ContextError(
+                f"single packing needs rotation and relinearisation keys: the context has "
+                f"no {part} part; make it with ClientKeys for this plan"
+            )
+    context = context or plan.params.seal_context()
+    keys = seal_bytes.loads(seal.GaloisKeys, parts["galois_keys"], context, what="rotation keys")
+    elts = galois_elements(context, plan.rotations)
+    missing = [s for s, e in zip(plan.rotations, elts, strict=True) if not keys.has_key(e)]
+    if missing:
+        raise ContextError(
+            f"the context lacks rotation keys for steps {missing}; this plan rotates by "
+            f"{plan.rotations} — make the keys with ClientKeys for this plan"
+        )
+    return keys
+
+
 def _encode_program(plan: Plan, context: seal.SEALContext) -> list:
     """Per step, its weight plaintexts at the level the step runs (cached per plan)."""
     with _lock:
@@ -72,30 +95,10 @@ class SingleEvaluator:
         ctx_format.check_matches(parms, plan.params)
         self.plan = plan
         self.context = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
-        for part in ("relin_keys", "galois_keys"):
-            if part not in parts:
-                raise ContextError(
-                    f"single packing needs rotation and relinearisation keys: the context has "
-                    f"no {part} part; make it with ClientKeys for this plan"
-                )
+        self.galois_keys = load_rotation_keys(plan, parts, self.context)
         self.relin_keys = seal_bytes.loads(
             seal.RelinKeys, parts["relin_keys"], self.context, what="relinearisation keys"
         )
-        self.galois_keys = seal_bytes.loads(
-            seal.GaloisKeys, parts["galois_keys"], self.context, what="rotation keys"
-        )
-        missing = [
-            step
-            for step, elt in zip(
-                plan.rotations, galois_elements(self.context, plan.rotations), strict=True
-            )
-            if not self.galois_keys.has_key(elt)
-        ]
-        if missing:
-            raise ContextError(
-                f"the context lacks rotation keys for steps {missing}; this plan rotates by "
-                f"{plan.rotations} — make the keys with ClientKeys for this plan"
-            )
         self.encoder = seal.CKKSEncoder(self.context)
         self.evaluator = seal.Evaluator(self.context)
         self.weights = _encode_program(plan, self.context)
@@ -121,7 +124,7 @@ class SingleEvaluator:
     def _im2col(self, step, weights, xs: list[seal.Ciphertext]) -> list[seal.Ciphertext]:
         out = []
         for chunk, x in enumerate(xs):
-            for r, pt in enumerate(weights[chunk]):
+            for pt in weights[chunk]:
                 acc = seal.Ciphertext()
                 self.evaluator.multiply_plain(x, pt, acc)
                 self._rotate_and_add(acc, step.im2col.rotations)
@@ -154,7 +157,9 @@ class SingleEvaluator:
         if acc is None:  # an all-zero layer: 0·x keeps level and scale
             acc = seal.Ciphertext()
             zero = seal.Plaintext()
-            self.encoder.encode(0.0, xs[0].parms_id(), 2.0**self.plan.params.weight_scale_bits, zero)
+            self.encoder.encode(
+                0.0, xs[0].parms_id(), 2.0**self.plan.params.weight_scale_bits, zero
+            )
             ev.multiply_plain(xs[0], zero, acc)
         step_size = diag.out_period
         while step_size < diag.in_period:

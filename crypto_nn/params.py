@@ -104,7 +104,10 @@ def choose_ckks_single(
     Δ·Δw) and P the largest prime. Fewer, larger primes make every Galois key smaller
     (a key holds (L − 1)·L polynomials) and every rotation cheaper.
 
-    Picks the smallest N with enough slots, then the (s, w) with the best worse precision."""
+    Picks the smallest N with enough slots, then balances the errors (σ in slot units at
+    N = 8192): a weight is off by its encoding rounding, √(N/12)·… ≈ 2^4.7/Δw; an activation
+    by a rescale's rounding times the ternary secret, ≈ 2^11/Δ, and by every baby-step
+    rotation's key-switching noise, ≈ N·3.2/√12·√L/Δ ≈ 2^13.4/Δ — so s ≈ w + 9."""
     candidates = [n] if n else [d for d in sorted(MAX_LOG_Q_128) if d // 2 >= min_slots]
     if n and (n not in MAX_LOG_Q_128 or n // 2 < min_slots):
         raise CompileError(f"N={n}: this plan needs a supported N with at least {min_slots} slots")
@@ -118,7 +121,7 @@ def choose_ckks_single(
                 chain = (q0,) + (p,) * activations + (max(p, q0),)
                 if sum(chain) > MAX_LOG_Q_128[degree]:
                     continue
-                key = (min(s, w + 2), s + w)
+                key = (min(s, w + 9), s + w)
                 if best is None or key > best[0]:
                     best = (key, CkksParams(degree, chain, s, w))
         if best:

@@ -1,0 +1,220 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from crypto_nn import plan as plan_mod
+from crypto_nn import single
+from crypto_nn.ckks_single import SingleEvaluator
+from crypto_nn.errors import CompileError, ContextError
+from crypto_nn.keys import ClientKeys, make_keys
+from crypto_nn.layers import Affine, Square
+from nets import data
+from nets.layers import Square as TorchSquare
+
+
+def _conv_net(act: nn.Module) -> nn.Module:
+    """conv (3 channels, padding, stride 2) → act → linear → act → linear, on 8×8 digits."""
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, stride=2, padding=1),
+        act,
+        nn.Flatten(),
+        nn.Linear(48, 12),
+        act,
+        nn.Linear(12, 10),
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits", "train"), data.load("digits", "test")
+
+
+@pytest.fixture(scope="module")
+def square_plan(digits):
+    return plan_mod.compile(_conv_net(TorchSquare()), digits[0].images[:300], packing="single")
+
+
+def error_bound(plan, images) -> float:
+    """Six standard deviations of a single-packing run's slot error, propagated per layer.
+
+    At N = 8192 a slot is a sum of N coefficients against unit roots of unity, so a
+    coefficient error of deviation σc becomes σc·√N in a slot:
+    - encoding rounds each coefficient by U(±1/2): σ = √(N/12) ≈ 26 (weights, at Δw);
+    - fresh symmetric encryption adds e with σc = 3.2: σ ≈ 290 (inputs, at Δ);
+    - a rescale rounds c0 and c1, and c1's rounding meets the ternary secret's 2N/3
+      non-zero terms: σ ≈ √(N/12)·√(2N/3) ≈ 1,930 (every activation output, at Δ).
+    - a rotation's key switching adds Σ_i d_i·e_i / P over the level's ℓ primes (d_i
+      uniform mod q_i, e_i of σc 3.2): σc ≈ √N·3.2/√12·√ℓ·q/P per coefficient, σ ≈
+      N·0.92·√ℓ ≈ 2^13.4 in a slot. Harmless after a product (scale Δ·Δw) — the im2col
+      and giant steps — but a layer's baby steps rotate its inputs at Δ: baby step i
+      carries i of them.
+    Errors are independent, so an affine layer gives σ² = Σ w²·(σx² + (g−1)·σks²) +
+    σw²·Σ x² per output (Σ x² over every slot of a period n', replicas included); x² gives
+    2|x|·σ (z² + a·z + b: (2|z| + |a|)·σ, times c2), plus the rescale's σ.
+    """
+    n = plan.params.poly_modulus_degree
+    sd_w = np.sqrt(n / 12) / 2.0**plan.params.weight_scale_bits
+    sd_rescale = np.sqrt(n / 12) * np.sqrt(2 * n / 3) / plan.params.scale
+    x = images.reshape(len(images), -1).astype(np.float64)
+    sd = np.full_like(x, 3.2 * np.sqrt(n) / plan.params.scale)
+    sd_ks = n * 3.2 / np.sqrt(12) * np.sqrt(len(plan.params.coeff_mod_bit_sizes) - 1)
+    affine_steps = iter([s for s in plan.program.steps if s.kind in ("im2col", "diagonals")])
+    period = 1  # of the blocks a layer reads
+    for layer in plan.layers:
+        if isinstance(layer, Affine):
+            step = next(affine_steps)
+            if step.kind == "im2col":
+                baby, replicas, period = 0, 1, step.im2col.positions
+            else:
+                d = step.diagonals
+                baby, replicas, period = d.baby - 1, d.in_period / period, d.out_period
+            sd = np.sqrt(
+                (sd**2 + baby * (sd_ks / plan.params.scale) ** 2) @ (layer.weight**2).T
+                + sd_w**2 * replicas * (x**2).sum(1, keepdims=True)
+            )
+        else:
+            a, c2 = (
+                (0.0, 1.0)
+                if isinstance(layer, Square)
+                else (layer.coeffs[1] / layer.coeffs[2], layer.coeffs[2])
+            )
+            sd = abs(c2) * ((2 * np.abs(x) + abs(a)) * sd + sd_rescale)
+        x = layer.forward(x)
+    return float(6 * sd.max())
+
+
+def _run(plan, images, keys=None, public=None):
+    if keys is None:
+        keys, public = make_keys(plan)
+    evaluator = SingleEvaluator(plan, public)
+    return np.stack(
+        [keys.decrypt_single(evaluator.run_bytes(keys.encrypt_single(i))) for i in images]
+    )
+
+
+@pytest.mark.parametrize("act", ["square", "relu"])
+def test_encrypted_logits_match_plain_within_derived_bound(act, square_plan, digits):
+    plan = (
+        square_plan
+        if act == "square"
+        else plan_mod.compile(_conv_net(nn.ReLU()), digits[0].images[:300], packing="single")
+    )
+    images = digits[1].images[:6]
+    logits = _run(plan, images)
+    plain = plan.forward_plain(images)
+    bound = error_bound(plan, images)
+    assert np.abs(logits - plain).max() <= bound
+    assert bound < 0.05 * np.abs(plain).max()  # tight enough for an argmax to mean something
+    assert (logits.argmax(1) == plain.argmax(1)).all()
+
+
+def test_plan_json_is_all_a_client_needs(square_plan, digits):
+    desc = json.loads(square_plan.to_json())
+    client_plan = plan_mod.ClientPlan.from_description(desc)
+    assert desc["packing"] == "single" and desc["galois_keys"] and desc["rotations"]
+    assert all(r & (r - 1) == 0 for r in desc["rotations"])  # powers of two only
+    keys = ClientKeys(client_plan)
+    images = digits[1].images[:3]
+    logits = _run(square_plan, images, keys, keys.public_context())
+    np.testing.assert_allclose(
+        logits, square_plan.forward_plain(images), atol=error_bound(square_plan, images)
+    )
+
+
+def test_context_missing_a_rotation_key_is_refused_when_registered(square_plan):
+    short = dataclasses.replace(square_plan, rotations=square_plan.rotations[:-1])
+    public = ClientKeys(short).public_context()
+    with pytest.raises(
+        ContextError, match=rf"lacks rotation keys for steps \[{square_plan.rotations[-1]}\]"
+    ):
+        SingleEvaluator(square_plan, public)
+    batch_like = dataclasses.replace(square_plan, rotations=[])
+    with pytest.raises(ContextError, match="no galois_keys part"):
+        SingleEvaluator(square_plan, ClientKeys(batch_like).public_context())
+
+
+def test_wrong_number_of_inputs_and_batch_plans_are_refused(square_plan, digits):
+    keys, public = make_keys(square_plan)
+    evaluator = SingleEvaluator(square_plan, public)
+    cts = keys.encrypt_single(digits[1].images[0])
+    with pytest.raises(ContextError, match="this plan takes 1"):
+        evaluator.run_bytes(cts * 2)
+    with pytest.raises(ContextError, match="packs batches"):
+        batch = plan_mod.compile(_conv_net(TorchSquare()), digits[0].images[:50])
+        ClientKeys(batch).encrypt_single(digits[1].images[0])
+
+
+def test_single_packing_refuses_two_activations_in_a_row(digits):
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 8), TorchSquare(), TorchSquare(), nn.Linear(8, 10)
+    )
+    with pytest.raises(CompileError, match="affine → square → square → affine"):
+        plan_mod.compile(net, digits[0].images[:50], packing="single")
+
+
+def test_parameters_fuse_affine_and_square_into_one_prime(square_plan):
+    p = square_plan.params
+    s, w = p.scale_bits, p.weight_scale_bits
+    chain = p.coeff_mod_bit_sizes
+    assert chain[1:-1] == (s + 2 * w,) * 2  # one prime per activation, none per affine layer
+    assert chain[0] >= s + w + 2  # the logits decrypt at Δ·Δw from the first prime
+
+
+# --- the slot schedule itself, on plain vectors ---------------------------------------
+
+
+@st.composite
+def _layer_case(draw):
+    slots = 256
+    m = draw(st.integers(1, 20))
+    n_blocks = draw(st.integers(1, 3))
+    blocks, n_in = [], 0
+    for _ in range(n_blocks):
+        period = 1 << draw(st.integers(0, 5))
+        count = draw(st.integers(1, period))
+        entries = np.full(period, -1)
+        entries[np.sort(draw(st.permutations(range(period)))[:count])] = np.arange(
+            n_in, n_in + count
+        )
+        blocks.append(single.Block(entries, period))
+        n_in += count
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    weight = rng.normal(size=(m, n_in)) * (rng.random((m, n_in)) < 0.6)
+    return slots, weight, rng.normal(size=m), blocks, rng.normal(size=n_in)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_layer_case())
+def test_diagonal_schedule_computes_the_matrix_product(case):
+    slots, weight, bias, blocks, x = case
+    xs = [np.tile(np.concatenate([x, [0.0]])[b.entries], slots // b.period) for b in blocks]
+    diag = single.diagonals(weight, bias, blocks, slots)
+    y = single.apply_plain(diag, xs)
+    expected = weight @ x + bias
+    for s in range(0, slots, diag.out_period):  # every period holds the whole output
+        np.testing.assert_allclose(y[s : s + len(expected)], expected, atol=1e-9)
+    assert all(r & (r - 1) == 0 for r in diag.rotations)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 40), st.integers(1, 30), st.sampled_from([64, 256]))
+def test_im2col_schedule_computes_the_first_layer(seed, m, n, slots):
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(size=(m, n)) * (rng.random((m, n)) < 0.3)
+    bias = rng.normal(size=m)
+    x = rng.random(n)
+    first = single.im2col(weight, slots)
+    outs = single.apply_im2col_plain(first, bias, single.encode_image(first.layouts, x))
+    got = np.full(m, np.nan)
+    for block, out in zip(first.blocks, outs, strict=True):
+        for s, e in enumerate(block.entries):
+            if e >= 0:
+                got[e] = out[s]
+    np.testing.assert_allclose(got, weight @ x + bias, atol=1e-9)
