@@ -1,8 +1,9 @@
 """``python -m bench demo``: the main job end to end on this machine.
 
 Trains (or reuses) a small model, starts the real server on a loopback port, queries it
-with encrypted Fashion-MNIST test images through the real client, stops the server, and
-prints the encrypted-vs-plain table.
+with encrypted Fashion-MNIST test images through the real client — batch packing (all
+images in one request) and single packing (one request per image) — stops the server,
+and prints the encrypted-vs-plain table.
 """
 
 from __future__ import annotations
@@ -15,47 +16,56 @@ import numpy as np
 import torch
 
 from client.api import Client
+from client.session import run_images
 from crypto_nn.keys import ClientKeys
 from crypto_nn.plan import ClientPlan
 from nets import checkpoint, data
 from server.local import local_server
 
 
-def run(*, model_path: Path, n: int, workdir: Path) -> dict:
+def run(*, model_path: Path, n: int, n_single: int, workdir: Path) -> dict:
+    """Batch packing over ``n`` test images (one request), single packing over the first
+    ``n_single`` (one request per image)."""
     net, meta = checkpoint.load(model_path)
     test = data.load(meta.data, "test").subset(n)
     models_dir = workdir / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     name = model_path.stem
     shutil.copy(model_path, models_dir / model_path.name)
-    server = local_server(models_dir, workdir / "state", log=workdir / "server.log")
-    with server as url, Client(url) as client:
-        plan = ClientPlan.from_description(client.model(name))
-        t0 = time.perf_counter()
-        keys = ClientKeys(plan)
-        key_id = client.register_key(keys.public_context())
-        cts = keys.encrypt_batch(test.images)
-        t_enc = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        outputs = client.infer(name, key_id, cts)
-        t_server = time.perf_counter() - t0
-        logits = keys.decrypt_batch(outputs, len(test))
     with torch.no_grad():
         t0 = time.perf_counter()
         plain = net(torch.from_numpy(test.images)).numpy()
         t_plain = time.perf_counter() - t0
-    enc_pred, plain_pred = logits.argmax(1), plain.argmax(1)
-    return {
+    plain_pred = plain.argmax(1)
+    result = {
         "model": name,
         "data": meta.data,
         "n_images": len(test),
-        "server": url,
         "plain_accuracy": float((plain_pred == test.labels).mean()),
-        "encrypted_accuracy": float((enc_pred == test.labels).mean()),
-        "argmax_agreement": float((enc_pred == plain_pred).mean()),
-        "max_abs_logit_difference": float(np.abs(logits - plain).max()),
         "plain_s": t_plain,
-        "client_keygen_encrypt_s": t_enc,
-        "server_round_trip_s": t_server,
-        "upload_bytes": sum(map(len, cts)),
+        "packings": {},
     }
+    server = local_server(models_dir, workdir / "state", log=workdir / "server.log")
+    with server as url, Client(url) as client:
+        result["server"] = url
+        for served, count in ((name, len(test)), (f"{name}-single", min(n_single, len(test)))):
+            plan = ClientPlan.from_description(client.model(served))
+            t0 = time.perf_counter()
+            keys = ClientKeys(plan)
+            key_id = client.register_key(keys.public_context())
+            keygen_s = time.perf_counter() - t0
+            outcome = run_images(client, keys, served, key_id, test.images[:count])
+            pred = outcome.logits.argmax(1)
+            result["packings"][plan.packing] = {
+                "model": served,
+                "n_images": count,
+                "keygen_register_s": keygen_s,
+                **outcome.timings,
+                "requests": outcome.requests,
+                "upload_bytes": outcome.upload_bytes,
+                "plain_accuracy": float((plain_pred[:count] == test.labels[:count]).mean()),
+                "encrypted_accuracy": float((pred == test.labels[:count]).mean()),
+                "argmax_agreement": float((pred == plain_pred[:count]).mean()),
+                "max_abs_logit_difference": float(np.abs(outcome.logits - plain[:count]).max()),
+            }
+    return result

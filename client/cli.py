@@ -14,10 +14,12 @@ from rich.progress import Progress
 
 from client import keyfile
 from client.api import Client
+from client.session import run_images
 from crypto_nn.keys import ClientKeys
 from crypto_nn.plan import ClientPlan
 from nets import data
 from nets.cli_util import make_app, result_table
+from nets.errors import UserError
 
 app = make_app("Client for the encrypted-inference service.")
 console = Console()
@@ -54,6 +56,11 @@ def batch_cmd(
     timings = {}
     with Client(server, token=token) as c:
         plan = ClientPlan.from_description(c.model(model))
+        if job and plan.packing == "single":
+            raise UserError(
+                f"--job sends one batch; model {model!r} takes one image per request — "
+                "drop --job, or use the batch-packed model"
+            )
         t0 = time.perf_counter()
         keys = ClientKeys(plan)
         public = keys.public_context()
@@ -61,31 +68,30 @@ def batch_cmd(
         t0 = time.perf_counter()
         key_id = c.register_key(public)
         timings["register_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("encrypting", total=int(np.prod(plan.in_shape)))
-            cts = keys.encrypt_batch(
-                test.images, on_progress=lambda done, total: progress.update(task, completed=done)
+            what = "images" if plan.packing == "single" else "ciphertexts"
+            task = progress.add_task(f"encrypting and sending {what}", total=None)
+            outcome = run_images(
+                c,
+                keys,
+                model,
+                key_id,
+                test.images,
+                job=job,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
-        timings["encrypt_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if job:
-            job_id = c.submit_job(model, key_id, cts)
-            console.print(f"job {job_id} submitted; waiting")
-            outputs = c.wait_job(job_id)
-        else:
-            outputs = c.infer(model, key_id, cts)
-        timings["server_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        logits = keys.decrypt_batch(outputs, len(test))
-        timings["decrypt_s"] = time.perf_counter() - t0
-    pred = logits.argmax(1)
+        timings.update(outcome.timings)
+    if outcome.job_id:
+        console.print(f"job {outcome.job_id} done")
+    pred = outcome.logits.argmax(1)
     result = {
         "model": model,
+        "packing": plan.packing,
         "data": data_name,
         "n_images": len(test),
+        "requests": outcome.requests,
         "encrypted_accuracy": float((pred == test.labels).mean()),
-        "upload_bytes": sum(map(len, cts)),
+        "upload_bytes": outcome.upload_bytes,
         "public_context_bytes": len(public),
         "predictions": pred.astype(np.int64).tolist(),
         **timings,
@@ -126,7 +132,6 @@ def _load_image(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """A .npy array or an image file (PNG …) as float32 in [0, 1] with the plan's shape."""
     from matplotlib import image as mpimg
 
-    from nets.errors import UserError
 
     if not path.is_file():
         raise UserError(f"image {path} not found")
@@ -156,15 +161,10 @@ def infer_cmd(
     plan = ClientPlan.from_description(header["plan"])
     keys = ClientKeys(plan, secret=secret)
     batch = np.stack([_load_image(p, plan.in_shape) for p in images])
-    t0 = time.perf_counter()
-    cts = keys.encrypt_batch(batch)
-    t_enc = time.perf_counter() - t0
     with Client(header["server"], token=token) as c:
-        t0 = time.perf_counter()
-        outputs = c.infer(header["model"], header["key_id"], cts)
-        t_srv = time.perf_counter() - t0
-    logits = keys.decrypt_batch(outputs, len(batch))
-    for path, row in zip(images, logits, strict=True):
+        outcome = run_images(c, keys, header["model"], header["key_id"], batch)
+    t_enc, t_srv = outcome.timings["encrypt_s"], outcome.timings["server_s"]
+    for path, row in zip(images, outcome.logits, strict=True):
         label = int(row.argmax())
         name = plan.classes[label] if label < len(plan.classes) else str(label)
         console.print(f"{path}: {name} (class {label})")

@@ -79,26 +79,56 @@ class BatchEvaluator:
             out.append(sq)
         return out
 
-    def _poly2(self, xs: list[seal.Ciphertext], layer: Poly) -> list[seal.Ciphertext]:
-        """c2·x² + c1·x + c0 in two levels: the x term is brought to x²'s level and scale."""
+    def _powers(self, x: seal.Ciphertext, degree: int) -> dict[int, seal.Ciphertext]:
+        """x^k for k ≤ degree at level ⌈log2 k⌉: x^(2^m) by squaring, any other k as
+        x^(2^m)·x^(k − 2^m) with 2^m the largest power of two below k."""
+        ev = self.evaluator
+        powers = {1: x}
+        for k in range(2, degree + 1):
+            high = 1 << (k.bit_length() - 1)
+            a, b = (powers[k // 2], powers[k // 2]) if high == k else (powers[high], powers[k - high])
+            if a.parms_id() != b.parms_id():  # the operand higher up the chain comes down
+                a, b = (a, b) if self._level(a) >= self._level(b) else (b, a)
+                low = seal.Ciphertext()
+                ev.mod_switch_to(b, a.parms_id(), low)
+                b = low
+            prod = seal.Ciphertext()
+            ev.square(a, prod) if a is b else ev.multiply(a, b, prod)
+            ev.relinearize_inplace(prod, self.relin_keys)
+            ev.rescale_to_next_inplace(prod)
+            powers[k] = prod
+        return powers
+
+    def _level(self, ct: seal.Ciphertext) -> int:
+        """How many rescales lie behind ``ct`` (0 at the first level)."""
+        first = self.context.get_context_data(self.context.first_parms_id()).chain_index()
+        return first - self.context.get_context_data(ct.parms_id()).chain_index()
+
+    def _poly(self, xs: list[seal.Ciphertext], layer: Poly) -> list[seal.Ciphertext]:
+        """Σ c_k·x^k in ⌈log2 d⌉ + 1 levels. Every term is brought to the top power's level
+        and multiplied by c_k encoded at (target scale / its own scale), so all terms land
+        on one scale (SEAL's rescaled scales are ≈ Δ, not exactly Δ)."""
         ev, delta = self.evaluator, self.plan.params.scale
-        c0, c1, c2 = (layer.coeffs + [0.0, 0.0])[:3]
         out = []
         for x in xs:
-            sq = seal.Ciphertext()
-            ev.square(x, sq)
-            ev.relinearize_inplace(sq, self.relin_keys)
-            ev.rescale_to_next_inplace(sq)
-            acc = seal.Ciphertext()
-            ev.multiply_plain(sq, self._constant(c2, sq, delta), acc)
-            target = acc.scale
-            x_low = seal.Ciphertext()
-            ev.mod_switch_to(x, sq.parms_id(), x_low)
-            lin = seal.Ciphertext()
-            ev.multiply_plain(x_low, self._constant(c1, x_low, target / x_low.scale), lin)
-            lin.scale = target  # equal up to float rounding of the ratio above
-            ev.add_inplace(acc, lin)
-            ev.add_plain_inplace(acc, self._constant(c0, acc, target))
+            powers = self._powers(x, layer.degree)
+            top = powers[layer.degree]
+            target = top.scale * delta
+            acc = None
+            for k, c in enumerate(layer.coeffs[1:], start=1):
+                xk = powers[k]
+                if xk.parms_id() != top.parms_id():
+                    low = seal.Ciphertext()
+                    ev.mod_switch_to(xk, top.parms_id(), low)
+                    xk = low
+                term = seal.Ciphertext()
+                ev.multiply_plain(xk, self._constant(c, xk, target / xk.scale), term)
+                term.scale = target  # equal up to float rounding of the ratio above
+                if acc is None:
+                    acc = term
+                else:
+                    ev.add_inplace(acc, term)
+            ev.add_plain_inplace(acc, self._constant(layer.coeffs[0], acc, target))
             ev.rescale_to_next_inplace(acc)
             out.append(acc)
         return out
@@ -112,7 +142,7 @@ class BatchEvaluator:
             elif isinstance(layer, Square):
                 xs = self._square(xs)
             elif isinstance(layer, Poly):
-                xs = self._poly2(xs, layer)
+                xs = self._poly(xs, layer)
         return xs
 
     def load_inputs(self, payloads: list[bytes]) -> list[seal.Ciphertext]:

@@ -57,6 +57,11 @@ class Plan:
         return int(np.prod(self.in_shape))
 
     @property
+    def n_input_ciphertexts(self) -> int:
+        """Ciphertexts one request carries: one per input value (batch) or per layout."""
+        return self.n_inputs if self.packing == "batch" else len(self.input_layouts)
+
+    @property
     def n_outputs(self) -> int:
         return self.layers[-1].weight.shape[0]
 
@@ -146,8 +151,6 @@ def compile(
         raise CompileError(f"scheme {scheme!r} is not available yet; choose one of {SCHEMES}")
     if packing not in PACKINGS:
         raise CompileError(f"packing {packing!r} is not available yet; choose one of {PACKINGS}")
-    if poly_degree > 2:
-        raise CompileError(f"polynomial degree {poly_degree}: only degree ≤ 2 is implemented")
     if packing == "single" and n is not None and scale_bits is not None:
         raise CompileError("single packing chooses its own scales; pass n only")
     calibration = np.asarray(calibration, dtype=np.float32)

@@ -70,7 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Encrypted inference: CKKS batch plans over TenSEAL/SEAL.",
     )
     app.state.settings = settings
-    app.state.models = load_models(settings.models_dir, settings.calibration_images)
+    app.state.models = load_models(
+        settings.models_dir, settings.calibration_images, settings.packings
+    )
     app.state.gate = Gate(settings.max_queued)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app.state.jobs = JobStore(settings.state_dir)

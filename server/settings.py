@@ -20,3 +20,4 @@ class Settings(BaseSettings):
     max_queued: int = Field(default=2, ge=1)  # requests waiting or running; more get 503
     calibration_images: int = 500  # training images used to compile each plan
     cache_size: int = 4  # loaded contexts kept per worker
+    packings: tuple[str, ...] = ("batch", "single")  # name.pt → name, name-single

@@ -11,28 +11,33 @@ from collections import OrderedDict
 from pathlib import Path
 
 from crypto_nn.ckks_batch import BatchEvaluator
+from crypto_nn.ckks_single import SingleEvaluator
 from crypto_nn.errors import ContextError
 from crypto_nn.plan import Plan
 from server.models import compile_checkpoint
 
-_plans: dict[str, Plan] = {}
-_evaluators: OrderedDict[tuple[str, str], BatchEvaluator] = OrderedDict()
+_plans: dict[tuple[str, str], Plan] = {}
+_evaluators: OrderedDict[tuple[str, str, str], BatchEvaluator | SingleEvaluator] = OrderedDict()
+EVALUATORS = {"batch": BatchEvaluator, "single": SingleEvaluator}
 
 
 def evaluate(
     model_path: str,
+    packing: str,
     calibration_images: int,
     key_id: str,
     context_path: str,
     payloads: list[bytes],
     cache_size: int,
 ) -> list[bytes]:
-    if model_path not in _plans:
-        _plans[model_path] = compile_checkpoint(Path(model_path), calibration_images)
-    cache_key = (model_path, key_id)
+    plan_key = (model_path, packing)
+    if plan_key not in _plans:
+        _plans[plan_key] = compile_checkpoint(Path(model_path), calibration_images, packing)
+    cache_key = (model_path, packing, key_id)
     evaluator = _evaluators.pop(cache_key, None)
     if evaluator is None:
-        evaluator = BatchEvaluator(_plans[model_path], Path(context_path).read_bytes())
+        plan = _plans[plan_key]
+        evaluator = EVALUATORS[packing](plan, Path(context_path).read_bytes())
     _evaluators[cache_key] = evaluator
     while len(_evaluators) > cache_size:
         _evaluators.popitem(last=False)

@@ -37,12 +37,12 @@ def _checked(request: Request, settings, name: str, key_id: str):
 
 
 def _payloads(body: bytes, model, name: str) -> list[bytes]:
-    _, payloads = framing.unpack(body, max_count=model.plan.n_inputs)
-    if len(payloads) != model.plan.n_inputs:
+    want = model.plan.n_input_ciphertexts
+    _, payloads = framing.unpack(body, max_count=want)
+    if len(payloads) != want:
+        per = "one per input value" if model.plan.packing == "batch" else "one image's layouts"
         raise HTTPException(
-            422,
-            f"{len(payloads)} ciphertexts; model {name!r} takes "
-            f"{model.plan.n_inputs} (one per input value)",
+            422, f"{len(payloads)} ciphertexts; model {name!r} takes {want} ({per})"
         )
     return payloads
 
@@ -56,6 +56,7 @@ async def evaluate(request: Request, settings, model, key_id: str, ctx_path, pay
             pool.executor,
             worker.evaluate,
             str(model.checkpoint),
+            model.plan.packing,
             settings.calibration_images,
             key_id,
             str(ctx_path),

@@ -4,6 +4,7 @@ import json
 from fastapi import APIRouter, HTTPException, Request
 
 from crypto_nn import context as ctx_format
+from crypto_nn.ckks_single import load_rotation_keys
 from crypto_nn.errors import ContextError
 from server.deps import Auth, SettingsDep, read_body
 
@@ -41,6 +42,12 @@ async def register_key(request: Request, settings: SettingsDep) -> dict:
         if model.plan.needs_relin_keys and "relin_keys" not in parts:
             reasons.append(f"{name}: the plan needs relinearisation keys, the context has none")
             continue
+        if model.plan.rotations:
+            try:
+                load_rotation_keys(model.plan, parts)
+            except ContextError as exc:
+                reasons.append(f"{name}: {exc}")
+                continue
         matches.append(name)
     if not matches:
         raise HTTPException(422, "parameters match no served plan: " + "; ".join(reasons))

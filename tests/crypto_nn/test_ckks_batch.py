@@ -80,10 +80,12 @@ def test_plan_equals_torch_for_polynomial_models(square_plan, digits):
     np.testing.assert_allclose(square_plan.forward_plain(x), expected, atol=1e-9)
 
 
-def test_relu_becomes_fitted_polynomial_and_runs(digits):
-    plan = plan_mod.compile(_mlp(digits, "relu"), digits[0].images[:300], poly_degree=2)
+@pytest.mark.parametrize("degree", [2, 3, 4])
+def test_relu_becomes_fitted_polynomial_and_runs(digits, degree):
+    plan = plan_mod.compile(_mlp(digits, "relu"), digits[0].images[:300], poly_degree=degree)
     poly = plan.layers[1]
-    assert poly.kind == "poly" and poly.degree == 2 and poly.fit_error > 0
+    assert poly.kind == "poly" and poly.degree == degree and poly.fit_error > 0
+    assert plan.depth == 2 + (degree - 1).bit_length() + 1  # two affine levels, powers, coeffs
     xs = np.linspace(poly.lo, poly.hi, 101)
     assert np.abs(poly.forward(xs) - np.maximum(xs, 0)).max() == pytest.approx(
         poly.fit_error, rel=0.05
@@ -129,9 +131,9 @@ def test_too_deep_model_is_refused_at_compile_time(digits):
 def test_unsupported_layer_is_refused(digits):
     with pytest.raises(CompileError, match=r"layer 4 \(MaxPool2d\) has no homomorphic form"):
         plan_mod.compile(models.build("lenet-shallow", (1, 8, 8)), digits[0].images[:10])
-    with pytest.raises(CompileError, match="packing 'single' is not available yet"):
+    with pytest.raises(CompileError, match="packing 'rows' is not available yet"):
         plan_mod.compile(
-            nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), digits[0].images[:10], packing="single"
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), digits[0].images[:10], packing="rows"
         )
 
 

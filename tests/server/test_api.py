@@ -20,10 +20,15 @@ def _problem(response, status, needle):
 
 def test_models_and_health(api):
     health = api.get("/healthz")
-    assert health.json()["models"] == ["digits-mlp"] and "x-process-time" in health.headers
+    assert health.json()["models"] == ["digits-mlp", "digits-mlp-single"]
+    assert "x-process-time" in health.headers
     listed = api.get("/v1/models").json()["models"]
-    assert [m["name"] for m in listed] == ["digits-mlp"]
+    assert [(m["name"], m["packing"]) for m in listed] == [
+        ("digits-mlp", "batch"),
+        ("digits-mlp-single", "single"),
+    ]
     assert listed[0]["scheme"] == "ckks" and listed[0]["rotations"] == []
+    assert listed[1]["rotations"] and listed[1]["input"]["layouts"]
     _problem(api.get("/v1/models/vgg"), 404, "unknown model 'vgg'")
 
 
@@ -42,6 +47,38 @@ def test_encrypted_round_trip_matches_plain(api, models_dir, client_keys):
     plain = net(torch.from_numpy(images)).detach().numpy()
     assert (logits.argmax(1) == plain.argmax(1)).all()
     assert np.abs(logits - plain).max() < 1e-3
+
+
+def test_single_packing_round_trip_and_missing_rotation_keys(api, models_dir):
+    import dataclasses
+
+    from crypto_nn.plan import ClientPlan
+
+    plan = ClientPlan.from_description(api.get("/v1/models/digits-mlp-single").json())
+    short = ClientKeys(dataclasses.replace(plan, rotations=plan.rotations[1:]))
+    _problem(
+        api.post("/v1/keys", content=short.public_context()),
+        422,
+        f"lacks rotation keys for steps [{plan.rotations[0]}]",
+    )
+    keys = ClientKeys(plan)
+    key = api.post("/v1/keys", content=keys.public_context())
+    assert key.status_code == 201 and key.json()["models"] == ["digits-mlp-single"]
+    images = data.load("digits", "test").images[:3]
+    net, _ = checkpoint.load(models_dir / "digits-mlp.pt")
+    plain = net(torch.from_numpy(images)).detach().numpy()
+    url = "/v1/models/digits-mlp-single/infer"
+    for image, expected in zip(images, plain, strict=True):
+        body = framing.pack(keys.encrypt_single(image))
+        response = api.post(url, params={"key_id": key.json()["key_id"]}, content=body)
+        assert response.status_code == 200, response.text
+        logits = keys.decrypt_single(framing.unpack(response.content)[1])
+        assert logits.argmax() == expected.argmax() and np.abs(logits - expected).max() < 1e-2
+    _problem(
+        api.post(url, params={"key_id": key.json()["key_id"]}, content=framing.pack([body] * 2)),
+        422,
+        "at most 1",
+    )
 
 
 def test_refused_contexts_store_nothing(api, tmp_path, client_keys):
