@@ -132,7 +132,6 @@ def _load_image(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """A .npy array or an image file (PNG …) as float32 in [0, 1] with the plan's shape."""
     from matplotlib import image as mpimg
 
-
     if not path.is_file():
         raise UserError(f"image {path} not found")
     try:

@@ -86,7 +86,9 @@ class BatchEvaluator:
         powers = {1: x}
         for k in range(2, degree + 1):
             high = 1 << (k.bit_length() - 1)
-            a, b = (powers[k // 2], powers[k // 2]) if high == k else (powers[high], powers[k - high])
+            a, b = (
+                (powers[k // 2], powers[k // 2]) if high == k else (powers[high], powers[k - high])
+            )
             if a.parms_id() != b.parms_id():  # the operand higher up the chain comes down
                 a, b = (a, b) if self._level(a) >= self._level(b) else (b, a)
                 low = seal.Ciphertext()
