@@ -24,6 +24,7 @@ from crypto_nn import seal_bytes
 from crypto_nn.ckks_batch import BatchEvaluator
 from crypto_nn.keys import make_keys
 from crypto_nn.layers import Affine, Poly, Square
+from crypto_nn.params import choose_ckks, value_bits
 from nets import checkpoint as ckpt_io
 from nets import data, models
 from nets.runinfo import run_info, seed_everything
@@ -71,12 +72,15 @@ def plain_timings(net, images: np.ndarray) -> dict:
 
 def _baseline_eval_s(plan, images: np.ndarray, outputs_per_layer: int | None) -> tuple[float, bool]:
     """Seconds for the TenSEAL-vector way of the whole plan (extrapolated when sampling)."""
+    # The straightforward way has one level per layer (TenSEAL rescales after every
+    # product), so it gets the one-level-per-layer parameters, not a fused plan's chain.
+    params = choose_ckks(plan.depth, value_bits(plan.max_abs_value))
     ctx = ts.context(
         ts.SCHEME_TYPE.CKKS,
-        plan.params.poly_modulus_degree,
-        coeff_mod_bit_sizes=list(plan.params.coeff_mod_bit_sizes),
+        params.poly_modulus_degree,
+        coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
     )
-    ctx.global_scale = plan.params.scale
+    ctx.global_scale = params.scale
     xs = [ts.ckks_vector(ctx, row.tolist()) for row in images.reshape(len(images), -1).T]
     total, extrapolated = 0.0, False
     for layer in plan.layers:

@@ -11,6 +11,7 @@ Scales are tracked by SEAL; every constant is encoded at the exact scale it must
 
 from __future__ import annotations
 
+import numpy as np
 import tenseal.sealapi as seal
 
 from crypto_nn import context as ctx_format
@@ -47,17 +48,25 @@ class BatchEvaluator:
         self.encoder.encode(float(value), like.parms_id(), scale, pt)
         return pt
 
-    def _affine(self, xs: list[seal.Ciphertext], layer: Affine) -> list[seal.Ciphertext]:
+    def _affine(
+        self, xs: list[seal.Ciphertext], layer: Affine, fold: float = 1.0
+    ) -> list[seal.Ciphertext]:
         """Σ w·x + b per output: each product into one scratch ciphertext, added in place
-        (one product alive at a time, not a list of them), one rescale at the end.
+        (one product alive at a time, not a list of them), one rescale at the end — or
+        none, in a fused plan, where the activation after it rescales once for both.
         Measured here: ~0.45 ms per term at N = 8192, 6 primes, the same as add_many."""
-        ev, delta = self.evaluator, self.plan.params.scale
+        ev, fused = self.evaluator, self.plan.params.weight_scale_bits > 0
+        delta = 2.0**self.plan.params.weight_scale_bits if fused else self.plan.params.scale
         out = []
         scratch = seal.Ciphertext()
         for (idx, weights), bias in zip(layer.rows(), layer.bias, strict=True):
+            weights = weights * fold
+            keep = np.abs(weights) * delta >= 0.5  # the rest encode to 0: SEAL refuses 0·x
+            idx, weights = idx[keep], weights[keep]
             acc = seal.Ciphertext()
-            if len(idx) == 0:  # an output no input reaches: 0·x keeps level and scale
-                ev.multiply_plain(xs[0], self._constant(0.0, xs[0], delta), acc)
+            if len(idx) == 0:  # no input reaches this output: 1/δ·x, as close to 0·x as a
+                # non-zero plaintext gets, keeps the level and scale (error ≤ |x|/δ)
+                ev.multiply_plain(xs[0], self._constant(1.0 / delta, xs[0], delta), acc)
             for k, (i, w) in enumerate(zip(idx, weights, strict=True)):
                 if k == 0:
                     ev.multiply_plain(xs[i], self._constant(w, xs[i], delta), acc)
@@ -65,8 +74,27 @@ class BatchEvaluator:
                     ev.multiply_plain(xs[i], self._constant(w, xs[i], delta), scratch)
                     ev.add_inplace(acc, scratch)
             ev.add_plain_inplace(acc, self._constant(bias, acc, acc.scale))
-            ev.rescale_to_next_inplace(acc)
+            if not fused:
+                ev.rescale_to_next_inplace(acc)
             out.append(acc)
+        return out
+
+    def _fused_activation(self, xs: list[seal.Ciphertext], layer) -> list[seal.Ciphertext]:
+        """x² or z² + a·z + b (a poly's c2 moved into the next layer), on unrescaled
+        products at scale Δ·Δw, then one rescale by the (s + 2w)-bit prime."""
+        ev, out = self.evaluator, []
+        for x in xs:
+            y = seal.Ciphertext()
+            ev.square(x, y)
+            ev.relinearize_inplace(y, self.relin_keys)
+            if isinstance(layer, Poly):
+                c0, c1, c2 = layer.coeffs
+                lin = seal.Ciphertext()
+                ev.multiply_plain(x, self._constant(c1 / c2, x, x.scale), lin)
+                ev.add_inplace(y, lin)
+                ev.add_plain_inplace(y, self._constant(c0 / c2, y, y.scale))
+            ev.rescale_to_next_inplace(y)
+            out.append(y)
         return out
 
     def _square(self, xs: list[seal.Ciphertext]) -> list[seal.Ciphertext]:
@@ -138,6 +166,15 @@ class BatchEvaluator:
     def run(self, xs: list[seal.Ciphertext]) -> list[seal.Ciphertext]:
         if len(xs) != self.plan.n_inputs:
             raise ContextError(f"{len(xs)} input ciphertexts; the plan takes {self.plan.n_inputs}")
+        if self.plan.params.weight_scale_bits:  # affine + activation share one level
+            fold = 1.0
+            for layer in self.plan.layers:
+                if isinstance(layer, Affine):
+                    xs, fold = self._affine(xs, layer, fold), 1.0
+                else:
+                    xs = self._fused_activation(xs, layer)
+                    fold = layer.coeffs[2] if isinstance(layer, Poly) else 1.0
+            return xs
         for layer in self.plan.layers:
             if isinstance(layer, Affine):
                 xs = self._affine(xs, layer)

@@ -133,6 +133,14 @@ def parse_description(text: str) -> dict[str, object]:
     return desc
 
 
+def _fusable(layers: list) -> bool:
+    try:
+        single.check_shape(layers)
+    except CompileError:
+        return False
+    return True
+
+
 def compile(
     model: nn.Module,
     calibration: np.ndarray,
@@ -144,9 +152,16 @@ def compile(
     scale_bits: int | None = None,
     name: str = "model",
     classes: tuple[str, ...] = (),
+    fused: bool = True,
 ) -> Plan:
     """Compile a torch model to a homomorphic plan; refuse here, with the reason, any model
-    that would not fit (never a SEAL error halfway through an inference)."""
+    that would not fit (never a SEAL error halfway through an inference).
+
+    ``fused`` (batch): when the model is affine layers separated by single x² or degree-2
+    activations, each affine layer and the activation after it share one level — weights
+    at a small scale Δw, no rescale until after the square (see ``choose_ckks_single``).
+    Fewer primes make uploads smaller and every product cheaper. ``fused=False`` or an
+    explicit ``scale_bits`` gives one level per layer, the CryptoNets way."""
     if scheme not in SCHEMES:
         raise CompileError(f"scheme {scheme!r} is not available yet; choose one of {SCHEMES}")
     if packing not in PACKINGS:
@@ -169,8 +184,16 @@ def compile(
         )
         program = single.program(layers, params.slots)
     else:
-        depth = sum(layer.depth for layer in layers)
-        params = choose_ckks(depth, value_bits(max_abs), n=n, scale_bits=scale_bits)
+        params = None
+        if fused and scale_bits is None and _fusable(layers):
+            activations = sum(layer.kind != "affine" for layer in layers)
+            try:
+                params = choose_ckks_single(activations, value_bits(max_abs), min_slots=4096, n=n)
+            except CompileError:
+                params = None  # one level per layer may still fit (smaller primes)
+        if params is None:
+            depth = sum(layer.depth for layer in layers)
+            params = choose_ckks(depth, value_bits(max_abs), n=n, scale_bits=scale_bits)
     return Plan(
         name=name,
         scheme=scheme,
