@@ -16,6 +16,7 @@ bits of invariant noise budget.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -24,8 +25,10 @@ import tenseal.sealapi as seal
 
 from crypto_nn import context as ctx_format
 from crypto_nn import seal_bytes
+from crypto_nn.bfv_tables import IntPolyTable, PolyEvaluator
 from crypto_nn.errors import CompileError, ContextError
 from integer_nn.model import IntModel
+from integer_nn.ops import Interval
 
 MIN_NOISE_BUDGET = 10  # bits left after the whole plan; below this decryption may be wrong
 PLAIN_BITS = 20  # first size tried for each batching prime t_i ≡ 1 (mod 2N)
@@ -64,13 +67,45 @@ def _probe(ops, in_shape: tuple[int, ...]) -> IntAffine:
     return IntAffine(weight=(basis.reshape(n_in, -1) - bias).T.copy(), bias=bias.copy())
 
 
-def layers_from_int_model(model: IntModel) -> list[IntAffine | IntSquareLayer]:
+MAX_TABLE_DOMAIN = 4096  # a table becomes a degree |D| − 1 polynomial; past this, refused
+
+
+def layers_from_int_model(model: IntModel, tables: str = "refuse") -> list:
+    inputs = [Interval(0, model.input_max, model.input_max)]
+    inputs += [stat.worst for stat in model.stats[:-1]]
+    return layers_from_ops(model.ops, tuple(model.in_shape), tables=tables, in_intervals=inputs)
+
+
+def _poly_table(op, interval: Interval, index: int) -> IntPolyTable:
+    domain = interval.hi - interval.lo + 1
+    if domain > MAX_TABLE_DOMAIN:
+        raise CompileError(
+            f"IntModel op {index} ({op.describe()}) reads accumulators in [{interval.lo}, "
+            f"{interval.hi}]: a {domain}-point table is a degree-{domain - 1} polynomial, past "
+            f"the {MAX_TABLE_DOMAIN} allowed — quantise with fewer bits, or use client-aided "
+            "tables"
+        )
+    xs = np.arange(interval.lo, interval.hi + 1, dtype=np.int64)
+    return IntPolyTable(lo=interval.lo, values=op.forward(xs), source=op.describe())
+
+
+def layers_from_ops(
+    ops: list,
+    in_shape: tuple[int, ...],
+    first_index: int = 0,
+    *,
+    tables: str = "refuse",
+    in_intervals: list[Interval] | None = None,
+) -> list:
+    """Affine chains and x² from integer ops; with ``tables="poly"`` an elementwise table
+    becomes its interpolating polynomial over its input's worst-case interval
+    (``in_intervals[i]``); any other op is refused (its index named)."""
     layers: list[IntAffine | IntSquareLayer] = []
     pending: list = []
-    shape: tuple[int, ...] = tuple(model.in_shape)
+    shape: tuple[int, ...] = in_shape
     pending_shape = shape
     probe = np.zeros((1, *shape), np.int64)
-    for i, op in enumerate(model.ops):
+    for i, op in enumerate(ops, start=first_index):
         if op.kind in _LINEAR_KINDS:
             if not pending:
                 pending_shape = tuple(probe.shape[1:])
@@ -80,6 +115,11 @@ def layers_from_int_model(model: IntModel) -> list[IntAffine | IntSquareLayer]:
                 layers.append(_probe(pending, pending_shape))
                 pending = []
             layers.append(IntSquareLayer())
+        elif op.kind == "table" and tables == "poly":
+            if pending:
+                layers.append(_probe(pending, pending_shape))
+                pending = []
+            layers.append(_poly_table(op, in_intervals[i - first_index], i))
         else:
             raise CompileError(
                 f"IntModel op {i} ({op.describe()}) is not a polynomial: the non-interactive BFV "
@@ -102,6 +142,9 @@ def fold_constants(layers: list[IntAffine | IntSquareLayer]) -> dict[int, int]:
     for layer in layers:
         if isinstance(layer, IntSquareLayer):
             const = {j: v * v for j, v in const.items()}
+            continue
+        if isinstance(layer, IntPolyTable):
+            const = {j: int(layer.forward(np.array(v))) for j, v in const.items()}
             continue
         for j, v in const.items():
             layer.bias = layer.bias + layer.weight[:, j] * v
@@ -145,9 +188,10 @@ class BfvPlan:
     layers: list[IntAffine | IntSquareLayer]
     params: BfvParams
     in_shape: tuple[int, ...]
-    input_max: int
+    input_max: int  # inputs are integers in [input_min, input_min + input_max]
     logit_bound: int  # |logit| ≤ this for every valid input (integer_nn's range analysis)
     constant_outputs: dict[int, int]  # logits no input reaches: known without decryption
+    input_min: int = 0  # the client encrypts x − input_min; the first bias absorbs it
 
     @property
     def n_inputs(self) -> int:
@@ -207,8 +251,12 @@ class BfvClient:
             raise ContextError(
                 f"{x.shape[1]} input values per image, plan takes {self.plan.n_inputs}"
             )
-        if x.min(initial=0) < 0 or x.max(initial=0) > self.plan.input_max:
-            raise ContextError(f"inputs must be integers in [0, {self.plan.input_max}]")
+        lo, hi = self.plan.input_min, self.plan.input_min + self.plan.input_max
+        if x.size and (x.min() < lo or x.max() > hi):
+            raise ContextError(
+                f"inputs span [{x.min()}, {x.max()}]; this plan takes integers in [{lo}, {hi}]"
+            )
+        x = x - lo
         out = []
         for _ctx, _, enc, _, encoder in self._sets:
             slots = encoder.slot_count()
@@ -293,6 +341,10 @@ class BfvEvaluator:
                     ev.square_inplace(x)
                     ev.relinearize_inplace(x, relin)
                 continue
+            if isinstance(layer, IntPolyTable):
+                poly = PolyEvaluator(ev, relin, t)
+                xs = [None if x is None else poly.run(x, layer) for x in xs]
+                continue
             out = []
             for row, b in zip(layer.weight, layer.bias, strict=True):
                 acc = None
@@ -338,8 +390,43 @@ def _moduli(n: int, bits: int, logit_bound: int, avoid: set[int]) -> tuple[int, 
         count += 1
 
 
-def compile_bfv(model: IntModel, *, n: int = 8192, verify: bool = True) -> BfvPlan:
-    """A BFV batch plan for a polynomial IntModel; refused with the reason if it cannot fit.
+def compile_bfv(
+    model: IntModel, *, n: int | None = None, verify: bool = True, tables: str = "refuse"
+) -> BfvPlan:
+    """A BFV batch plan for an IntModel; refused with the reason if it cannot fit.
+
+    ``tables="poly"``: tables become interpolating polynomials over Z_t (non-interactive;
+    see ``crypto_nn.bfv_tables``). Without ``n``, the smallest N ∈ {8192, 16384, 32768}
+    whose trial run keeps enough noise budget is taken."""
+    logit_bound = max(abs(model.stats[-1].worst.lo), abs(model.stats[-1].worst.hi))
+    layers = layers_from_int_model(model, tables=tables)
+    candidates = [n] if n else [8192, 16384, 32768]
+    for i, degree in enumerate(candidates):
+        try:
+            return compile_layers(
+                copy.deepcopy(layers),
+                tuple(model.in_shape),
+                (0, model.input_max),
+                logit_bound,
+                n=degree,
+                verify=verify,
+            )
+        except CompileError as exc:
+            if i == len(candidates) - 1 or "noise budget" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def compile_layers(
+    layers: list[IntAffine | IntSquareLayer],
+    in_shape: tuple[int, ...],
+    in_range: tuple[int, int],
+    logit_bound: int,
+    *,
+    n: int = 8192,
+    verify: bool = True,
+) -> BfvPlan:
+    """A BFV batch plan for polynomial layers with inputs in ``in_range``.
 
     Plaintext primes start at ``PLAIN_BITS`` (most noise headroom). With ``verify``, the
     noise budget left on a trial run says how much larger t can be — each extra bit of t
@@ -347,9 +434,15 @@ def compile_bfv(model: IntModel, *, n: int = 8192, verify: bool = True) -> BfvPl
     larger primes are taken when that needs fewer of them (fewer moduli: proportionally
     faster), after a second trial confirms them.
     """
-    layers = layers_from_int_model(model)
+    in_lo, in_hi = in_range
+    if in_lo:  # inputs arrive as x − in_lo ≥ 0: W·x + b = W·(x − in_lo) + (b + W·in_lo)
+        if not isinstance(layers[0], IntAffine):
+            raise CompileError(
+                "a segment with a shifted input range must start with an affine layer"
+            )
+        first = layers[0]
+        layers = [IntAffine(first.weight, first.bias + first.weight.sum(1) * in_lo), *layers[1:]]
     constants = fold_constants(layers)
-    logit_bound = max(abs(model.stats[-1].worst.lo), abs(model.stats[-1].worst.hi))
     coeff = seal.CoeffModulus.BFVDefault(n, seal.SEC_LEVEL_TYPE.TC128)
     coeff_bits = tuple(m.bit_count() for m in coeff)
     # the primes BfvParams.seal_context will really use (CoeffModulus.Create of these sizes)
@@ -359,10 +452,11 @@ def compile_bfv(model: IntModel, *, n: int = 8192, verify: bool = True) -> BfvPl
         return BfvPlan(
             layers=layers,
             params=BfvParams(n, coeff_bits, _moduli(n, bits, logit_bound, coeff_primes)),
-            in_shape=tuple(model.in_shape),
-            input_max=model.input_max,
+            in_shape=in_shape,
+            input_max=in_hi - in_lo,
             logit_bound=logit_bound,
             constant_outputs=constants,
+            input_min=in_lo,
         )
 
     plan = plan_for(PLAIN_BITS)
@@ -375,6 +469,7 @@ def compile_bfv(model: IntModel, *, n: int = 8192, verify: bool = True) -> BfvPl
             "use N=16384 or fewer bits / layers"
         )
     products = sum(isinstance(layer, IntSquareLayer) for layer in layers)
+    products += sum(2 * layer.depth for layer in layers if isinstance(layer, IntPolyTable))
     spare = (left - MIN_NOISE_BUDGET - NOISE_MARGIN) // (1 + products)
     bits = min(MAX_PLAIN_BITS, PLAIN_BITS + max(0, spare))
     if bits > PLAIN_BITS:
@@ -389,7 +484,7 @@ def compile_bfv(model: IntModel, *, n: int = 8192, verify: bool = True) -> BfvPl
 def _noise_left(plan: BfvPlan) -> int:
     """Noise budget left after the plan on the worst inputs (all maximal), throwaway key."""
     client = BfvClient(plan)
-    x = np.zeros((2, plan.n_inputs), np.int64)
-    x[0] = plan.input_max
+    x = np.full((2, plan.n_inputs), plan.input_min, np.int64)
+    x[0] = plan.input_min + plan.input_max
     outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
     return min(client.noise_budgets(outputs))
