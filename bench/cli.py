@@ -75,6 +75,14 @@ def kernels_cmd(
     report.write(result, json_out, md)
 
 
+def _baseline_cell(b: dict, per_image: bool) -> str:
+    if per_image and b.get("baseline"):
+        return f"{b['baseline_e2e_s']:.3g} s e2e"
+    if "baseline_eval_images_per_s" in b:
+        return f"{b['baseline_eval_images_per_s']:.3g} img/s"
+    return b.get("baseline_reason", "-")
+
+
 @app.command("he")
 def he_cmd(
     scheme: Annotated[
@@ -92,6 +100,16 @@ def he_cmd(
     ] = False,
     seed: int = 0,
     bits: Annotated[int, typer.Option(help="bfv: weight/activation bits of the exact model.")] = 4,
+    arg: Annotated[
+        list[str] | None, typer.Option(help="Model option KEY=VALUE when training (repeatable).")
+    ] = None,
+    tables: Annotated[
+        str,
+        typer.Option(
+            help="bfv: none (x² models), poly (tables as polynomials over Z_t) or client "
+            "(client-aided tables, one round trip per cut)."
+        ),
+    ] = "none",
     packing: Annotated[
         list[str] | None, typer.Option(help="ckks: single and/or batch (repeatable; default both).")
     ] = None,
@@ -108,11 +126,20 @@ def he_cmd(
     for p in packing or []:
         if p not in ("single", "batch"):
             raise UserError(f"--packing {p}: choose single or batch")
+    if tables not in ("none", "poly", "client"):
+        raise UserError(f"--tables {tables}: choose none, poly or client")
     extra = (
-        {"bits": bits} if scheme == "bfv" else {"packings": tuple(packing or ("single", "batch"))}
+        {"bits": bits, "tables": tables}
+        if scheme == "bfv"
+        else {"packings": tuple(packing or ("single", "batch"))}
     )
+    from nets import models as model_registry
+    from nets.cli_util import parse_options
+
+    options = parse_options(arg or [], model_registry.options(model)) if not checkpoint else {}
     result = (he.run if scheme == "ckks" else he_bfv.run)(
         **extra,
+        options=options,
         model_name=model,
         data_name=data_name,
         checkpoint=checkpoint,
@@ -145,13 +172,7 @@ def he_cmd(
                 b["e2e_s"],
                 b["eval_s"],
                 1 / b["eval_s"] if per_image else b["eval_images_per_s"],
-                f"{b['baseline_e2e_s']:.3g} s e2e"
-                if per_image and b.get("baseline")
-                else (
-                    b.get("baseline_reason", "-")
-                    if per_image
-                    else f"{b['baseline_eval_images_per_s']:.3g} img/s"
-                ),
+                _baseline_cell(b, per_image),
                 b.get("speedup_vs_baseline", "-"),
                 b["upload_bytes_per_image"] / 1000,
                 b["public_context_bytes"] / 1e6,
@@ -170,6 +191,7 @@ def he_cmd(
         + report.markdown_table(header, rows)
         + (
             f"\nbit-exact rate {first['bit_exact_rate']:.4f} over {first['n_images']} images, "
+            f"tables: {first['tables']}, round trips {first['round_trips']}, "
             f"plaintext moduli {first['plaintext_moduli']}"
             if scheme == "bfv"
             else ""

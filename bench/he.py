@@ -37,13 +37,20 @@ def _timed(fn):
     return out, time.perf_counter() - t0
 
 
-def _model(model_name: str, data_name: str, checkpoint: str | None, seed: int, epochs: int):
+def _model(
+    model_name: str,
+    data_name: str,
+    checkpoint: str | None,
+    seed: int,
+    epochs: int,
+    options: dict | None = None,
+):
     if checkpoint:
         net, meta = ckpt_io.load(checkpoint)
         return net, meta.model_name, {"checkpoint": checkpoint, **meta.metrics}
     seed_everything(seed)
     train_set = data.load(data_name, "train")
-    net = models.build(model_name, train_set.shape, len(train_set.classes))
+    net = models.build(model_name, train_set.shape, len(train_set.classes), **(options or {}))
     result = train(
         net,
         train_set,
@@ -118,8 +125,9 @@ def run(
     seed: int,
     epochs: int,
     packings: tuple[str, ...] = ("single", "batch"),
+    options: dict | None = None,
 ) -> dict:
-    net, model_name, model_info = _model(model_name, data_name, checkpoint, seed, epochs)
+    net, model_name, model_info = _model(model_name, data_name, checkpoint, seed, epochs, options)
     calib = data.load(data_name, "train").subset(2000).images
     test = data.load(data_name, "test").subset(n_images)
     result = {
@@ -127,7 +135,7 @@ def run(
         "scheme": "ckks",
         "model": model_name,
         "data": data_name,
-        "model_info": model_info,
+        "model_info": {**model_info, "options": options or {}},
         "plans": {},
         "compile_s": {},
         "packings": {},

@@ -18,6 +18,11 @@ import tenseal as ts
 
 from bench.he import _model, _timed, plain_timings
 from crypto_nn.bfv import BfvClient, BfvEvaluator, IntSquareLayer, compile_bfv
+from crypto_nn.bfv_client_aided import (
+    ClientAidedEvaluator,
+    ClientAidedSession,
+    compile_client_aided,
+)
 from integer_nn import quantize
 from nets import data
 from nets.runinfo import run_info
@@ -51,6 +56,56 @@ def _baseline_eval_s(plan, x_int: np.ndarray, outputs_per_layer: int | None) -> 
     return total * len(plan.params.plain_moduli), extrapolated
 
 
+def _run_plain_plan(plan, int_model, x):
+    """Non-interactive plan (polynomial model, or tables as polynomials): one server call."""
+    client, keygen_s = _timed(lambda: BfvClient(plan))
+    public, ctx_s = _timed(client.public_context)
+    cts, encrypt_s = _timed(lambda: client.encrypt_batch(x))
+    evaluator = BfvEvaluator(plan, public)
+    outs, eval_s = _timed(lambda: evaluator.run_bytes(cts))
+    logits, decrypt_s = _timed(lambda: client.decrypt_batch(outs, len(x)))
+    return logits, {
+        "keygen_s": keygen_s + ctx_s,
+        "encrypt_s": encrypt_s,
+        "eval_s": eval_s,
+        "decrypt_s": decrypt_s,
+        "client_ops_s": 0.0,
+        "public_context_bytes": len(public),
+        "upload_bytes_per_image": sum(len(c) for per_t in cts for c in per_t) / len(x),
+        "plaintext_moduli": list(plan.params.plain_moduli),
+        "round_trips": 0,
+        "poly_modulus_degree": plan.params.poly_modulus_degree,
+    }
+
+
+def _run_client_aided(plan, x):
+    """Client-aided tables: the client's keys per segment, one server call per segment."""
+    session, keygen_s = _timed(lambda: ClientAidedSession(plan))
+    publics, ctx_s = _timed(session.public_contexts)
+    server = ClientAidedEvaluator(plan, publics)
+    times = {"encrypt_s": 0.0, "eval_s": 0.0, "decrypt_s": 0.0, "client_ops_s": 0.0}
+    upload = 0
+
+    def timed_server(k, payloads):
+        nonlocal upload
+        upload += sum(len(c) for per_t in payloads for c in per_t)
+        out, dt = _timed(lambda: server(k, payloads))
+        times["eval_s"] += dt
+        return out
+
+    logits, total = _timed(lambda: session.run(x, timed_server))
+    times["client_s"] = total - times["eval_s"]  # encrypt + decrypt + tables, at the client
+    return logits, {
+        "keygen_s": keygen_s + ctx_s,
+        **times,
+        "public_context_bytes": sum(map(len, publics)),
+        "upload_bytes_per_image": upload / len(x),
+        "plaintext_moduli": [list(s.params.plain_moduli) for s in plan.segments],
+        "round_trips": plan.round_trips,
+        "poly_modulus_degree": [s.params.poly_modulus_degree for s in plan.segments],
+    }
+
+
 def run(
     *,
     model_name: str,
@@ -61,61 +116,72 @@ def run(
     seed: int,
     epochs: int,
     bits: int = 4,
+    tables: str = "none",
+    options: dict | None = None,
 ) -> dict:
-    net, model_name, model_info = _model(model_name, data_name, checkpoint, seed, epochs)
+    """``tables``: none (x² models, exact polynomials), poly (tables as polynomials over
+    Z_t) or client (client-aided tables: one round trip per cut)."""
+    net, model_name, model_info = _model(model_name, data_name, checkpoint, seed, epochs, options)
+    model_info = {**model_info, "options": options or {}}
     calib = data.load(data_name, "train").subset(2000).images
     test = data.load(data_name, "test").subset(n_images)
-    int_model = quantize(net, calib, weight_bits=bits, act_bits=bits, square="exact")
-    plan, compile_s = _timed(lambda: compile_bfv(int_model))
-    slots = plan.params.poly_modulus_degree
+    square = "exact" if tables == "none" else "table"
+    int_model = quantize(net, calib, weight_bits=bits, act_bits=bits, square=square)
+    if tables == "client":
+        plan, compile_s = _timed(lambda: compile_client_aided(int_model))
+        slots = plan.segments[0].params.poly_modulus_degree
+    else:
+        mode = "poly" if tables == "poly" else "refuse"
+        plan, compile_s = _timed(lambda: compile_bfv(int_model, tables=mode))
+        slots = plan.params.poly_modulus_degree
     x = int_model.quantize_input(test.images[:slots])
-    client, keygen_s = _timed(lambda: BfvClient(plan))
-    public, ctx_s = _timed(client.public_context)
-    cts, encrypt_s = _timed(lambda: client.encrypt_batch(x))
-    evaluator = BfvEvaluator(plan, public)
-    outs, eval_s = _timed(lambda: evaluator.run_bytes(cts))
-    logits, decrypt_s = _timed(lambda: client.decrypt_batch(outs, len(x)))
+    if tables == "client":
+        logits, timings = _run_client_aided(plan, x)
+    else:
+        logits, timings = _run_plain_plan(plan, int_model, x)
     reference = int_model.forward(x)
     n = len(x)
     exact = (logits == reference.astype(object)).all(axis=1)
     enc_pred = np.array(logits.argmax(1), dtype=np.int64)
     plain = plain_timings(net, test.images[:n])
     plain_pred = plain.pop("plain_pred")
-    baseline_s, extrapolated = _baseline_eval_s(plan, x, 8 if quick else None)
-    e2e_s = keygen_s + ctx_s + encrypt_s + eval_s + decrypt_s
+    e2e_s = timings["keygen_s"] + timings["encrypt_s"] + timings["eval_s"] + timings["decrypt_s"]
+    e2e_s += timings.get("client_s", 0.0) if tables == "client" else 0.0
     batch = {
         "n_images": n,
         "slots": slots,
-        "plaintext_moduli": list(plan.params.plain_moduli),
-        "round_trips": 0,
+        "tables": tables,
         "bit_exact_rate": float(exact.mean()),
-        "keygen_s": keygen_s + ctx_s,
-        "encrypt_s": encrypt_s,
-        "eval_s": eval_s,
-        "decrypt_s": decrypt_s,
+        **timings,
         "e2e_s": e2e_s,
         "e2e_per_image_s": e2e_s / n,
-        "eval_images_per_s": n / eval_s,
-        "eval_images_per_s_full_batch": slots / eval_s,
-        "baseline_eval_s": baseline_s,
-        "baseline_extrapolated": extrapolated,
-        "baseline_eval_images_per_s": n / baseline_s,
-        "speedup_vs_baseline": baseline_s / eval_s,
-        "public_context_bytes": len(public),
-        "upload_bytes_per_image": sum(len(c) for per_t in cts for c in per_t) / n,
+        "eval_images_per_s": n / timings["eval_s"],
+        "eval_images_per_s_full_batch": slots / timings["eval_s"],
         **plain,
         "overhead_vs_plain": (e2e_s / n) / plain["plain_torch_batch1000_per_image_s"],
         "plain_accuracy": float((plain_pred == test.labels[:n]).mean()),
         "int_accuracy": float((reference.argmax(1) == test.labels[:n]).mean()),
         "encrypted_accuracy": float((enc_pred == test.labels[:n]).mean()),
         "argmax_agreement": float((enc_pred == plain_pred).mean()),
+        "argmax_agreement_with_int_model": float((enc_pred == reference.argmax(1)).mean()),
     }
+    if tables == "none":  # the TenSEAL-vector way exists only for polynomial networks
+        baseline_s, extrapolated = _baseline_eval_s(plan, x, 8 if quick else None)
+        batch.update(
+            baseline_eval_s=baseline_s,
+            baseline_extrapolated=extrapolated,
+            baseline_eval_images_per_s=n / baseline_s,
+            speedup_vs_baseline=baseline_s / timings["eval_s"],
+        )
+    else:
+        batch.update(baseline=None, baseline_reason="TenSEAL's BFV vectors have no lookup tables")
     return {
         "benchmark": "he",
         "scheme": "bfv",
         "model": model_name,
         "data": data_name,
         "bits": bits,
+        "tables": tables,
         "model_info": model_info,
         "plan": plan.describe(),
         "compile_s": compile_s,

@@ -48,10 +48,22 @@ class IntAffine:
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x @ self.weight.T + self.bias
 
+    def describe(self) -> dict[str, object]:
+        out, n_in = self.weight.shape
+        return {
+            "kind": self.kind,
+            "in": n_in,
+            "out": out,
+            "terms": int(np.count_nonzero(self.weight)),
+        }
+
 
 @dataclass
 class IntSquareLayer:
     kind = "square"
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": self.kind}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x * x
@@ -213,7 +225,8 @@ class BfvPlan:
             "logit_bound": str(self.logit_bound),
             "rotations": [],
             "round_trips": 0,
-            "layers": [{"kind": layer.kind} for layer in self.layers],
+            "layers": [layer.describe() for layer in self.layers],
+            "input_range": [self.input_min, self.input_min + self.input_max],
         }
 
 
