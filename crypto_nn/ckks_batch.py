@@ -11,6 +11,8 @@ Scales are tracked by SEAL; every constant is encoded at the exact scale it must
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tenseal.sealapi as seal
 
@@ -19,6 +21,8 @@ from crypto_nn import seal_bytes
 from crypto_nn.errors import ContextError
 from crypto_nn.layers import Affine, Poly, Square
 from crypto_nn.plan import Plan
+
+ACTIVATION_UNITS = 10  # a square + relinearisation + rescale ≈ 10 weighted-sum terms
 
 
 class BatchEvaluator:
@@ -77,6 +81,7 @@ class BatchEvaluator:
             if not fused:
                 ev.rescale_to_next_inplace(acc)
             out.append(acc)
+            self._tick(len(idx) + 1)
         return out
 
     def _fused_activation(self, xs: list[seal.Ciphertext], layer) -> list[seal.Ciphertext]:
@@ -95,6 +100,7 @@ class BatchEvaluator:
                 ev.add_plain_inplace(y, self._constant(c0 / c2, y, y.scale))
             ev.rescale_to_next_inplace(y)
             out.append(y)
+            self._tick(ACTIVATION_UNITS)
         return out
 
     def _square(self, xs: list[seal.Ciphertext]) -> list[seal.Ciphertext]:
@@ -105,6 +111,7 @@ class BatchEvaluator:
             self.evaluator.relinearize_inplace(sq, self.relin_keys)
             self.evaluator.rescale_to_next_inplace(sq)
             out.append(sq)
+            self._tick(ACTIVATION_UNITS)
         return out
 
     def _powers(self, x: seal.Ciphertext, degree: int) -> dict[int, seal.Ciphertext]:
@@ -161,9 +168,32 @@ class BatchEvaluator:
             ev.add_plain_inplace(acc, self._constant(layer.coeffs[0], acc, target))
             ev.rescale_to_next_inplace(acc)
             out.append(acc)
+            self._tick(ACTIVATION_UNITS * layer.degree)
         return out
 
-    def run(self, xs: list[seal.Ciphertext]) -> list[seal.Ciphertext]:
+    def _tick(self, units: int) -> None:
+        """Progress in work units (a weighted-sum term = 1); reported every 1 %."""
+        self._done += units
+        if self._on_progress and self._done - self._reported >= self._total / 100:
+            self._reported = self._done
+            self._on_progress(min(1.0, self._done / self._total))
+
+    def _work(self) -> int:
+        total, width = 0, self.plan.n_inputs
+        for layer in self.plan.layers:
+            if isinstance(layer, Affine):
+                total += int(np.count_nonzero(layer.weight)) + layer.weight.shape[0]
+            else:
+                total += ACTIVATION_UNITS * getattr(layer, "degree", 1) * width
+            width = layer.weight.shape[0] if isinstance(layer, Affine) else width
+        return max(total, 1)
+
+    def run(
+        self, xs: list[seal.Ciphertext], on_progress: Callable[[float], None] | None = None
+    ) -> list[seal.Ciphertext]:
+        """``on_progress(fraction)``: called as the work advances (every 1 %)."""
+        self._on_progress, self._done, self._reported = on_progress, 0, 0
+        self._total = self._work()
         if len(xs) != self.plan.n_inputs:
             raise ContextError(f"{len(xs)} input ciphertexts; the plan takes {self.plan.n_inputs}")
         if self.plan.params.weight_scale_bits:  # affine + activation share one level
@@ -194,5 +224,8 @@ class BatchEvaluator:
             cts.append(ct)
         return cts
 
-    def run_bytes(self, payloads: list[bytes]) -> list[bytes]:
-        return [seal_bytes.dumps(ct) for ct in self.run(self.load_inputs(payloads))]
+    def run_bytes(
+        self, payloads: list[bytes], on_progress: Callable[[float], None] | None = None
+    ) -> list[bytes]:
+        outputs = self.run(self.load_inputs(payloads), on_progress)
+        return [seal_bytes.dumps(ct) for ct in outputs]

@@ -23,14 +23,32 @@ def serve(
     ),
     token: Annotated[str | None, typer.Option(envvar="CRYPTOROBUST_TOKEN")] = None,
     workers: int = 1,
+    backend: Annotated[
+        str, typer.Option(help="Where batch jobs run: process (local pool) or ray.")
+    ] = "process",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
+    ] = None,
 ) -> None:
     """Run the HTTP service (uvicorn)."""
     import uvicorn
 
+    from nets.errors import UserError
     from server.app import create_app
     from server.settings import Settings
 
-    app = create_app(Settings(models_dir=models, state_dir=state, token=token, workers=workers))
+    if backend not in ("process", "ray"):
+        raise UserError(f"--backend {backend}: choose process or ray")
+    app = create_app(
+        Settings(
+            models_dir=models,
+            state_dir=state,
+            token=token,
+            workers=workers,
+            backend=backend,
+            ray_address=ray_address,
+        )
+    )
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

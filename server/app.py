@@ -62,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for task in app.state.tasks:
             task.cancel()
         app.state.pool.executor.shutdown(wait=False, cancel_futures=True)
+        if app.state.ray is not None:
+            app.state.ray.shutdown()
 
     app = FastAPI(
         title="cryptorobust",
@@ -79,6 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.pool = Pool(settings.workers)  # processes start on the first evaluation
     app.state.job_slots = asyncio.Semaphore(settings.workers)
     app.state.tasks = set()
+    app.state.ray = None
+    if settings.backend == "ray":
+        from server.ray_backend import RayBackend
+
+        app.state.ray = RayBackend(settings.ray_address, settings.ray_num_cpus)
 
     @app.middleware("http")
     async def timing(request: Request, call_next):

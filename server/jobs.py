@@ -7,6 +7,7 @@ the server stopped are marked failed with that reason rather than silently lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -54,7 +55,15 @@ class JobStore:
         return len(job_id) == 32 and (self.root / job_id / "status.json").is_file()
 
     def status(self, job_id: str) -> dict:
-        return json.loads((self.root / job_id / "status.json").read_text())
+        """The stored status; a running job's progress as its worker last wrote it."""
+        status = json.loads((self.root / job_id / "status.json").read_text())
+        if status["state"] == "running":
+            with contextlib.suppress(OSError, ValueError):  # not written yet
+                status["progress"] = float(self.progress_path(job_id).read_text())
+        return status
+
+    def progress_path(self, job_id: str) -> Path:
+        return self.root / job_id / "progress"
 
     def update(self, job_id: str, **changes) -> None:
         self._write(job_id, {**self.status(job_id), **changes})
@@ -67,6 +76,7 @@ class JobStore:
         tmp.write_bytes(result)
         tmp.replace(self.root / job_id / "result.bin")
         (self.root / job_id / "input.bin").unlink(missing_ok=True)
+        self.progress_path(job_id).unlink(missing_ok=True)
         self.update(job_id, state="done", progress=1.0, finished=time.time())
 
     def result_path(self, job_id: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,3 +22,6 @@ class Settings(BaseSettings):
     calibration_images: int = 500  # training images used to compile each plan
     cache_size: int = 4  # loaded contexts kept per worker
     packings: tuple[str, ...] = ("batch", "single")  # name.pt → name, name-single
+    backend: Literal["process", "ray"] = "process"  # where batch jobs run
+    ray_address: str | None = None  # a Ray cluster; None = start a local Ray
+    ray_num_cpus: int | None = None  # local Ray only; None = all cores

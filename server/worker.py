@@ -16,6 +16,18 @@ from crypto_nn.errors import ContextError
 from crypto_nn.plan import Plan
 from server.models import compile_checkpoint
 
+
+def _progress_writer(path: Path):
+    """A job's progress, written where the API process reads it (atomic replace)."""
+
+    def write(fraction: float) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{fraction:.4f}")
+        tmp.replace(path)
+
+    return write
+
+
 _plans: dict[tuple[str, str], Plan] = {}
 _evaluators: OrderedDict[tuple[str, str, str], BatchEvaluator | SingleEvaluator] = OrderedDict()
 EVALUATORS = {"batch": BatchEvaluator, "single": SingleEvaluator}
@@ -29,6 +41,7 @@ def evaluate(
     context_path: str,
     payloads: list[bytes],
     cache_size: int,
+    progress_path: str | None = None,
 ) -> list[bytes]:
     plan_key = (model_path, packing)
     if plan_key not in _plans:
@@ -42,6 +55,8 @@ def evaluate(
     while len(_evaluators) > cache_size:
         _evaluators.popitem(last=False)
     try:
+        if progress_path and packing == "batch":
+            return evaluator.run_bytes(payloads, _progress_writer(Path(progress_path)))
         return evaluator.run_bytes(payloads)
     except (RuntimeError, ValueError) as exc:  # SEAL refusing a hostile but loadable ciphertext
         raise ContextError(f"evaluation failed on these ciphertexts ({exc})") from None

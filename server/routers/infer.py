@@ -31,8 +31,10 @@ def _checked(request: Request, settings, name: str, key_id: str):
     meta_path = settings.state_dir / "keys" / f"{key_id}.json"
     if not ctx_path.is_file() or not meta_path.is_file():
         raise HTTPException(404, f"unknown key_id {key_id}; register a context with POST /v1/keys")
-    if name not in json.loads(meta_path.read_text()).get("models", []):
-        raise HTTPException(422, f"key {key_id} was made for other parameters than model {name!r}")
+    meta = json.loads(meta_path.read_text())
+    if name not in meta.get("models", []):
+        why = meta.get("refused", {}).get(name, "it was made for other parameters")
+        raise HTTPException(422, f"key {key_id} cannot be used with model {name!r}: {why}")
     return state.models[name], ctx_path
 
 
@@ -47,7 +49,9 @@ def _payloads(body: bytes, model, name: str) -> list[bytes]:
     return payloads
 
 
-async def evaluate(request: Request, settings, model, key_id: str, ctx_path, payloads) -> bytes:
+async def evaluate(
+    request: Request, settings, model, key_id: str, ctx_path, payloads, progress_path=None
+) -> bytes:
     """Run one evaluation in the process pool; a dead worker's pool is replaced (503)."""
     pool = request.app.state.pool
     loop = asyncio.get_running_loop()
@@ -62,6 +66,7 @@ async def evaluate(request: Request, settings, model, key_id: str, ctx_path, pay
             str(ctx_path),
             payloads,
             settings.cache_size,
+            None if progress_path is None else str(progress_path),
         )
     except BrokenProcessPool:
         pool.replace()
@@ -101,7 +106,23 @@ async def submit_job(
         async with request.app.state.job_slots:
             jobs.update(job_id, state="running", progress=0.0)
             try:
-                result = await evaluate(request, settings, model, key_id, ctx_path, payloads)
+                if request.app.state.ray is not None:
+                    outputs, ran_on = await request.app.state.ray.evaluate(
+                        model.plan, key_id, ctx_path.read_bytes(), payloads
+                    )
+                    jobs.update(job_id, ran_on=ran_on)
+                    result = framing.pack(outputs)
+                else:
+                    jobs.update(job_id, ran_on={"backend": "process"})
+                    result = await evaluate(
+                        request,
+                        settings,
+                        model,
+                        key_id,
+                        ctx_path,
+                        payloads,
+                        progress_path=jobs.progress_path(job_id),
+                    )
             except Exception as exc:  # a job records any failure; it must never kill the server
                 jobs.update(job_id, state="failed", error=str(getattr(exc, "detail", exc)))
                 return

@@ -57,5 +57,6 @@ async def register_key(request: Request, settings: SettingsDep) -> dict:
     tmp = keys_dir / f"{key_id}.ctx.tmp"
     tmp.write_bytes(body)
     tmp.replace(keys_dir / f"{key_id}.ctx")
-    (keys_dir / f"{key_id}.json").write_text(json.dumps({"models": matches}))
-    return {"key_id": key_id, "models": matches}
+    refused = dict(reason.split(": ", 1) for reason in reasons)
+    (keys_dir / f"{key_id}.json").write_text(json.dumps({"models": matches, "refused": refused}))
+    return {"key_id": key_id, "models": matches, "refused": refused}

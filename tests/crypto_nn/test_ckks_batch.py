@@ -227,3 +227,13 @@ def test_two_squares_stay_within_bound(digits):
     plain = plan.forward_plain(images)
     assert np.abs(logits - plain).max() <= error_bound(plan, images)
     assert (logits.argmax(1) == plain.argmax(1)).mean() == 1.0
+
+
+def test_progress_is_reported_as_the_work_advances(square_plan, digits):
+    keys, public = make_keys(square_plan)
+    seen = []
+    BatchEvaluator(square_plan, public).run_bytes(
+        keys.encrypt_batch(digits[1].images[:4]), on_progress=seen.append
+    )
+    assert len(seen) >= 20 and seen == sorted(seen)
+    assert 0 < seen[0] < 0.1 and seen[-1] > 0.97

@@ -56,14 +56,24 @@ def test_single_packing_round_trip_and_missing_rotation_keys(api, models_dir):
 
     plan = ClientPlan.from_description(api.get("/v1/models/digits-mlp-single").json())
     short = ClientKeys(dataclasses.replace(plan, rotations=plan.rotations[1:]))
+    registered = api.post("/v1/keys", content=short.public_context())
+    # the batch plan shares the single plan's parameters and needs no rotations: it accepts
+    # the key; the single plan refuses it at registration, with the reason kept
+    missing = f"lacks rotation keys for steps [{plan.rotations[0]}]"
+    assert registered.json()["models"] == ["digits-mlp"]
+    assert missing in registered.json()["refused"]["digits-mlp-single"]
     _problem(
-        api.post("/v1/keys", content=short.public_context()),
+        api.post(
+            "/v1/models/digits-mlp-single/infer",
+            params={"key_id": registered.json()["key_id"]},
+            content=b"x",
+        ),
         422,
-        f"lacks rotation keys for steps [{plan.rotations[0]}]",
+        missing,
     )
     keys = ClientKeys(plan)
     key = api.post("/v1/keys", content=keys.public_context())
-    assert key.status_code == 201 and key.json()["models"] == ["digits-mlp-single"]
+    assert key.status_code == 201 and key.json()["models"] == ["digits-mlp", "digits-mlp-single"]
     images = data.load("digits", "test").images[:3]
     net, _ = checkpoint.load(models_dir / "digits-mlp.pt")
     plain = net(torch.from_numpy(images)).detach().numpy()
