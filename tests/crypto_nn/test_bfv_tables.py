@@ -136,3 +136,50 @@ def test_tables_are_refused_without_a_mode_and_when_too_wide():
         compile_bfv(wide)
     with pytest.raises(CompileError, match="1040401-point table .* client-aided"):
         compile_bfv(wide, tables="poly")
+
+
+def test_bfv_single_packing_is_exact_and_needs_its_rotation_keys():
+    from crypto_nn.bfv_single import BfvSingleClient, BfvSingleEvaluator, compile_bfv_single
+    from crypto_nn.errors import ContextError
+    from integer_nn.ops import IntConv2d, IntSquare
+
+    rng = np.random.default_rng(5)
+    model = IntModel(
+        ops=[
+            IntConv2d(weight=rng.integers(-3, 4, (2, 1, 3, 3)), bias=rng.integers(-5, 6, 2)),
+            IntSquare(),
+            IntFlatten(),
+            IntLinear(weight=rng.integers(-3, 4, (3, 8)), bias=np.array([4, -1, 0])),
+        ],
+        in_shape=(1, 4, 4),
+        input_bits=2,
+        output_scale=1.0,
+    )
+    plan = compile_bfv_single(model)
+    assert all(r & (r - 1) == 0 for r in plan.rotations)
+    client = BfvSingleClient(plan)
+    evaluator = BfvSingleEvaluator(plan, client.public_context())
+    x = rng.integers(0, 4, size=(3, 1, 4, 4))
+    x[0] = 3
+    for image, expected in zip(x, model.forward(x), strict=True):
+        got = client.decrypt_single(evaluator.run_bytes(client.encrypt_single(image)))
+        assert got.tolist() == expected.tolist()
+    with pytest.raises(
+        ContextError, match=rf"lacks rotation keys for steps \[{plan.rotations[0]}\]"
+    ):
+        BfvSingleEvaluator(plan, _context_with_rotations(client, plan.rotations[1:]))
+
+
+def _context_with_rotations(client, steps):
+    """The client's public context, but with Galois keys for ``steps`` only."""
+    from crypto_nn import context as ctx_format
+    from crypto_nn import seal_bytes
+    from crypto_nn.ckks_single import galois_elements
+
+    parts = {}
+    for i, (ctx, keygen, *_rest) in enumerate(client._sets):
+        parts[f"params.{i}"] = seal_bytes.dumps(ctx.key_context_data().parms())
+        parts[f"relin_keys.{i}"] = seal_bytes.dumps(keygen.create_relin_keys())
+        elts = galois_elements(ctx, steps)
+        parts[f"galois_keys.{i}"] = seal_bytes.dumps(keygen.create_galois_keys(elts))
+    return ctx_format.pack("bfv", parts)
