@@ -1,0 +1,77 @@
+"""The generator attack (the MNIST-simple-generator exercise).
+
+A trainable image G, initialised at the source image, is trained alternately with Adam:
+some steps of MSE toward the source image (stay close), then some steps of MSE between
+the frozen classifier's softmax and the one-hot target (move toward the target) — repeated
+until the classifier says the target. Each image stops once it is there. Targeted by
+nature; untargeted runs aim at (y + 1) mod K.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from adversarial.attacks import register
+from adversarial.base import Attack
+
+
+@dataclass
+class Generator(Attack):
+    rounds: int = 100  # alternations at most
+    image_steps: int = 5  # Adam steps toward the source image per round
+    target_steps: int = 5  # Adam steps toward the one-hot target per round
+    lr: float = 0.01
+
+    name = "generator"
+
+    def _run(self, model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        params = list(getattr(model, "parameters", lambda: [])())
+        flags = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(False)  # a frozen classifier (flags restored below)
+        try:
+            return self._train(model, x, y, target)
+        finally:
+            for p, flag in zip(params, flags, strict=True):
+                p.requires_grad_(flag)
+
+    def _train(self, model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        with torch.no_grad():
+            k = model(x[:1]).shape[1]
+        target = target if target is not None else (y + 1) % k
+        onehot = F.one_hot(target, k).to(x.dtype)
+        g = x.clone().requires_grad_(True)
+        opt = torch.optim.Adam([g], lr=self.lr)
+        live = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        done = x.clone()
+        for _ in range(self.rounds):
+            for phase, steps in (("image", self.image_steps), ("target", self.target_steps)):
+                for _ in range(steps):
+                    opt.zero_grad()
+                    if phase == "image":
+                        loss = F.mse_loss(g, x, reduction="none").flatten(1).mean(1)
+                    else:
+                        loss = F.mse_loss(model(g).softmax(1), onehot, reduction="none").mean(1)
+                    (loss * live).sum().backward()
+                    opt.step()
+                    with torch.no_grad():
+                        g.clamp_(0, 1)
+                        g[~live] = done[~live]  # Adam's momentum must not move finished images
+            with torch.no_grad():
+                reached = model(g).argmax(1) == target
+                done[reached & live] = g[reached & live]
+                live &= ~reached
+            if not live.any():
+                break
+        return g.detach()
+
+
+@register("generator")
+def generator(
+    *, rounds: int = 100, image_steps: int = 5, target_steps: int = 5, lr: float = 0.01
+) -> Generator:
+    return Generator(rounds=rounds, image_steps=image_steps, target_steps=target_steps, lr=lr)

@@ -1,0 +1,149 @@
+"""Projected gradient descent (Madry et al. 2018) — and FGSM, BIM, ILCM as its settings.
+
+One loop; a norm supplies three hooks: the random start, the step direction, and the
+projection onto the ε-ball. FGSM (Goodfellow et al. 2015) is one full step of size ε
+without a random start; BIM / I-FGSM (Kurakin et al. 2017) is PGD without the random
+start; ILCM is BIM aimed at each image's least-likely class. Loss: mean cross-entropy
+(ascended untargeted, descended toward the target) — the same as torchattacks, so with
+one restart and a fixed seed the two produce identical images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from adversarial.attacks import register
+from adversarial.base import Attack, AttackError, least_likely
+
+
+@dataclass
+class LinfPGD(Attack):
+    eps: float = 8 / 255  # radius of the L∞ ball
+    step: float = 2 / 255  # step size α
+    steps: int = 10
+    random_start: bool = True
+    restarts: int = 1  # keep, per image, the first restart that succeeds
+    least_likely_target: bool = False  # ILCM: aim at the least-likely class
+
+    name = "pgd"
+
+    def __post_init__(self) -> None:
+        if self.eps < 0 or self.step <= 0 or self.steps < 1 or self.restarts < 1:
+            raise AttackError(
+                f"eps={self.eps}, step={self.step}, steps={self.steps}, restarts={self.restarts}: "
+                "need eps ≥ 0, step > 0, steps ≥ 1, restarts ≥ 1"
+            )
+
+    # --- the norm's hooks -------------------------------------------------------------------
+    def start(self, x: Tensor) -> Tensor:
+        return (x + torch.empty_like(x).uniform_(-self.eps, self.eps)).clamp(0, 1)
+
+    def direction(self, grad: Tensor) -> Tensor:
+        return grad.sign()
+
+    def project(self, x: Tensor, x_adv: Tensor) -> Tensor:
+        delta = (x_adv - x).clamp(-self.eps, self.eps)
+        return (x + delta).clamp(0, 1)
+
+    # --- the loop, once ---------------------------------------------------------------------
+    def _run(self, model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        if self.least_likely_target and target is None:
+            target = least_likely(model, x)
+        best = x.clone()
+        open_ = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(self.restarts):
+            x_adv = self._one_run(model, x, y, target)
+            with torch.no_grad():
+                pred = model(x_adv).argmax(1)
+            won = (pred == target) if target is not None else (pred != y)
+            take = open_ & won if self.restarts > 1 else open_
+            best[take] = x_adv[take]
+            open_ &= ~won
+            if not open_.any():
+                break
+        if self.restarts > 1:  # images no restart fooled keep the last try
+            best[open_] = x_adv[open_]
+        return best
+
+    def _one_run(self, model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        x_adv = self.start(x).detach() if self.random_start else x.clone().detach()
+        for _ in range(self.steps):
+            x_adv.requires_grad_(True)
+            logits = model(x_adv)
+            loss = (
+                -F.cross_entropy(logits, target)
+                if target is not None
+                else F.cross_entropy(logits, y)
+            )
+            (grad,) = torch.autograd.grad(loss, x_adv)
+            x_adv = self.project(x, x_adv.detach() + self.step * self.direction(grad)).detach()
+        return x_adv
+
+
+@dataclass
+class L2PGD(LinfPGD):
+    eps: float = 1.0  # radius of the L2 ball
+    step: float = 0.2
+
+    name = "pgd-l2"
+
+    def start(self, x: Tensor) -> Tensor:
+        d = torch.randn_like(x)
+        d = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        r = torch.rand(len(x), 1, 1, 1, device=x.device) * self.eps
+        return (x + d * r).clamp(0, 1)
+
+    def direction(self, grad: Tensor) -> Tensor:
+        return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+
+    def project(self, x: Tensor, x_adv: Tensor) -> Tensor:
+        delta = x_adv - x
+        norm = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        delta = delta * torch.clamp(self.eps / norm, max=1.0)
+        return (x + delta).clamp(0, 1)
+
+
+@register("pgd")
+def pgd(
+    *,
+    eps: float = 8 / 255,
+    step: float | None = None,
+    steps: int = 10,
+    restarts: int = 1,
+    random_start: bool = True,
+) -> LinfPGD:
+    return LinfPGD(
+        eps=eps, step=step or eps / 4, steps=steps, restarts=restarts, random_start=random_start
+    )
+
+
+@register("pgd-l2")
+def pgd_l2(
+    *, eps: float = 1.0, step: float | None = None, steps: int = 10, restarts: int = 1
+) -> L2PGD:
+    return L2PGD(eps=eps, step=step or eps / 4, steps=steps, restarts=restarts)
+
+
+@register("fgsm")
+def fgsm(*, eps: float = 8 / 255) -> LinfPGD:
+    """One step of size ε from x itself."""
+    return LinfPGD(eps=eps, step=eps, steps=1, random_start=False)
+
+
+@register("bim")
+def bim(*, eps: float = 8 / 255, step: float = 1 / 255, steps: int | None = None) -> LinfPGD:
+    """Kurakin's iteration count: min(ε·255 + 4, 1.25·ε·255)."""
+    steps = steps or int(min(eps * 255 + 4, 1.25 * eps * 255))
+    return LinfPGD(eps=eps, step=step, steps=max(1, steps), random_start=False)
+
+
+@register("ilcm")
+def ilcm(*, eps: float = 8 / 255, step: float = 1 / 255, steps: int | None = None) -> LinfPGD:
+    attack = bim(eps=eps, step=step, steps=steps)
+    attack.least_likely_target = True
+    attack.name = "ilcm"
+    return attack

@@ -1,0 +1,97 @@
+"""Square attack, L∞ (Andriushchenko et al. 2020): random search with square updates.
+
+Score-based, no gradients: start from vertical stripes of ±ε, then repeatedly redraw one
+random square window (side shrinking on the paper's schedule of p) to ±ε per channel,
+keeping the change only if the margin loss Z_y − max_{k≠y} Z_k (on log-probabilities)
+falls. Each iteration costs one query per still-unbroken image. Through an Oracle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from adversarial.attacks import register
+from adversarial.base import Attack
+from adversarial.oracle import as_oracle
+
+
+def _p_schedule(p_init: float, it: int, n_iters: int) -> float:
+    """The paper's piecewise-constant schedule for the fraction of pixels per square."""
+    frac = int(it / n_iters * 10000)
+    for bound, div in (
+        (10, 1),
+        (50, 2),
+        (200, 4),
+        (500, 8),
+        (1000, 16),
+        (2000, 32),
+        (4000, 64),
+        (6000, 128),
+        (8000, 256),
+    ):
+        if frac <= bound:
+            return p_init / div
+    return p_init / 512
+
+
+@dataclass
+class Square(Attack):
+    eps: float = 8 / 255
+    queries: int = 1000  # iterations (queries per image)
+    p_init: float = 0.1
+    seed: int = 0
+
+    name = "square"
+    needs_gradients = False
+
+    def _loss(self, probs: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        logp = probs.clamp_min(1e-12).log()
+        label = target if target is not None else y
+        onehot = torch.nn.functional.one_hot(label, probs.shape[1]).bool()
+        other = logp.masked_fill(onehot, float("-inf")).amax(1)
+        margin = logp[onehot] - other
+        return -margin if target is not None else margin  # < 0: success
+
+    def _run(self, model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        oracle = as_oracle(model, "scores")
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        b, c, h, w = x.shape
+
+        def rand_sign(*shape):
+            return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(x.device, x.dtype)
+
+        x_adv = (x + self.eps * rand_sign(b, c, 1, w)).clamp(0, 1)
+        loss = self._loss(oracle(x_adv), y, target)
+        for it in range(self.queries - 1):
+            todo = (loss > 0).nonzero().flatten()
+            if len(todo) == 0:
+                break
+            side = max(
+                1,
+                min(h - 1, int(round((_p_schedule(self.p_init, it, self.queries) * h * w) ** 0.5))),
+            )
+            r = int(torch.randint(0, h - side + 1, (1,), generator=gen))
+            s = int(torch.randint(0, w - side + 1, (1,), generator=gen))
+            cand = x_adv[todo].clone()
+            window = x[todo, :, r : r + side, s : s + side] + self.eps * rand_sign(
+                len(todo), c, 1, 1
+            )
+            cand[:, :, r : r + side, s : s + side] = window
+            cand = torch.minimum(torch.maximum(cand, x[todo] - self.eps), x[todo] + self.eps).clamp(
+                0, 1
+            )
+            new = self._loss(oracle(cand), y[todo], None if target is None else target[todo])
+            better = new < loss[todo]
+            x_adv[todo[better]] = cand[better]
+            loss[todo[better]] = new[better]
+        return x_adv
+
+
+@register("square")
+def square(
+    *, eps: float = 8 / 255, queries: int = 1000, p_init: float = 0.1, seed: int = 0
+) -> Square:
+    return Square(eps=eps, queries=queries, p_init=p_init, seed=seed)
