@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# the attack benchmark's reference implementation: dev only, without its dependencies
+	# (it would pull a torchvision that breaks beside the pinned CPU torch)
+	$(PY) -m pip install --quiet --no-deps 'torchattacks==3.5.1'
 	touch $(STAMP)
 
 $(FASHION_MNIST):

@@ -207,6 +207,71 @@ def he_cmd(
     report.write(result, json_out, md)
 
 
+@app.command("attacks")
+def attacks_cmd(
+    model: Annotated[
+        str, typer.Option(help="Architecture trained here when no checkpoint.")
+    ] = "lenet-shallow",
+    data_name: Annotated[str, typer.Option("--data")] = "mnist-5k",
+    checkpoint: Annotated[str | None, typer.Option(help="Use this trained model instead.")] = None,
+    n: Annotated[int, typer.Option(help="Test images in the batch.")] = 1000,
+    epochs: Annotated[int, typer.Option(help="Training epochs when no checkpoint.")] = 2,
+    quick: Annotated[bool, typer.Option(help="Fewer repeats and C&W images.")] = False,
+    seed: int = 0,
+    device: str = "auto",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write JSON (+ .md beside it).")
+    ] = None,
+) -> None:
+    """PGD-40 and FGSM vs torchattacks 3.5.1 (time, identical images); C&W success and L2."""
+    from bench import attacks as bench_attacks
+
+    r = bench_attacks.run(
+        model_name=model,
+        data_name=data_name,
+        checkpoint=checkpoint,
+        n=n if not quick else min(n, 256),
+        quick=quick,
+        seed=seed,
+        epochs=epochs,
+        device=device,
+    )
+    a = r["attacks"]
+    header = [
+        "attack",
+        "ours s",
+        "torchattacks s",
+        "ratio",
+        "identical",
+        "ours success",
+        "theirs success",
+        "ours mean L2",
+        "theirs mean L2",
+    ]
+    rows = [
+        [
+            name,
+            c["ours_s"],
+            c["torchattacks_s"],
+            c.get("ratio", "-"),
+            c.get("identical", "-"),
+            c["ours"]["success_rate"],
+            c["torchattacks"]["success_rate"],
+            c["ours"]["mean_l2"],
+            c["torchattacks"]["mean_l2"],
+        ]
+        for name, c in a.items()
+    ]
+    md = (
+        f"Attacks on {r['model']} ({r['data']}, {r['n_images']} images, {r['device']}); baseline: "
+        "torchattacks 3.5.1, same model, batch and seed\n\n"
+        + report.markdown_table(header, rows)
+        + f"\nC&W: {a['cw']['note']} ({a['cw']['n_images']} images)\n"
+    )
+    console.print(md, markup=False, highlight=False, soft_wrap=True)
+    report.write(r, json_out, md)
+
+
 @app.command("demo")
 def demo_cmd(
     checkpoint: Annotated[Path, typer.Option(help="A trained checkpoint to serve.")],

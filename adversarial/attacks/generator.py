@@ -3,8 +3,9 @@
 A trainable image G, initialised at the source image, is trained alternately with Adam:
 some steps of MSE toward the source image (stay close), then some steps of MSE between
 the frozen classifier's softmax and the one-hot target (move toward the target) — repeated
-until the classifier says the target. Each image stops once it is there. Targeted by
-nature; untargeted runs aim at (y + 1) mod K.
+until the classifier says the target. Each image stops once it is there; rounds that end
+short of the target lengthen the target phase (×``growth``). Targeted by nature;
+untargeted runs aim at (y + 1) mod K.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from adversarial.base import Attack
 class Generator(Attack):
     rounds: int = 100  # alternations at most
     image_steps: int = 5  # Adam steps toward the source image per round
-    target_steps: int = 5  # Adam steps toward the one-hot target per round
+    target_steps: int = 5  # Adam steps toward the one-hot target in the first round
+    growth: float = 1.2  # target steps grow by this each round the target is not reached
+    max_target_steps: int = 200
     lr: float = 0.01
 
     name = "generator"
@@ -48,8 +51,9 @@ class Generator(Attack):
         opt = torch.optim.Adam([g], lr=self.lr)
         live = torch.ones(len(x), dtype=torch.bool, device=x.device)
         done = x.clone()
+        target_steps = self.target_steps
         for _ in range(self.rounds):
-            for phase, steps in (("image", self.image_steps), ("target", self.target_steps)):
+            for phase, steps in (("image", self.image_steps), ("target", target_steps)):
                 for _ in range(steps):
                     opt.zero_grad()
                     if phase == "image":
@@ -67,6 +71,9 @@ class Generator(Attack):
                 live &= ~reached
             if not live.any():
                 break
+            # still short of the target: lean harder on it next round (Adam's steps have the
+            # same size whatever the loss scale, so the balance is set by the step counts)
+            target_steps = min(self.max_target_steps, int(target_steps * self.growth) + 1)
         return g.detach()
 
 

@@ -46,13 +46,15 @@ class LinfPGD(Attack):
         return grad.sign()
 
     def project(self, x: Tensor, x_adv: Tensor) -> Tensor:
-        delta = (x_adv - x).clamp(-self.eps, self.eps)
-        return (x + delta).clamp(0, 1)
+        """Onto the ε-ball around x and into [0, 1]; may reuse x_adv's storage."""
+        return x_adv.sub_(x).clamp_(-self.eps, self.eps).add_(x).clamp_(0, 1)
 
     # --- the loop, once ---------------------------------------------------------------------
     def _run(self, model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         if self.least_likely_target and target is None:
             target = least_likely(model, x)
+        if self.restarts == 1:  # no bookkeeping, no extra forward pass
+            return self._one_run(model, x, y, target)
         best = x.clone()
         open_ = torch.ones(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.restarts):
@@ -60,13 +62,11 @@ class LinfPGD(Attack):
             with torch.no_grad():
                 pred = model(x_adv).argmax(1)
             won = (pred == target) if target is not None else (pred != y)
-            take = open_ & won if self.restarts > 1 else open_
-            best[take] = x_adv[take]
+            best[open_ & won] = x_adv[open_ & won]
             open_ &= ~won
             if not open_.any():
                 break
-        if self.restarts > 1:  # images no restart fooled keep the last try
-            best[open_] = x_adv[open_]
+        best[open_] = x_adv[open_]  # images no restart fooled keep the last try
         return best
 
     def _one_run(self, model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
@@ -80,7 +80,9 @@ class LinfPGD(Attack):
                 else F.cross_entropy(logits, y)
             )
             (grad,) = torch.autograd.grad(loss, x_adv)
-            x_adv = self.project(x, x_adv.detach() + self.step * self.direction(grad)).detach()
+            with torch.no_grad():  # the step, then the projection, in place
+                x_adv = x_adv.detach().add_(self.direction(grad), alpha=self.step)
+                x_adv = self.project(x, x_adv)
         return x_adv
 
 

@@ -1,0 +1,54 @@
+"""PNG grids of originals, adversarial images and perturbations (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _show(ax, img: np.ndarray, title: str) -> None:
+    img = np.asarray(img)
+    if img.shape[0] == 1:
+        ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.moveaxis(img, 0, -1).clip(0, 1))
+    ax.set_title(title, fontsize=7)
+    ax.axis("off")
+
+
+def attack_grid(x, x_adv, y, pred_adv, classes, path: Path, n: int = 8) -> Path:
+    """Rows: original (true label), adversarial (its prediction), |perturbation| × 5."""
+    n = min(n, len(x))
+    fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.2), squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], x[i], f"{classes[int(y[i])]}")
+        _show(axes[1, i], x_adv[i], f"→ {classes[int(pred_adv[i])]}")
+        _show(axes[2, i], np.abs(x_adv[i] - x[i]).clip(0, 0.2) * 5, "|δ|×5")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def target_grid(sources, adversarial, reached, classes, path: Path) -> Path:
+    """Rows: source images; column 0 the original, column k + 1 the image aimed at class k
+    (title in red where the classifier did not say k)."""
+    rows, cols = adversarial.shape[:2]
+    fig, axes = plt.subplots(rows, cols + 1, figsize=(1.1 * (cols + 1), 1.2 * rows), squeeze=False)
+    for r in range(rows):
+        _show(axes[r, 0], sources[r], "original")
+        for k in range(cols):
+            _show(axes[r, k + 1], adversarial[r, k], f"→ {classes[k]}")
+            if not reached[r, k]:
+                axes[r, k + 1].title.set_color("red")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
