@@ -59,21 +59,30 @@ class Generator(Attack):
                     if phase == "image":
                         loss = F.mse_loss(g, x, reduction="none").flatten(1).mean(1)
                     else:
-                        loss = F.mse_loss(model(g).softmax(1), onehot, reduction="none").mean(1)
+                        logits = model(g)
+                        with torch.no_grad():  # an image stops the moment it gets there
+                            reached = live & (logits.argmax(1) == target)
+                            done[reached] = g[reached]
+                            live &= ~reached
+                        if not live.any():
+                            break
+                        loss = F.mse_loss(logits.softmax(1), onehot, reduction="none").mean(1)
                     (loss * live).sum().backward()
                     opt.step()
                     with torch.no_grad():
                         g.clamp_(0, 1)
                         g[~live] = done[~live]  # Adam's momentum must not move finished images
             with torch.no_grad():
-                reached = model(g).argmax(1) == target
-                done[reached & live] = g[reached & live]
+                reached = live & (model(g).argmax(1) == target)
+                done[reached] = g[reached]
                 live &= ~reached
             if not live.any():
                 break
             # still short of the target: lean harder on it next round (Adam's steps have the
             # same size whatever the loss scale, so the balance is set by the step counts)
             target_steps = min(self.max_target_steps, int(target_steps * self.growth) + 1)
+        with torch.no_grad():
+            g[~live] = done[~live]  # finished images as they were when they got there
         return g.detach()
 
 
