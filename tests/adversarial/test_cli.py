@@ -1,0 +1,76 @@
+"""``python -m adversarial`` as a user runs it: results, files, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "adversarial", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_attack_command_prints_metrics_and_writes_grid_and_json(square_mlp_checkpoint, tmp_path):
+    png, js = tmp_path / "grid.png", tmp_path / "pgd.json"
+    proc = _run(
+        "attack",
+        "--model",
+        str(square_mlp_checkpoint),
+        "--attack",
+        "pgd",
+        "--eps",
+        "0.2",
+        "--n",
+        "40",
+        "--out",
+        str(png),
+        "--json",
+        str(js),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "robust_accuracy" in proc.stdout and png.stat().st_size > 1000
+    metrics = json.loads(js.read_text())
+    assert metrics["n_images"] == 40 and metrics["mean_linf"] <= 0.2 + 1e-6
+    assert metrics["robust_accuracy"] < metrics["clean_accuracy"]
+    assert metrics["run"]["seed"] == 0
+
+
+def test_black_box_attack_reports_its_queries(square_mlp_checkpoint, tmp_path):
+    js = tmp_path / "square.json"
+    proc = _run(
+        "attack",
+        "--model",
+        str(square_mlp_checkpoint),
+        "--attack",
+        "square",
+        "--eps",
+        "0.2",
+        "--arg",
+        "queries=50",
+        "--n",
+        "10",
+        "--out",
+        str(tmp_path / "g.png"),
+        "--json",
+        str(js),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(js.read_text())["queries"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--attack", "nope"], "--attack nope: unknown"),
+        (["--attack", "deepfool", "--eps", "0.1"], "--eps: attack deepfool has no eps"),
+        (["--attack", "pgd", "--targeted", "banana"], "--targeted banana"),
+        (["--attack", "pgd", "--arg", "steps=many"], "steps"),
+    ],
+)
+def test_bad_options_are_one_line_errors(square_mlp_checkpoint, args, message):
+    proc = _run("attack", "--model", str(square_mlp_checkpoint), "--n", "4", *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
