@@ -19,150 +19,30 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import tenseal.sealapi as seal
 
 from crypto_nn import context as ctx_format
 from crypto_nn import seal_bytes
+from crypto_nn.bfv_layers import (  # noqa: F401  (re-exported: the plan's layer types)
+    _LINEAR_KINDS,
+    MAX_TABLE_DOMAIN,
+    IntAffine,
+    IntSquareLayer,
+    fold_constants,
+    layers_from_int_model,
+    layers_from_ops,
+)
 from crypto_nn.bfv_tables import IntPolyTable, PolyEvaluator
 from crypto_nn.errors import CompileError, ContextError
 from integer_nn.model import IntModel
-from integer_nn.ops import Interval
 
 MIN_NOISE_BUDGET = 10  # bits left after the whole plan; below this decryption may be wrong
 PLAIN_BITS = 20  # first size tried for each batching prime t_i ≡ 1 (mod 2N)
 MAX_PLAIN_BITS = 50  # largest t tried (SEAL allows up to 60)
 NOISE_MARGIN = 5  # bits kept in reserve when widening t from a trial's measured budget
-_LINEAR_KINDS = ("conv2d", "linear", "sumpool2d", "flatten")
-
-
-@dataclass
-class IntAffine:
-    """y = W x + b over the integers (a chain of the IntModel's linear ops)."""
-
-    weight: np.ndarray  # int64 (out, in)
-    bias: np.ndarray  # int64 (out,)
-    kind = "affine"
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.weight.T + self.bias
-
-    def describe(self) -> dict[str, object]:
-        out, n_in = self.weight.shape
-        return {
-            "kind": self.kind,
-            "in": n_in,
-            "out": out,
-            "terms": int(np.count_nonzero(self.weight)),
-        }
-
-
-@dataclass
-class IntSquareLayer:
-    kind = "square"
-
-    def describe(self) -> dict[str, object]:
-        return {"kind": self.kind}
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return x * x
-
-
-def _probe(ops, in_shape: tuple[int, ...]) -> IntAffine:
-    n_in = int(np.prod(in_shape))
-    zero = np.zeros((1, *in_shape), np.int64)
-    basis = np.eye(n_in, dtype=np.int64).reshape(n_in, *in_shape)
-    for op in ops:
-        zero, basis = op.forward(zero), op.forward(basis)
-    bias = zero.reshape(-1)
-    return IntAffine(weight=(basis.reshape(n_in, -1) - bias).T.copy(), bias=bias.copy())
-
-
-MAX_TABLE_DOMAIN = 4096  # a table becomes a degree |D| − 1 polynomial; past this, refused
-
-
-def layers_from_int_model(model: IntModel, tables: str = "refuse") -> list:
-    inputs = [Interval(0, model.input_max, model.input_max)]
-    inputs += [stat.worst for stat in model.stats[:-1]]
-    return layers_from_ops(model.ops, tuple(model.in_shape), tables=tables, in_intervals=inputs)
-
-
-def _poly_table(op, interval: Interval, index: int) -> IntPolyTable:
-    domain = interval.hi - interval.lo + 1
-    if domain > MAX_TABLE_DOMAIN:
-        raise CompileError(
-            f"IntModel op {index} ({op.describe()}) reads accumulators in [{interval.lo}, "
-            f"{interval.hi}]: a {domain}-point table is a degree-{domain - 1} polynomial, past "
-            f"the {MAX_TABLE_DOMAIN} allowed — quantise with fewer bits, or use client-aided "
-            "tables"
-        )
-    xs = np.arange(interval.lo, interval.hi + 1, dtype=np.int64)
-    return IntPolyTable(lo=interval.lo, values=op.forward(xs), source=op.describe())
-
-
-def layers_from_ops(
-    ops: list,
-    in_shape: tuple[int, ...],
-    first_index: int = 0,
-    *,
-    tables: str = "refuse",
-    in_intervals: list[Interval] | None = None,
-) -> list:
-    """Affine chains and x² from integer ops; with ``tables="poly"`` an elementwise table
-    becomes its interpolating polynomial over its input's worst-case interval
-    (``in_intervals[i]``); any other op is refused (its index named)."""
-    layers: list[IntAffine | IntSquareLayer] = []
-    pending: list = []
-    shape: tuple[int, ...] = in_shape
-    pending_shape = shape
-    probe = np.zeros((1, *shape), np.int64)
-    for i, op in enumerate(ops, start=first_index):
-        if op.kind in _LINEAR_KINDS:
-            if not pending:
-                pending_shape = tuple(probe.shape[1:])
-            pending.append(op)
-        elif op.kind == "square":
-            if pending:
-                layers.append(_probe(pending, pending_shape))
-                pending = []
-            layers.append(IntSquareLayer())
-        elif op.kind == "table" and tables == "poly":
-            if pending:
-                layers.append(_probe(pending, pending_shape))
-                pending = []
-            layers.append(_poly_table(op, in_intervals[i - first_index], i))
-        else:
-            raise CompileError(
-                f"IntModel op {i} ({op.describe()}) is not a polynomial: the non-interactive BFV "
-                "plan takes affine layers and x² only (quantise with square='exact')"
-            )
-        probe = op.forward(probe)
-    if pending:
-        layers.append(_probe(pending, pending_shape))
-    return layers
-
-
-def fold_constants(layers: list[IntAffine | IntSquareLayer]) -> dict[int, int]:
-    """Fold outputs that no input reaches into whatever reads them; → the constant logits.
-
-    A server without an encryption key cannot make a ciphertext of a constant (SEAL refuses
-    the "transparent" result of x - x), so a constant becomes part of the next layer's bias
-    (squared first across an x²), and constant logits travel in the plan, not as ciphertexts.
-    """
-    const: dict[int, int] = {}
-    for layer in layers:
-        if isinstance(layer, IntSquareLayer):
-            const = {j: v * v for j, v in const.items()}
-            continue
-        if isinstance(layer, IntPolyTable):
-            const = {j: int(layer.forward(np.array(v))) for j, v in const.items()}
-            continue
-        for j, v in const.items():
-            layer.bias = layer.bias + layer.weight[:, j] * v
-            layer.weight[:, j] = 0
-        const = {j: int(layer.bias[j]) for j in range(len(layer.bias)) if not layer.weight[j].any()}
-    return const
 
 
 @dataclass(frozen=True)
@@ -230,32 +110,73 @@ class BfvPlan:
         }
 
 
+class KeySet(NamedTuple):
+    """A client's secret-key machinery for one plaintext prime t."""
+
+    ctx: seal.SEALContext
+    keygen: seal.KeyGenerator
+    encryptor: seal.Encryptor
+    decryptor: seal.Decryptor
+    encoder: seal.BatchEncoder
+    t: int
+
+
+def key_sets(params: BfvParams) -> list[KeySet]:
+    """Fresh secret keys, one per plaintext prime of ``params``."""
+    sets = []
+    for t in params.plain_moduli:
+        ctx = params.seal_context(t)
+        keygen = seal.KeyGenerator(ctx)
+        secret = keygen.secret_key()
+        sets.append(
+            KeySet(
+                ctx,
+                keygen,
+                seal.Encryptor(ctx, secret),
+                seal.Decryptor(ctx, secret),
+                seal.BatchEncoder(ctx),
+                t,
+            )
+        )
+    return sets
+
+
+def public_parts(sets: list[KeySet], rotations: list[int] | None = None) -> bytes:
+    """The public context: per prime i, ``params.i`` and ``relin_keys.i`` (and
+    ``galois_keys.i`` for exactly ``rotations`` when given). Never a secret key."""
+    parts = {}
+    for i, ks in enumerate(sets):
+        parts[f"params.{i}"] = seal_bytes.dumps(ks.ctx.key_context_data().parms())
+        parts[f"relin_keys.{i}"] = seal_bytes.dumps(ks.keygen.create_relin_keys())
+        if rotations:
+            elts = [ks.ctx.key_context_data().galois_tool().get_elt_from_step(r) for r in rotations]
+            parts[f"galois_keys.{i}"] = seal_bytes.dumps(ks.keygen.create_galois_keys(elts))
+    return ctx_format.pack("bfv", parts)
+
+
+def load_prime(parts: dict[str, bytes], i: int, t: int) -> tuple[seal.SEALContext, seal.RelinKeys]:
+    """Server side: prime i's context and relinearisation keys, checked against t."""
+    if f"params.{i}" not in parts or f"relin_keys.{i}" not in parts:
+        raise ContextError(f"BFV context lacks params.{i} / relin_keys.{i}")
+    parms = seal_bytes.loads(seal.EncryptionParameters, parts[f"params.{i}"], what=f"params.{i}")
+    if parms.plain_modulus().value() != t:
+        raise ContextError(
+            f"params.{i} has plain modulus {parms.plain_modulus().value()}, the plan needs {t}"
+        )
+    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+    relin = seal_bytes.loads(seal.RelinKeys, parts[f"relin_keys.{i}"], ctx, what=f"relin_keys.{i}")
+    return ctx, relin
+
+
 class BfvClient:
     """One secret key per plaintext modulus; encrypt a batch, decrypt and CRT-combine."""
 
     def __init__(self, plan: BfvPlan) -> None:
         self.plan = plan
-        self._sets = []
-        for t in plan.params.plain_moduli:
-            ctx = plan.params.seal_context(t)
-            keygen = seal.KeyGenerator(ctx)
-            secret = keygen.secret_key()
-            self._sets.append(
-                (
-                    ctx,
-                    keygen,
-                    seal.Encryptor(ctx, secret),
-                    seal.Decryptor(ctx, secret),
-                    seal.BatchEncoder(ctx),
-                )
-            )
+        self._sets = key_sets(plan.params)
 
     def public_context(self) -> bytes:
-        parts = {}
-        for i, (ctx, keygen, *_rest) in enumerate(self._sets):
-            parts[f"params.{i}"] = seal_bytes.dumps(ctx.key_context_data().parms())
-            parts[f"relin_keys.{i}"] = seal_bytes.dumps(keygen.create_relin_keys())
-        return ctx_format.pack("bfv", parts)
+        return public_parts(self._sets)
 
     def encrypt_batch(self, x_int: np.ndarray) -> list[list[bytes]]:
         """int64 (n, C, H, W) → per modulus, one ciphertext per input value."""
@@ -271,7 +192,8 @@ class BfvClient:
             )
         x = x - lo
         out = []
-        for _ctx, _, enc, _, encoder in self._sets:
+        for ks in self._sets:
+            enc, encoder = ks.encryptor, ks.encoder
             slots = encoder.slot_count()
             if len(x) > slots:
                 raise ContextError(f"{len(x)} images: a batch holds at most {slots}")
@@ -287,9 +209,7 @@ class BfvClient:
 
     def decrypt_batch(self, outputs: list[list[bytes]], n: int) -> np.ndarray:
         residues = []
-        for (ctx, _, _, dec, encoder), cts, t in zip(
-            self._sets, outputs, self.plan.params.plain_moduli, strict=True
-        ):
+        for (ctx, _, _, dec, encoder, t), cts in zip(self._sets, outputs, strict=True):
             cols = []
             for j, data in enumerate(cts):
                 if j in self.plan.constant_outputs:
@@ -305,7 +225,7 @@ class BfvClient:
     def noise_budgets(self, outputs: list[list[bytes]]) -> list[int]:
         """Smallest invariant noise budget per modulus (compile-time self-check only)."""
         budgets = []
-        for (ctx, _, _, dec, _), cts in zip(self._sets, outputs, strict=True):
+        for (ctx, _, _, dec, _, _), cts in zip(self._sets, outputs, strict=True):
             budgets.append(
                 min(
                     (
@@ -327,20 +247,7 @@ class BfvEvaluator:
         self.plan = plan
         self._sets = []
         for i, t in enumerate(plan.params.plain_moduli):
-            if f"params.{i}" not in parts or f"relin_keys.{i}" not in parts:
-                raise ContextError(f"BFV context lacks params.{i} / relin_keys.{i}")
-            parms = seal_bytes.loads(
-                seal.EncryptionParameters, parts[f"params.{i}"], what=f"params.{i}"
-            )
-            if parms.plain_modulus().value() != t:
-                raise ContextError(
-                    f"params.{i} has plain modulus {parms.plain_modulus().value()}, "
-                    f"the plan needs {t}"
-                )
-            ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
-            relin = seal_bytes.loads(
-                seal.RelinKeys, parts[f"relin_keys.{i}"], ctx, what=f"relin_keys.{i}"
-            )
+            ctx, relin = load_prime(parts, i, t)
             self._sets.append((ctx, seal.Evaluator(ctx), relin, t))
 
     def _run_one(self, ctx, ev, relin, t, payloads: list[bytes]) -> list[bytes]:

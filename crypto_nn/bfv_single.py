@@ -26,7 +26,10 @@ from crypto_nn.bfv import (
     BfvParams,
     _moduli,
     crt_combine,
+    key_sets,
     layers_from_int_model,
+    load_prime,
+    public_parts,
 )
 from crypto_nn.ckks_single import galois_elements
 from crypto_nn.errors import CompileError, ContextError
@@ -80,23 +83,10 @@ class BfvSingleClient:
 
     def __init__(self, plan: BfvSinglePlan) -> None:
         self.plan = plan
-        self._sets = []
-        for t in plan.params.plain_moduli:
-            ctx = plan.params.seal_context(t)
-            keygen = seal.KeyGenerator(ctx)
-            secret = keygen.secret_key()
-            self._sets.append(
-                (ctx, keygen, seal.Encryptor(ctx, secret), seal.Decryptor(ctx, secret), t)
-            )
+        self._sets = key_sets(plan.params)
 
     def public_context(self) -> bytes:
-        parts = {}
-        for i, (ctx, keygen, *_rest) in enumerate(self._sets):
-            elts = galois_elements(ctx, self.plan.rotations)
-            parts[f"params.{i}"] = seal_bytes.dumps(ctx.key_context_data().parms())
-            parts[f"relin_keys.{i}"] = seal_bytes.dumps(keygen.create_relin_keys())
-            parts[f"galois_keys.{i}"] = seal_bytes.dumps(keygen.create_galois_keys(elts))
-        return ctx_format.pack("bfv", parts)
+        return public_parts(self._sets, self.plan.rotations)
 
     def encrypt_single(self, x_int: np.ndarray) -> list[list[bytes]]:
         """One integer image (C, H, W) in [0, input_max] → per prime, one ciphertext per chunk."""
@@ -107,8 +97,8 @@ class BfvSingleClient:
             raise ContextError(f"inputs must be integers in [0, {self.plan.input_max}]")
         vectors = single.encode_image(self.plan.input_layouts, x)
         out = []
-        for ctx, _, enc, _, t in self._sets:
-            encoder, cts = seal.BatchEncoder(ctx), []
+        for _, _, enc, _, encoder, t in self._sets:
+            cts = []
             for v in vectors:
                 pt = seal.Plaintext()
                 encoder.encode(_ints(v, t, encoder.slot_count() // 2), pt)
@@ -118,17 +108,17 @@ class BfvSingleClient:
 
     def decrypt_single(self, outputs: list[list[bytes]]) -> np.ndarray:
         residues = []
-        for (ctx, _, _, dec, _), cts in zip(self._sets, outputs, strict=True):
+        for (ctx, _, _, dec, encoder, _), cts in zip(self._sets, outputs, strict=True):
             pt = seal.Plaintext()
             dec.decrypt(seal_bytes.loads(seal.Ciphertext, cts[0], ctx, what="output"), pt)
-            values = seal.BatchEncoder(ctx).decode_uint64(pt)
+            values = encoder.decode_uint64(pt)
             residues.append(np.asarray(values[: self.plan.n_outputs], dtype=np.int64))
         return crt_combine(residues, self.plan.params.plain_moduli)
 
     def noise_budget(self, outputs: list[list[bytes]]) -> int:
         return min(
             dec.invariant_noise_budget(seal_bytes.loads(seal.Ciphertext, cts[0], ctx))
-            for (ctx, _, _, dec, _), cts in zip(self._sets, outputs, strict=True)
+            for (ctx, _, _, dec, _, _), cts in zip(self._sets, outputs, strict=True)
         )
 
 
@@ -140,21 +130,17 @@ class BfvSingleEvaluator:
         self.plan = plan
         self._sets = []
         for i, t in enumerate(plan.params.plain_moduli):
-            names = (f"params.{i}", f"relin_keys.{i}", f"galois_keys.{i}")
-            if any(name not in parts for name in names):
-                raise ContextError(f"BFV single context lacks one of {', '.join(names)}")
-            parms = seal_bytes.loads(seal.EncryptionParameters, parts[names[0]], what=names[0])
-            if parms.plain_modulus().value() != t:
-                raise ContextError(f"{names[0]} has plain modulus {parms.plain_modulus().value()}")
-            ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
-            relin = seal_bytes.loads(seal.RelinKeys, parts[names[1]], ctx, what=names[1])
-            galois = seal_bytes.loads(seal.GaloisKeys, parts[names[2]], ctx, what=names[2])
+            ctx, relin = load_prime(parts, i, t)
+            name = f"galois_keys.{i}"
+            if name not in parts:
+                raise ContextError(f"BFV single context lacks {name} (rotation keys)")
+            galois = seal_bytes.loads(seal.GaloisKeys, parts[name], ctx, what=name)
             elts = galois_elements(ctx, plan.rotations)
             missing = [
                 s for s, e in zip(plan.rotations, elts, strict=True) if not galois.has_key(e)
             ]
             if missing:
-                raise ContextError(f"{names[2]} lacks rotation keys for steps {missing}")
+                raise ContextError(f"{name} lacks rotation keys for steps {missing}")
             self._sets.append((ctx, seal.Evaluator(ctx), relin, galois, t, self._encode(ctx, t)))
 
     def _encode(self, ctx: seal.SEALContext, t: int) -> list:

@@ -172,30 +172,6 @@ def test_bfv_single_packing_is_exact_and_needs_its_rotation_keys():
 
 def _context_with_rotations(client, steps):
     """The client's public context, but with Galois keys for ``steps`` only."""
-    from crypto_nn import context as ctx_format
-    from crypto_nn import seal_bytes
-    from crypto_nn.ckks_single import galois_elements
+    from crypto_nn.bfv import public_parts
 
-    parts = {}
-    for i, (ctx, keygen, *_rest) in enumerate(client._sets):
-        parts[f"params.{i}"] = seal_bytes.dumps(ctx.key_context_data().parms())
-        parts[f"relin_keys.{i}"] = seal_bytes.dumps(keygen.create_relin_keys())
-        elts = galois_elements(ctx, steps)
-        parts[f"galois_keys.{i}"] = seal_bytes.dumps(keygen.create_galois_keys(elts))
-    return ctx_format.pack("bfv", parts)
-
-
-def test_one_compile_entry_point_dispatches_by_scheme_packing_and_tables():
-    import crypto_nn
-    from crypto_nn.bfv import BfvPlan
-    from crypto_nn.bfv_client_aided import ClientAidedPlan
-
-    model = _table_model(np.random.default_rng(2), 3, 2)
-    assert isinstance(
-        crypto_nn.compile(model, scheme="bfv", tables="client", verify=False), ClientAidedPlan
-    )
-    assert isinstance(crypto_nn.compile(model, scheme="bfv", tables="poly", verify=False), BfvPlan)
-    with pytest.raises(CompileError, match="quantise first"):
-        crypto_nn.compile(object(), scheme="bfv")
-    with pytest.raises(CompileError, match="x²"):
-        crypto_nn.compile(model, scheme="bfv", packing="single", tables="client")
+    return public_parts(client._sets, steps)

@@ -45,3 +45,31 @@ def new_api(models_dir):
 @pytest.fixture
 def client_keys():
     return keys_for
+
+
+@pytest.fixture
+def run_job():
+    return _run_job
+
+
+def _run_job(api, keys, images, *, timeout_s: float = 150.0) -> dict:
+    """Register ``keys``, submit ``images`` as a job on digits-mlp, poll until it ends."""
+    import time
+
+    from crypto_nn import framing
+
+    key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
+    submitted = api.post(
+        "/v1/models/digits-mlp/jobs",
+        params={"key_id": key_id},
+        content=framing.pack(keys.encrypt_batch(images)),
+    )
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["job_id"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = api.get(f"/v1/jobs/{job_id}").json()
+        if status["state"] in ("done", "failed"):
+            return status
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} still {status['state']} after {timeout_s} s")

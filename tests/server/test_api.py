@@ -189,26 +189,13 @@ def test_bearer_token(models_dir, tmp_path, new_api, client_keys):
         assert schemes["HTTPBearer"]["scheme"] == "bearer"
 
 
-def test_jobs_run_in_the_background_and_survive_a_restart(new_api, client_keys, tmp_path):
-    import time as _time
-
+def test_jobs_run_in_the_background_and_survive_a_restart(new_api, client_keys, run_job, tmp_path):
     state = tmp_path / "state"
     images = data.load("digits", "test").images[:8]
     with new_api(state) as api:
         keys = client_keys(api)
-        key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
-        submitted = api.post(
-            "/v1/models/digits-mlp/jobs",
-            params={"key_id": key_id},
-            content=framing.pack(keys.encrypt_batch(images)),
-        )
-        assert submitted.status_code == 202
-        job_id = submitted.json()["job_id"]
-        for _ in range(240):
-            status = api.get(f"/v1/jobs/{job_id}").json()
-            if status["state"] in ("done", "failed"):
-                break
-            _time.sleep(0.25)
+        status = run_job(api, keys, images)
+        job_id = status["id"]
         assert status["state"] == "done" and status["progress"] == 1.0, status
         first = api.get(f"/v1/jobs/{job_id}/result").content
         _problem(api.get(f"/v1/jobs/{'0' * 32}"), 404, "unknown job")
