@@ -175,3 +175,19 @@ def _context_with_rotations(client, steps):
     from crypto_nn.bfv import public_parts
 
     return public_parts(client._sets, steps)
+
+
+def test_one_compile_entry_point_dispatches_by_scheme_packing_and_tables():
+    import crypto_nn
+    from crypto_nn.bfv import BfvPlan
+    from crypto_nn.bfv_client_aided import ClientAidedPlan
+
+    model = _table_model(np.random.default_rng(2), 3, 2)
+    assert isinstance(
+        crypto_nn.compile(model, scheme="bfv", tables="client", verify=False), ClientAidedPlan
+    )
+    assert isinstance(crypto_nn.compile(model, scheme="bfv", tables="poly", verify=False), BfvPlan)
+    with pytest.raises(CompileError, match="quantise first"):
+        crypto_nn.compile(object(), scheme="bfv")
+    with pytest.raises(CompileError, match="x²"):
+        crypto_nn.compile(model, scheme="bfv", packing="single", tables="client")
