@@ -215,14 +215,7 @@ class BatchEvaluator:
         return xs
 
     def load_inputs(self, payloads: list[bytes]) -> list[seal.Ciphertext]:
-        first = self.context.first_parms_id()
-        cts = []
-        for i, data in enumerate(payloads):
-            ct = seal_bytes.loads(seal.Ciphertext, data, self.context, what=f"input {i}")
-            if ct.parms_id() != first or ct.size() != 2:
-                raise ContextError(f"input {i} is not a fresh ciphertext at the plan's first level")
-            cts.append(ct)
-        return cts
+        return seal_bytes.load_fresh_ciphertexts(self.context, payloads)
 
     def run_bytes(
         self, payloads: list[bytes], on_progress: Callable[[float], None] | None = None

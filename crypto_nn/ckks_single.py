@@ -203,14 +203,7 @@ class SingleEvaluator:
         want = len(self.plan.input_layouts)
         if len(payloads) != want:
             raise ContextError(f"{len(payloads)} input ciphertexts; this plan takes {want}")
-        first = self.context.first_parms_id()
-        cts = []
-        for i, data in enumerate(payloads):
-            ct = seal_bytes.loads(seal.Ciphertext, data, self.context, what=f"input {i}")
-            if ct.parms_id() != first or ct.size() != 2:
-                raise ContextError(f"input {i} is not a fresh ciphertext at the plan's first level")
-            cts.append(ct)
-        return cts
+        return seal_bytes.load_fresh_ciphertexts(self.context, payloads)
 
     def run_bytes(self, payloads: list[bytes]) -> list[bytes]:
         return [seal_bytes.dumps(self.run(self.load_inputs(payloads)))]

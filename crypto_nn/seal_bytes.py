@@ -51,3 +51,15 @@ def loads(cls, data: bytes, context: seal.SEALContext | None = None, *, what: st
     finally:
         os.unlink(path)
     return obj
+
+
+def load_fresh_ciphertexts(context: seal.SEALContext, payloads: list[bytes]) -> list:
+    """Client inputs: each must be a fresh (size-2) ciphertext at the first level."""
+    first = context.first_parms_id()
+    cts = []
+    for i, data in enumerate(payloads):
+        ct = loads(seal.Ciphertext, data, context, what=f"input {i}")
+        if ct.parms_id() != first or ct.size() != 2:
+            raise ContextError(f"input {i} is not a fresh ciphertext at the plan's first level")
+        cts.append(ct)
+    return cts
