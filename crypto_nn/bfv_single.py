@@ -172,6 +172,15 @@ class BfvSingleEvaluator:
             ev.rotate_rows(ct, step, galois, out)
             return out
 
+        def multiply(ct, pt):
+            out = seal.Ciphertext()
+            ev.multiply_plain(ct, pt, out)
+            return out
+
+        def add(a, b):
+            ev.add_inplace(a, b)
+            return a
+
         xs = [seal_bytes.loads(seal.Ciphertext, d, ctx, what="input") for d in payloads]
         if len(xs) != len(self.plan.input_layouts):
             raise ContextError(
@@ -196,32 +205,11 @@ class BfvSingleEvaluator:
                 xs = out
             else:
                 plains, bias = enc
-                diag = step.diagonals
-                baby = []
-                for x in xs:
-                    row = [x]
-                    for _ in range(1, diag.baby):
-                        row.append(rotate(row[-1], 1))
-                    baby.append(row)
-                acc, scratch = None, seal.Ciphertext()
-                for j in reversed(range(diag.giants)):
-                    if acc is not None:
-                        acc = rotate(acc, diag.baby)
-                    for (c, jj, i), p in plains.items():
-                        if jj != j:
-                            continue
-                        if acc is None:
-                            acc = seal.Ciphertext()
-                            ev.multiply_plain(baby[c][i], p, acc)
-                        else:
-                            ev.multiply_plain(baby[c][i], p, scratch)
-                            ev.add_inplace(acc, scratch)
+                acc = single.run_diagonals(
+                    step.diagonals, xs, plains, rotate=rotate, multiply=multiply, add=add
+                )
                 if acc is None:
                     raise ContextError("an all-zero layer cannot run encrypted")
-                step_size = diag.out_period
-                while step_size < diag.in_period:
-                    ev.add_inplace(acc, rotate(acc, step_size))
-                    step_size *= 2
                 ev.add_plain_inplace(acc, bias)
                 xs = [acc]
         return seal_bytes.dumps(xs[0])

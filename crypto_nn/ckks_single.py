@@ -21,7 +21,7 @@ from crypto_nn import context as ctx_format
 from crypto_nn import seal_bytes
 from crypto_nn.errors import ContextError
 from crypto_nn.plan import Plan
-from crypto_nn.single import Program
+from crypto_nn.single import Program, run_diagonals
 
 _encoded: dict[int, tuple[Program, list]] = {}
 _lock = threading.Lock()
@@ -133,40 +133,22 @@ class SingleEvaluator:
         return out
 
     def _diagonals(self, step, weights, xs: list[seal.Ciphertext]) -> list[seal.Ciphertext]:
-        diag, ev = step.diagonals, self.evaluator
-        baby = []
-        for x in xs:
-            row = [x]
-            for _ in range(1, diag.baby):
-                row.append(self._rotate(row[-1], 1))
-            baby.append(row)
-        by_giant: dict[int, list] = {}
-        for (c, j, i), pt in weights.items():
-            by_giant.setdefault(j, []).append((c, i, pt))
-        acc, scratch = None, seal.Ciphertext()
-        for j in reversed(range(diag.giants)):
-            if acc is not None:
-                acc = self._rotate(acc, diag.baby)
-            for c, i, pt in by_giant.get(j, []):
-                if acc is None:
-                    acc = seal.Ciphertext()
-                    ev.multiply_plain(baby[c][i], pt, acc)
-                else:
-                    ev.multiply_plain(baby[c][i], pt, scratch)
-                    ev.add_inplace(acc, scratch)
-        if acc is None:  # an all-zero layer: 0·x keeps level and scale
-            acc = seal.Ciphertext()
-            zero = seal.Plaintext()
-            self.encoder.encode(
-                0.0, xs[0].parms_id(), 2.0**self.plan.params.weight_scale_bits, zero
-            )
-            ev.multiply_plain(xs[0], zero, acc)
-        step_size = diag.out_period
-        while step_size < diag.in_period:
-            ev.add_inplace(acc, self._rotate(acc, step_size))
-            step_size *= 2
-        self._add_values(acc, diag.bias)
+        acc = run_diagonals(
+            step.diagonals, xs, weights, rotate=self._rotate, multiply=self._mul, add=self._add
+        )
+        if acc is None:  # SEAL refuses 0·x ("transparent"); there is no ciphertext to return
+            raise ContextError("an all-zero layer cannot run encrypted")
+        self._add_values(acc, step.diagonals.bias)
         return [acc]
+
+    def _mul(self, ct: seal.Ciphertext, pt: seal.Plaintext) -> seal.Ciphertext:
+        out = seal.Ciphertext()
+        self.evaluator.multiply_plain(ct, pt, out)
+        return out
+
+    def _add(self, a: seal.Ciphertext, b: seal.Ciphertext) -> seal.Ciphertext:
+        self.evaluator.add_inplace(a, b)
+        return a
 
     def _square(self, x: seal.Ciphertext) -> seal.Ciphertext:
         sq = seal.Ciphertext()

@@ -160,26 +160,44 @@ def diagonals(weight: np.ndarray, bias: np.ndarray, blocks: list[Block], slots: 
     )
 
 
-def apply_plain(diag: Diagonals, xs: list[np.ndarray]) -> np.ndarray:
-    """The same schedule on plain slot vectors (tests check it against W·x)."""
+def run_diagonals(diag: Diagonals, xs: list, plains: dict, *, rotate, multiply, add):
+    """The baby-step/giant-step schedule on any representation of slot vectors (numpy
+    here; SEAL ciphertexts in the CKKS and BFV evaluators): ``rotate(v, k)`` and
+    ``multiply(v, plain)`` return new values, ``add(a, b)`` may reuse ``a``. ``plains``
+    holds the encoded ``diag.plain``. Baby steps by successive rotations by 1, giant
+    steps by Horner with step g, then the rotate-and-add from m to n'. → the output
+    block before its bias, or None when every diagonal is zero."""
+    baby = []
+    for x in xs:
+        row = [x]
+        for _ in range(1, diag.baby):
+            row.append(rotate(row[-1], 1))
+        baby.append(row)
+    by_giant: dict[int, list] = {}
+    for (c, j, i), pt in plains.items():
+        by_giant.setdefault(j, []).append((c, i, pt))
     acc = None
     for j in reversed(range(diag.giants)):
         if acc is not None:
-            acc = rot(acc, diag.baby)
-        inner = None
-        for (c, jj, i), pt in diag.plain.items():
-            if jj == j:
-                term = pt * rot(xs[c], i)
-                inner = term if inner is None else inner + term
-        if inner is not None:
-            acc = inner if acc is None else acc + inner
+            acc = rotate(acc, diag.baby)
+        for c, i, pt in by_giant.get(j, []):
+            term = multiply(baby[c][i], pt)
+            acc = term if acc is None else add(acc, term)
     if acc is None:
-        acc = np.zeros_like(xs[0])
+        return None
     step = diag.out_period
     while step < diag.in_period:
-        acc = acc + rot(acc, step)
+        acc = add(acc, rotate(acc, step))
         step *= 2
-    return acc + diag.bias
+    return acc
+
+
+def apply_plain(diag: Diagonals, xs: list[np.ndarray]) -> np.ndarray:
+    """The same schedule on plain slot vectors (tests check it against W·x)."""
+    acc = run_diagonals(
+        diag, xs, diag.plain, rotate=rot, multiply=lambda v, p: p * v, add=lambda a, b: a + b
+    )
+    return (np.zeros_like(xs[0]) if acc is None else acc) + diag.bias
 
 
 def encode_image(layouts: list[np.ndarray], image: np.ndarray) -> list[np.ndarray]:
