@@ -79,6 +79,6 @@ class CarliniWagnerL2(Attack):
 
 @register("cw")
 def cw(
-    *, c: float = 1.0, kappa: float = 0.0, steps: int = 100, search_steps: int = 5, lr: float = 0.01
+    *, c: float = 1.0, kappa: float = 0.0, steps: int = 100, search_steps: int = 5, lr: float = 0.05
 ) -> CarliniWagnerL2:
     return CarliniWagnerL2(c=c, kappa=kappa, steps=steps, search_steps=search_steps, lr=lr)
