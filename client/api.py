@@ -64,7 +64,12 @@ class Client:
         return self._request("GET", f"/v1/models/{name}").json()
 
     def register_key(self, public_context: bytes) -> str:
-        return self._request("POST", "/v1/keys", content=public_context).json()["key_id"]
+        return self._request(
+            "POST",
+            "/v1/keys",
+            content=public_context,
+            headers={"Content-Type": "application/octet-stream"},
+        ).json()["key_id"]
 
     def _post_ciphertexts(self, url: str, key_id: str, ciphertexts: list[bytes]) -> httpx.Response:
         return self._request(

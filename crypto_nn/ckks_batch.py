@@ -19,6 +19,7 @@ import tenseal.sealapi as seal
 from crypto_nn import context as ctx_format
 from crypto_nn import seal_bytes
 from crypto_nn.errors import ContextError
+from crypto_nn.key_checks import load_relin_keys
 from crypto_nn.layers import Affine, Poly, Square
 from crypto_nn.plan import Plan
 
@@ -41,9 +42,7 @@ class BatchEvaluator:
                     "this plan multiplies ciphertexts: the context must carry "
                     "relinearisation keys (relin_keys part)"
                 )
-            self.relin_keys = seal_bytes.loads(
-                seal.RelinKeys, parts["relin_keys"], self.context, what="relinearisation keys"
-            )
+            self.relin_keys = load_relin_keys(parts["relin_keys"], self.context)
         self.encoder = seal.CKKSEncoder(self.context)
         self.evaluator = seal.Evaluator(self.context)
 

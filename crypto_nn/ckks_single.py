@@ -20,6 +20,7 @@ import tenseal.sealapi as seal
 from crypto_nn import context as ctx_format
 from crypto_nn import seal_bytes
 from crypto_nn.errors import ContextError
+from crypto_nn.key_checks import check_galois_keys, load_relin_keys
 from crypto_nn.plan import Plan
 from crypto_nn.single import Program, run_diagonals
 
@@ -46,6 +47,7 @@ def load_rotation_keys(
     context = context or plan.params.seal_context()
     keys = seal_bytes.loads(seal.GaloisKeys, parts["galois_keys"], context, what="rotation keys")
     elts = galois_elements(context, plan.rotations)
+    check_galois_keys(keys, context, elts)
     missing = [s for s, e in zip(plan.rotations, elts, strict=True) if not keys.has_key(e)]
     if missing:
         raise ContextError(
@@ -96,9 +98,7 @@ class SingleEvaluator:
         self.plan = plan
         self.context = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
         self.galois_keys = load_rotation_keys(plan, parts, self.context)
-        self.relin_keys = seal_bytes.loads(
-            seal.RelinKeys, parts["relin_keys"], self.context, what="relinearisation keys"
-        )
+        self.relin_keys = load_relin_keys(parts["relin_keys"], self.context)
         self.encoder = seal.CKKSEncoder(self.context)
         self.evaluator = seal.Evaluator(self.context)
         self.weights = _encode_program(plan, self.context)

@@ -12,6 +12,7 @@ import json
 
 import tenseal.sealapi as seal
 
+from crypto_nn import header as _header
 from crypto_nn import seal_bytes
 from crypto_nn.errors import ContextError
 from crypto_nn.params import CkksParams
@@ -22,6 +23,7 @@ FORMAT = "cryptorobust.context"
 VERSION = 1
 KNOWN_PARTS = ("params", "relin_keys", "galois_keys")
 MAX_HEADER = 4096
+MAX_PARTS = 64
 
 
 def _known_part(name: object) -> bool:
@@ -49,28 +51,29 @@ def unpack(data: bytes) -> tuple[dict[str, object], dict[str, bytes]]:
             "not a cryptorobust context (missing CRCTX header); make one with "
             "crypto_nn.keys.make_keys"
         )
-    end = data.find(b"\n", len(MAGIC), len(MAGIC) + MAX_HEADER)
-    if end < 0:
-        raise ContextError(f"context header is missing or longer than {MAX_HEADER} bytes")
-    try:
-        header = json.loads(data[len(MAGIC) : end])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ContextError(f"context header is not JSON ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ContextError("context header has the wrong format tag")
-    if not isinstance(header.get("version"), int) or header["version"] > VERSION:
-        raise ContextError(f"context version {header.get('version')} is newer than {VERSION}")
-    parts, offset = {}, end + 1
-    for entry in header.get("parts", []):
+    header, offset = _header.read(
+        data, magic=MAGIC, fmt=FORMAT, version=VERSION, max_header=MAX_HEADER, what="context"
+    )
+    if not isinstance(header.get("scheme"), str):
+        raise ContextError("context header needs a 'scheme' (ckks or bfv)")
+    entries = header.get("parts")
+    if not isinstance(entries, list) or len(entries) > MAX_PARTS:
+        raise ContextError(f"context header needs 'parts': a list of at most {MAX_PARTS}")
+    parts = {}
+    for entry in entries:
         if (
             not isinstance(entry, list)
             or len(entry) != 2
             or not _known_part(entry[0])
-            or not isinstance(entry[1], int)
-            or entry[1] < 0
+            or not _header.is_int(entry[1])
+            or entry[1] <= 0
         ):
-            raise ContextError(f"context part {entry!r} is not one of {KNOWN_PARTS} with a length")
+            raise ContextError(
+                f"context part {str(entry)[:80]} is not one of {KNOWN_PARTS} with a length ≥ 1"
+            )
         name, size = entry
+        if name in parts:
+            raise ContextError(f"context part {name} appears twice")
         if offset + size > len(data):
             raise ContextError(
                 f"context part {name} declares {size} bytes, only "
@@ -108,3 +111,20 @@ def check_matches(parms: seal.EncryptionParameters, expected: CkksParams) -> Non
             f"(N={expected.poly_modulus_degree}, bits "
             f"{list(expected.coeff_mod_bit_sizes)})"
         )
+
+
+def declared_length(prefix: bytes) -> int | None:
+    """The context's length as its header declares it (None until the header ends)."""
+    if b"\n" not in prefix[len(MAGIC) :]:
+        if len(prefix) > len(MAGIC) + MAX_HEADER:
+            unpack(prefix)  # raises: the header never ends
+        return None
+    header, offset = _header.read(
+        prefix, magic=MAGIC, fmt=FORMAT, version=VERSION, max_header=MAX_HEADER, what="context"
+    )
+    entries = header.get("parts")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, list) and len(e) == 2 and _header.is_int(e[1]) and e[1] > 0 for e in entries
+    ):
+        raise ContextError("context header needs 'parts': a list of [name, length ≥ 1]")
+    return offset + sum(e[1] for e in entries)

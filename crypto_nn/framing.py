@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from crypto_nn import header as _header
 from crypto_nn.errors import ContextError
 
 MAGIC = b"CRCTS\n"
@@ -27,38 +28,57 @@ def pack(blobs: list[bytes], meta: dict | None = None) -> bytes:
     return MAGIC + json.dumps(header).encode() + b"\n" + b"".join(blobs)
 
 
-def unpack(data: bytes, *, max_count: int = 100_000) -> tuple[dict, list[bytes]]:
-    """→ (meta, blobs); a :class:`ContextError` naming the problem for anything malformed."""
-    if not data.startswith(MAGIC):
-        raise ContextError("body is not a cryptorobust ciphertext list (missing CRCTS header)")
-    end = data.find(b"\n", len(MAGIC), len(MAGIC) + MAX_HEADER)
-    if end < 0:
-        raise ContextError("ciphertext list header is missing its end or is too long")
-    try:
-        header = json.loads(data[len(MAGIC) : end])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ContextError(f"ciphertext list header is not JSON ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ContextError("ciphertext list header has the wrong format tag")
-    if not isinstance(header.get("version"), int) or header["version"] > VERSION:
-        raise ContextError(
-            f"ciphertext list version {header.get('version')} is newer than {VERSION}"
-        )
-    sizes = header.get("sizes")
-    if (
-        not isinstance(sizes, list)
-        or len(sizes) > max_count
-        or not all(isinstance(s, int) and s >= 0 for s in sizes)
-    ):
-        raise ContextError(f"ciphertext list needs 'sizes': at most {max_count} non-negative ints")
-    if end + 1 + sum(sizes) != len(data):
+def unpack(
+    data: bytes, *, max_count: int = 100_000, nonempty: bool = False
+) -> tuple[dict, list[bytes]]:
+    """→ (meta, blobs); a :class:`ContextError` naming the problem for anything malformed.
+
+    ``nonempty``: every blob must hold at least one byte (what a server asks of inputs)."""
+    header, offset = read_header(data)
+    sizes = header_sizes(header, max_count=max_count, nonempty=nonempty)
+    if offset + sum(sizes) != len(data):
         raise ContextError(
             f"ciphertext list declares {sum(sizes)} bytes of blobs, the body holds "
-            f"{len(data) - end - 1}"
+            f"{len(data) - offset}"
         )
-    blobs, offset = [], end + 1
+    blobs = []
     for size in sizes:
         blobs.append(data[offset : offset + size])
         offset += size
     meta = header.get("meta", {})
     return (meta if isinstance(meta, dict) else {}), blobs
+
+
+def read_header(data: bytes) -> tuple[dict, int]:
+    """The checked JSON header and where the blobs start (the server reads it early, from
+    the first bytes of a body, to refuse a lying body before the rest arrives)."""
+    return _header.read(
+        data,
+        magic=MAGIC,
+        fmt=FORMAT,
+        version=VERSION,
+        max_header=MAX_HEADER,
+        what="ciphertext list (CRCTS)",
+    )
+
+
+def declared_length(prefix: bytes) -> int | None:
+    """The whole body's length as its header declares it, from the first bytes of a body
+    (None until the header line is complete); malformed headers raise at once."""
+    if b"\n" not in prefix[len(MAGIC) :]:
+        if len(prefix) > len(MAGIC) + MAX_HEADER:
+            read_header(prefix)  # raises: the header never ends
+        return None
+    header, offset = read_header(prefix)
+    return offset + sum(header_sizes(header, max_count=10**7, nonempty=False))
+
+
+def header_sizes(header: dict, *, max_count: int, nonempty: bool) -> list[int]:
+    """The blob lengths a checked header declares (a ContextError if they are malformed)."""
+    return _header.sizes(
+        header.get("sizes"),
+        field="sizes",
+        what="ciphertext list",
+        max_count=max_count,
+        nonempty=nonempty,
+    )

@@ -9,6 +9,7 @@ size) and a zstd-compressed body, validated by SEAL on load.
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -37,17 +38,40 @@ def dumps(obj) -> bytes:
         os.unlink(path)
 
 
-def loads(cls, data: bytes, context: seal.SEALContext | None = None, *, what: str = "payload"):
-    """A new ``cls`` (Ciphertext, EncryptionParameters, ...) from SEAL bytes."""
-    if len(data) < HEADER_BYTES or data[:2] != MAGIC:
+def check_whole(data: bytes, *, what: str = "payload") -> None:
+    """Refuse anything but exactly one SEAL object: the 0xA15E header, a known compression
+    mode, and a declared size equal to the bytes given — nothing may trail the object (a
+    secret key could ride along unparsed). Reads 16 bytes; SEAL checks the rest on load."""
+    if len(data) <= HEADER_BYTES or data[:2] != MAGIC:
         raise ContextError(f"{what} is not a SEAL object ({len(data)} bytes, no 0xA15E header)")
+    header_size, compression, declared = data[2], data[5], struct.unpack_from("<Q", data, 8)[0]
+    if header_size != HEADER_BYTES or compression not in (0, 1, 2):
+        raise ContextError(
+            f"{what} has a malformed SEAL header (header size {header_size}, "
+            f"compression mode {compression})"
+        )
+    if declared != len(data):
+        raise ContextError(
+            f"{what} declares {declared} bytes but {len(data)} were sent: exactly one SEAL "
+            "object is allowed, with nothing before or after it"
+        )
+
+
+def loads(cls, data: bytes, context: seal.SEALContext | None = None, *, what: str = "payload"):
+    """A new ``cls`` (Ciphertext, EncryptionParameters, ...) from exactly one SEAL object.
+
+    Whatever SEAL raises on hostile bytes (RuntimeError, ValueError, IndexError from its
+    bindings …) becomes a :class:`ContextError` that names ``what``."""
+    check_whole(data, what=what)
     obj = cls(seal.SCHEME_TYPE.CKKS) if cls is seal.EncryptionParameters else cls()
     path = _tmp_path()
     try:
         Path(path).write_bytes(data)
         obj.load(path) if context is None else obj.load(context, path)
-    except (RuntimeError, ValueError) as exc:
-        raise ContextError(f"{what} is corrupt or does not fit the parameters ({exc})") from None
+    except Exception as exc:  # every failure of SEAL's parser is the input's fault
+        raise ContextError(
+            f"{what} is corrupt or does not fit the parameters ({type(exc).__name__}: {exc})"
+        ) from None
     finally:
         os.unlink(path)
     return obj

@@ -39,17 +39,41 @@ def serve(
 
     if backend not in ("process", "ray"):
         raise UserError(f"--backend {backend}: choose process or ray")
-    app = create_app(
-        Settings(
-            models_dir=models,
-            state_dir=state,
-            token=token,
-            workers=workers,
-            backend=backend,
-            ray_address=ray_address,
-        )
+    settings = Settings(
+        models_dir=models,
+        state_dir=state,
+        token=token,
+        workers=workers,
+        backend=backend,
+        ray_address=ray_address,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    if token is None and not _loopback(host):
+        print(
+            f"warning: serving on {host} without --token: anyone who can reach this port can "
+            "register keys and run inference (set --token or CRYPTOROBUST_TOKEN)",
+            file=sys.stderr,
+        )
+    app = create_app(settings)
+    # uvicorn waits this long for in-flight requests on SIGTERM/SIGINT, then runs the
+    # app's shutdown (jobs marked failed, workers stopped) and re-raises the signal
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
+    )
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 sys.exit(run_app(cli))

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
+import traceback
 from contextlib import asynccontextmanager, contextmanager
-from multiprocessing import get_context
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 
 from server import problems
+from server.body import Uploads
 from server.jobs import JobStore
+from server.keycheck import PlanNeeds
+from server.keystore import KeyStore
 from server.models import load_models
-from server.routers import health, infer, jobs, keys, models
+from server.pool import ProcessSlots
+from server.routers import health, infer, jobs, keys, limits, models
 from server.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Gate:
@@ -38,19 +45,50 @@ class Gate:
             self.active -= 1
 
 
-class Pool:
-    """The evaluation process pool; a pool whose worker died is replaced, not reused."""
+def _forget(exc: BaseException) -> None:
+    """Drop the frames an exception keeps alive: a request's body is a local in them, and
+    an exception that outlives its request (logged, chained, in a cycle) would keep every
+    failed request's body in memory."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+            exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
 
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.executor = self._new()
 
-    def _new(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+class ProblemMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware task group holding exceptions): times every request
+    and turns an exception no handler took into a 500 problem+json — the connection stays
+    up, the traceback goes to the log, and nothing of the request stays referenced."""
 
-    def replace(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.executor = self._new()
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, started = time.perf_counter(), False
+
+        async def timed_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                elapsed = f"{time.perf_counter() - start:.6f}".encode()
+                message["headers"] = [*message.get("headers", []), (b"x-process-time", elapsed)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        except Exception as exc:  # the last line of defence: log, forget, answer
+            log.error("internal error on %s %s", scope["method"], scope["path"], exc_info=exc)
+            _forget(exc)
+            del exc
+            if not started:
+                await problems.problem(
+                    500, "internal error (logged on the server); the request was not served"
+                )(scope, receive, timed_send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,43 +96,85 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        yield
-        for task in app.state.tasks:
-            task.cancel()
-        app.state.pool.executor.shutdown(wait=False, cancel_futures=True)
-        if app.state.ray is not None:
-            app.state.ray.shutdown()
+        sweeper = asyncio.create_task(_sweep(app))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            _stop(app)
 
     app = FastAPI(
         title="cryptorobust",
         version="0.1.0",
         lifespan=lifespan,
-        description="Encrypted inference: CKKS batch plans over TenSEAL/SEAL.",
+        description="Encrypted inference: CKKS batch and single plans over TenSEAL/SEAL.",
     )
-    app.state.settings = settings
-    app.state.models = load_models(
-        settings.models_dir, settings.calibration_images, settings.packings
-    )
-    app.state.gate = Gate(settings.max_queued)
+    state = app.state
+    state.settings = settings
+    state.models = load_models(settings.models_dir, settings.calibration_images, settings.packings)
+    state.plan_needs = [
+        PlanNeeds(name, m.plan.params, m.plan.needs_relin_keys, tuple(m.plan.rotations))
+        for name, m in state.models.items()
+    ]
+    state.gate = Gate(settings.max_queued)
+    state.uploads = Uploads(settings.max_uploads, settings.max_buffered_bytes)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    app.state.jobs = JobStore(settings.state_dir)
-    app.state.pool = Pool(settings.workers)  # processes start on the first evaluation
-    app.state.job_slots = asyncio.Semaphore(settings.workers)
-    app.state.tasks = set()
-    app.state.ray = None
+    state.keys = KeyStore(
+        settings.state_dir, max_keys=settings.max_keys, max_bytes=settings.max_key_store_bytes
+    )
+    state.jobs = JobStore(
+        settings.state_dir,
+        max_active=settings.max_jobs,
+        max_active_per_key=settings.max_jobs_per_key,
+        ttl_s=settings.job_ttl_s,
+    )
+    state.workers = ProcessSlots(settings.workers, "evaluation worker")  # started on first use
+    state.checker = ProcessSlots(1, "key checker")
+    state.job_slots = asyncio.Semaphore(settings.workers)
+    state.tasks = set()
+    state.ray = None
     if settings.backend == "ray":
         from server.ray_backend import RayBackend
 
-        app.state.ray = RayBackend(settings.ray_address, settings.ray_num_cpus)
+        state.ray = RayBackend(settings.ray_address, settings.ray_num_cpus)
 
-    @app.middleware("http")
-    async def timing(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        response.headers["X-Process-Time"] = f"{time.perf_counter() - start:.6f}"
-        return response
-
+    app.add_middleware(ProblemMiddleware)
     problems.install(app)
-    for router in (health.router, models.router, keys.router, infer.router, jobs.router):
+    for router in (
+        health.router,
+        limits.router,
+        models.router,
+        keys.router,
+        infer.router,
+        jobs.router,
+    ):
         app.include_router(router)
     return app
+
+
+async def _sweep(app: FastAPI) -> None:
+    """Expired jobs go every ``sweep_interval_s`` (and once at startup, in JobStore)."""
+    while True:
+        await asyncio.sleep(app.state.settings.sweep_interval_s)
+        try:
+            removed = app.state.jobs.sweep()
+        except OSError as exc:
+            log.warning("job sweep failed: %s", exc)
+            continue
+        if removed:
+            log.info("removed %d expired jobs", removed)
+
+
+def _stop(app: FastAPI) -> None:
+    """On shutdown (SIGTERM, SIGINT, end of a test client): every queued or running job is
+    marked failed on disk, then every worker process is stopped and waited for."""
+    state = app.state
+    for job_id in state.jobs.active():
+        state.jobs.fail(job_id, "the server stopped during the job; submit it again")
+    for task in list(state.tasks):
+        task.cancel()
+    state.workers.shutdown()
+    state.checker.shutdown()
+    if state.ray is not None:
+        with contextlib.suppress(Exception):
+            state.ray.shutdown()

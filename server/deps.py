@@ -1,4 +1,4 @@
-"""Dependencies shared by the routers: settings, auth, bounded body reading, the pool gate."""
+"""Dependencies shared by the routers: settings and bearer-token auth."""
 
 from __future__ import annotations
 
@@ -35,19 +35,3 @@ def require_token(
 
 
 Auth = Depends(require_token)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"body too large: {declared} bytes, the limit here is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"body too large: over {limit} bytes")
-        chunks.append(chunk)
-    if size == 0:
-        raise HTTPException(400, "empty body: send the binary payload as the request body")
-    return b"".join(chunks)

@@ -25,3 +25,24 @@ class Settings(BaseSettings):
     backend: Literal["process", "ray"] = "process"  # where batch jobs run
     ray_address: str | None = None  # a Ray cluster; None = start a local Ray
     ray_num_cpus: int | None = None  # local Ray only; None = all cores
+    # --- limits a hostile client meets (shown at GET /v1/limits) -----------------------
+    max_uploads: int = Field(default=8, ge=1)  # bodies being read at once; more get 503
+    max_buffered_bytes: int = Field(default=2 * 2**30, ge=1)  # /infer bodies held in memory
+    body_idle_timeout_s: float = Field(default=10.0, gt=0)  # no byte for this long → 408
+    body_timeout_s: float = Field(default=300.0, gt=0)  # a whole body, at most → 408
+    max_keys: int = Field(default=1000, ge=1)  # registered contexts; past it, LRU eviction
+    max_key_store_bytes: int = Field(default=8 * 2**30, ge=1)  # all contexts on disk
+    max_jobs: int = Field(default=8, ge=1)  # batch jobs queued or running, all keys
+    max_jobs_per_key: int = Field(default=2, ge=1)  # batch jobs queued or running, per key
+    job_ttl_s: float = Field(default=24 * 3600.0, gt=0)  # results and failed jobs expire
+    sweep_interval_s: float = Field(default=60.0, gt=0)  # how often expired jobs go
+    shutdown_grace_s: float = Field(default=5.0, ge=0)  # in-flight requests on SIGTERM
+
+    def limits(self) -> dict:
+        """The limits a client can plan around (no paths, no token)."""
+        names = (
+            "max_key_bytes", "max_infer_bytes", "max_queued", "max_uploads",
+            "max_buffered_bytes", "body_idle_timeout_s", "body_timeout_s", "max_keys",
+            "max_key_store_bytes", "max_jobs", "max_jobs_per_key", "job_ttl_s",
+        )  # fmt: skip
+        return {name: getattr(self, name) for name in names} | {"workers": self.workers}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
+from crypto_nn import framing
 from crypto_nn.ckks_batch import BatchEvaluator
 from crypto_nn.ckks_single import SingleEvaluator
 from crypto_nn.errors import ContextError
@@ -39,10 +40,14 @@ def evaluate(
     calibration_images: int,
     key_id: str,
     context_path: str,
-    payloads: list[bytes],
+    payloads: list[bytes] | str,
     cache_size: int,
     progress_path: str | None = None,
 ) -> list[bytes]:
+    """``payloads``: the ciphertexts, or the path of a job's input (framing bytes on disk,
+    so a queued job's inputs never sit in the API process)."""
+    if isinstance(payloads, str):
+        payloads = framing.unpack(Path(payloads).read_bytes(), nonempty=True)[1]
     plan_key = (model_path, packing)
     if plan_key not in _plans:
         _plans[plan_key] = compile_checkpoint(Path(model_path), calibration_images, packing)
@@ -58,5 +63,9 @@ def evaluate(
         if progress_path and packing == "batch":
             return evaluator.run_bytes(payloads, _progress_writer(Path(progress_path)))
         return evaluator.run_bytes(payloads)
-    except (RuntimeError, ValueError) as exc:  # SEAL refusing a hostile but loadable ciphertext
-        raise ContextError(f"evaluation failed on these ciphertexts ({exc})") from None
+    except ContextError:
+        raise
+    except Exception as exc:  # SEAL refusing a hostile but loadable ciphertext, in any type
+        raise ContextError(
+            f"evaluation failed on these ciphertexts ({type(exc).__name__}: {exc})"
+        ) from None

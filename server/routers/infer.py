@@ -1,14 +1,16 @@
 """Inference on encrypted inputs: synchronous (``/infer``) or as a job (``/jobs``)."""
 
 import asyncio
-import json
-from concurrent.futures.process import BrokenProcessPool
+import struct
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from crypto_nn import framing
-from server import worker
-from server.deps import Auth, SettingsDep, read_body
+from crypto_nn import framing, seal_bytes
+from crypto_nn.errors import ContextError
+from server import keycheck, worker
+from server.body import declared_size, read_body
+from server.deps import Auth, SettingsDep
+from server.pool import WorkerCrashed
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=[Auth])
 KEY_ID = Query(pattern=r"^[0-9a-f]{32}$", description="From POST /v1/keys.")
@@ -20,44 +22,75 @@ BINARY_BODY = {
 }
 
 
-def _checked(request: Request, settings, name: str, key_id: str):
+def _checked(request: Request, name: str, key_id: str):
     """The served model and the stored context path, or the 404/422 that says why not."""
     state = request.app.state
     if name not in state.models:
         raise HTTPException(
             404, f"unknown model {name!r}; served: {', '.join(sorted(state.models))}"
         )
-    ctx_path = settings.state_dir / "keys" / f"{key_id}.ctx"
-    meta_path = settings.state_dir / "keys" / f"{key_id}.json"
-    if not ctx_path.is_file() or not meta_path.is_file():
-        raise HTTPException(404, f"unknown key_id {key_id}; register a context with POST /v1/keys")
-    meta = json.loads(meta_path.read_text())
-    if name not in meta.get("models", []):
-        why = meta.get("refused", {}).get(name, "it was made for other parameters")
+    meta = state.keys.get(key_id)
+    if meta is None:
+        raise HTTPException(
+            404,
+            f"unknown key_id {key_id} (never registered, or evicted as least recently used); "
+            "register a context with POST /v1/keys",
+        )
+    if meta.check_version < keycheck.CHECK_VERSION:
+        raise HTTPException(
+            422, f"key {key_id} was registered before keys were fully checked; register it again"
+        )
+    if name not in meta.models:
+        why = meta.refused.get(name, "it was made for other parameters")
         raise HTTPException(422, f"key {key_id} cannot be used with model {name!r}: {why}")
-    return state.models[name], ctx_path
+    state.keys.touch(key_id)
+    return state.models[name], state.keys.ctx_path(key_id)
+
+
+def _want(model, name: str, count: int) -> None:
+    want = model.plan.n_input_ciphertexts
+    if count != want:
+        per = "one per input value" if model.plan.packing == "batch" else "one image's layouts"
+        raise HTTPException(422, f"{count} ciphertexts; model {name!r} takes {want} ({per})")
 
 
 def _payloads(body: bytes, model, name: str) -> list[bytes]:
-    want = model.plan.n_input_ciphertexts
-    _, payloads = framing.unpack(body, max_count=want)
-    if len(payloads) != want:
-        per = "one per input value" if model.plan.packing == "batch" else "one image's layouts"
-        raise HTTPException(
-            422, f"{len(payloads)} ciphertexts; model {name!r} takes {want} ({per})"
-        )
+    _, payloads = framing.unpack(body, max_count=model.plan.n_input_ciphertexts, nonempty=True)
+    _want(model, name, len(payloads))
+    for i, blob in enumerate(payloads):
+        seal_bytes.check_whole(blob, what=f"input {i}")
     return payloads
+
+
+def _check_job_input(path, model, name: str) -> int:
+    """A job's input on disk: the header and every blob's SEAL header, read with seeks."""
+    with path.open("rb") as f:
+        head = f.read(framing.MAX_HEADER + len(framing.MAGIC) + 1)
+        header, offset = framing.read_header(head)
+        sizes = framing.header_sizes(
+            header, max_count=model.plan.n_input_ciphertexts, nonempty=True
+        )
+        _want(model, name, len(sizes))
+        for i, size in enumerate(sizes):
+            f.seek(offset)
+            first = f.read(16)
+            declared = struct.unpack_from("<Q", first, 8)[0] if len(first) == 16 else -1
+            if first[:2] != seal_bytes.MAGIC or declared != size:
+                raise ContextError(
+                    f"input {i} is not exactly one SEAL object ({size} bytes sent, its header "
+                    f"declares {declared})"
+                )
+            offset += size
+    return len(sizes)
 
 
 async def evaluate(
     request: Request, settings, model, key_id: str, ctx_path, payloads, progress_path=None
 ) -> bytes:
-    """Run one evaluation in the process pool; a dead worker's pool is replaced (503)."""
-    pool = request.app.state.pool
-    loop = asyncio.get_running_loop()
+    """Run one evaluation in a worker process. A crash fails this request only (500): the
+    worker is replaced and the requests waiting for a worker never see it."""
     try:
-        outputs = await loop.run_in_executor(
-            pool.executor,
+        outputs = await request.app.state.workers.run(
             worker.evaluate,
             str(model.checkpoint),
             model.plan.packing,
@@ -68,26 +101,44 @@ async def evaluate(
             settings.cache_size,
             None if progress_path is None else str(progress_path),
         )
-    except BrokenProcessPool:
-        pool.replace()
+    except WorkerCrashed:
         raise HTTPException(
-            503,
-            "evaluation worker died; it has been replaced — retry",
-            headers={"Retry-After": "1"},
+            500,
+            "the evaluation worker crashed on this request and has been replaced; the "
+            "inputs or keys are malformed in a way the checks did not catch",
         ) from None
     return framing.pack(outputs)
+
+
+def _read(request: Request, settings, **kwargs):
+    return read_body(
+        request,
+        limit=settings.max_infer_bytes,
+        magic=framing.MAGIC,
+        declared_length=framing.declared_length,
+        what="cryptorobust ciphertext list (crypto_nn.framing)",
+        idle_timeout_s=settings.body_idle_timeout_s,
+        total_timeout_s=settings.body_timeout_s,
+        **kwargs,
+    )
 
 
 @router.post("/{name}/infer", response_class=Response, openapi_extra=BINARY_BODY)
 async def infer(
     name: str, request: Request, settings: SettingsDep, key_id: str = KEY_ID
 ) -> Response:
-    """Encrypted batch in (crypto_nn.framing bytes), encrypted logits out (same framing)."""
-    model, ctx_path = _checked(request, settings, name, key_id)
-    with request.app.state.gate.slot():
-        body = await read_body(request, settings.max_infer_bytes)
+    """Encrypted batch in (crypto_nn.framing bytes), encrypted logits out (same framing).
+
+    The body is read (bounded in size and time) before an evaluation slot is taken."""
+    model, ctx_path = _checked(request, name, key_id)
+    state = request.app.state
+    with state.uploads.slot(declared_size(request, settings.max_infer_bytes)):
+        body = await _read(request, settings)
         payloads = _payloads(body, model, name)
-        result = await evaluate(request, settings, model, key_id, ctx_path, payloads)
+        del body
+        with state.gate.slot():
+            result = await evaluate(request, settings, model, key_id, ctx_path, payloads)
+        del payloads
     return Response(result, media_type="application/octet-stream")
 
 
@@ -95,21 +146,35 @@ async def infer(
 async def submit_job(
     name: str, request: Request, settings: SettingsDep, key_id: str = KEY_ID
 ) -> dict:
-    """Queue a batch; poll ``GET /v1/jobs/{id}``, fetch ``GET /v1/jobs/{id}/result``."""
-    model, ctx_path = _checked(request, settings, name, key_id)
-    body = await read_body(request, settings.max_infer_bytes)
-    payloads = _payloads(body, model, name)
-    jobs = request.app.state.jobs
-    job_id = jobs.create(name, key_id, body, len(payloads))
+    """Queue a batch; poll ``GET /v1/jobs/{id}``, fetch ``GET /v1/jobs/{id}/result``.
+
+    The input streams to disk; at most ``max_jobs`` jobs (``max_jobs_per_key`` per key)
+    are queued or running — past that, 503 + Retry-After before the body is read."""
+    model, ctx_path = _checked(request, name, key_id)
+    state = request.app.state
+    jobs = state.jobs
+    jobs.admit(key_id)
+    job_id, input_path = jobs.new_dir()
+    try:
+        with state.uploads.slot():
+            await _read(request, settings, to_file=input_path)
+        n_inputs = _check_job_input(input_path, model, name)
+        jobs.admit(key_id)  # others may have been admitted while this body arrived
+    except BaseException:
+        jobs.discard(job_id)
+        raise
+    jobs.create(job_id, name, key_id, n_inputs)
 
     async def run() -> None:
-        async with request.app.state.job_slots:
-            jobs.update(job_id, state="running", progress=0.0)
-            try:
-                if request.app.state.ray is not None:
-                    outputs, ran_on = await request.app.state.ray.evaluate(
+        try:
+            async with state.job_slots:
+                jobs.update(job_id, state="running", progress=0.0)
+                if state.ray is not None:
+                    payloads = framing.unpack(input_path.read_bytes(), nonempty=True)[1]
+                    outputs, ran_on = await state.ray.evaluate(
                         model.plan, key_id, ctx_path.read_bytes(), payloads
                     )
+                    del payloads
                     jobs.update(job_id, ran_on=ran_on)
                     result = framing.pack(outputs)
                 else:
@@ -120,14 +185,17 @@ async def submit_job(
                         model,
                         key_id,
                         ctx_path,
-                        payloads,
+                        str(input_path),
                         progress_path=jobs.progress_path(job_id),
                     )
-            except Exception as exc:  # a job records any failure; it must never kill the server
-                jobs.update(job_id, state="failed", error=str(getattr(exc, "detail", exc)))
-                return
-            jobs.finish(job_id, result)
+        except asyncio.CancelledError:
+            jobs.fail(job_id, "the server stopped during the job; submit it again")
+            raise
+        except Exception as exc:  # a job records any failure; it must never kill the server
+            jobs.fail(job_id, str(getattr(exc, "detail", exc)))
+            return
+        jobs.finish(job_id, result)
 
-    request.app.state.tasks.add(task := asyncio.create_task(run()))
-    task.add_done_callback(request.app.state.tasks.discard)
+    state.tasks.add(task := asyncio.create_task(run()))
+    task.add_done_callback(state.tasks.discard)
     return {"job_id": job_id, "state": "queued"}

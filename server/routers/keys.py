@@ -1,12 +1,12 @@
 import hashlib
-import json
 
 from fastapi import APIRouter, HTTPException, Request
 
 from crypto_nn import context as ctx_format
-from crypto_nn.ckks_single import load_rotation_keys
-from crypto_nn.errors import ContextError
-from server.deps import Auth, SettingsDep, read_body
+from server import keycheck
+from server.body import read_body
+from server.deps import Auth, SettingsDep
+from server.pool import WorkerCrashed
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[Auth])
 
@@ -26,37 +26,43 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[Auth])
 async def register_key(request: Request, settings: SettingsDep) -> dict:
     """Register a public evaluation context (crypto_nn.context bytes) → ``key_id``.
 
-    Refused (422, nothing stored): not a context, a context whose parameters are outside
-    the 128-bit table or match no served plan, or one lacking keys a plan needs.
+    Refused (422, nothing stored): not a context, a part that is not exactly one SEAL
+    object or not needed by the plans it matches, parameters outside the 128-bit table or
+    matching no served plan, keys that lack a component or fail a trial relinearisation
+    or rotation. Past the key store's bounds the least recently used keys are evicted.
     """
-    body = await read_body(request, settings.max_key_bytes)
-    _, parts = ctx_format.unpack(body)
-    parms = ctx_format.read_params(parts)
-    matches, reasons = [], []
-    for name, model in request.app.state.models.items():
+    state = request.app.state
+    with state.uploads.slot(settings.max_key_bytes):
+        body = await read_body(
+            request,
+            limit=settings.max_key_bytes,
+            magic=ctx_format.MAGIC,
+            declared_length=ctx_format.declared_length,
+            what="cryptorobust context; make one with crypto_nn.keys.make_keys",
+            idle_timeout_s=settings.body_idle_timeout_s,
+            total_timeout_s=settings.body_timeout_s,
+        )
         try:
-            ctx_format.check_matches(parms, model.plan.params)
-        except ContextError as exc:
-            reasons.append(f"{name}: {exc}")
-            continue
-        if model.plan.needs_relin_keys and "relin_keys" not in parts:
-            reasons.append(f"{name}: the plan needs relinearisation keys, the context has none")
-            continue
-        if model.plan.rotations:
-            try:
-                load_rotation_keys(model.plan, parts)
-            except ContextError as exc:
-                reasons.append(f"{name}: {exc}")
-                continue
-        matches.append(name)
-    if not matches:
-        raise HTTPException(422, "parameters match no served plan: " + "; ".join(reasons))
-    key_id = hashlib.sha256(body).hexdigest()[:32]
-    keys_dir = settings.state_dir / "keys"
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    tmp = keys_dir / f"{key_id}.ctx.tmp"
-    tmp.write_bytes(body)
-    tmp.replace(keys_dir / f"{key_id}.ctx")
-    refused = dict(reason.split(": ", 1) for reason in reasons)
-    (keys_dir / f"{key_id}.json").write_text(json.dumps({"models": matches, "refused": refused}))
-    return {"key_id": key_id, "models": matches, "refused": refused}
+            checked = await state.checker.run(keycheck.check_context, body, state.plan_needs)
+        except WorkerCrashed:
+            raise HTTPException(
+                422,
+                "these keys crashed the process that tried them (it has been replaced): they "
+                "are malformed for the plan's parameters — make them with ClientKeys",
+            ) from None
+        del body
+    key_id = hashlib.sha256(checked.context).hexdigest()[:32]
+    evicted = state.keys.add(
+        key_id,
+        checked.context,
+        checked.models,
+        checked.refused,
+        keycheck.CHECK_VERSION,
+        state.jobs.in_use,
+    )
+    return {
+        "key_id": key_id,
+        "models": checked.models,
+        "refused": checked.refused,
+        "evicted": len(evicted),
+    }

@@ -187,7 +187,7 @@ def test_bad_ciphertexts_are_refused(square_plan, digits):
         evaluator.run(evaluator.load_inputs(cts[:63]))
     with pytest.raises(ContextError, match="input 0 is not a SEAL object"):
         evaluator.load_inputs([b"x" * 40] + cts[1:])
-    with pytest.raises(ContextError, match="input 0 is corrupt"):
+    with pytest.raises(ContextError, match="input 0 declares .* bytes but .* were sent"):
         evaluator.load_inputs([cts[0][: len(cts[0]) // 2]] + cts[1:])
     with pytest.raises(ContextError, match="1 to 4096"):
         keys.encrypt_batch(np.zeros((4097, 1, 8, 8)))

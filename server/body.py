@@ -1,0 +1,144 @@
+"""Request bodies, read before any evaluation slot is taken: bounded in size, in time and
+in how many are read at once, and refused from their first bytes when the format is wrong.
+
+A client that sends six bytes and stops holds an upload slot for at most the idle timeout
+and never an evaluation slot; a body whose header lies about its length, names the wrong
+format or arrives with the wrong Content-Type is refused before the rest is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import HTTPException, Request
+from starlette.requests import ClientDisconnect
+
+from crypto_nn.errors import ContextError
+
+BINARY = "application/octet-stream"
+
+
+class Uploads:
+    """At most ``limit`` requests reading or holding a body, and at most ``max_bytes`` of
+    bodies held in memory; past either, 503 + Retry-After (nothing is read)."""
+
+    def __init__(self, limit: int, max_bytes: int) -> None:
+        self.limit, self.active = limit, 0
+        self.max_bytes, self.held = max_bytes, 0
+
+    @contextlib.contextmanager
+    def slot(self, nbytes: int = 0):
+        if self.active >= self.limit or self.held + nbytes > self.max_bytes:
+            raise HTTPException(
+                503,
+                f"busy: {self.active} uploads in progress ({self.held} bytes held) — retry later",
+                headers={"Retry-After": "2"},
+            )
+        self.active += 1
+        self.held += nbytes
+        try:
+            yield
+        finally:
+            self.active -= 1
+            self.held -= nbytes
+
+
+def declared_size(request: Request, limit: int) -> int:
+    """What a body will hold in memory: its Content-Length, or the limit when chunked."""
+    header = request.headers.get("content-length")
+    return min(int(header), limit) if header is not None and header.isdigit() else limit
+
+
+def _check_content_type(request: Request) -> None:
+    declared = request.headers.get("content-type")
+    if declared is not None and declared.split(";")[0].strip().lower() != BINARY:
+        raise HTTPException(415, f"Content-Type {declared[:60]!r}: send the payload as {BINARY}")
+
+
+async def read_body(
+    request: Request,
+    *,
+    limit: int,
+    magic: bytes,
+    declared_length: Callable[[bytes], int | None],
+    idle_timeout_s: float,
+    total_timeout_s: float,
+    what: str,
+    to_file: Path | None = None,
+) -> bytes | int:
+    """The body (or, with ``to_file``, its length once written there).
+
+    413 past ``limit``; 408 when no byte arrives for ``idle_timeout_s`` or the whole body
+    takes longer than ``total_timeout_s``; 415 for another Content-Type; 422 (ContextError)
+    as soon as the first bytes are not ``magic`` or the header's declared length is not
+    the body's."""
+    _check_content_type(request)
+    header = request.headers.get("content-length")
+    sent = int(header) if header is not None and header.isdigit() else None
+    if sent is not None and sent > limit:
+        raise HTTPException(413, f"body too large: {sent} bytes, the limit here is {limit}")
+    deadline = time.monotonic() + total_timeout_s
+    chunks, size, prefix, expected = [], 0, b"", None
+    sink = to_file.open("wb") if to_file is not None else None
+    stream = request.stream().__aiter__()
+    try:
+        while True:
+            wait = min(idle_timeout_s, deadline - time.monotonic())
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(wait, 0.0))
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise HTTPException(
+                    408,
+                    f"the body arrived too slowly ({size} bytes; no data for "
+                    f"{idle_timeout_s:.0f} s, or over {total_timeout_s:.0f} s in all)",
+                ) from None
+            except ClientDisconnect:
+                raise HTTPException(400, "the client disconnected before the body ended") from None
+            if not chunk:
+                continue
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"body too large: over {limit} bytes")
+            if expected is None:
+                prefix += chunk
+                if not magic.startswith(prefix[: len(magic)]):
+                    raise ContextError(
+                        f"not a {what} (the body does not start with {magic.strip().decode()})"
+                    )
+                if len(prefix) >= len(magic):
+                    expected = declared_length(prefix)
+                    if expected is not None:
+                        _check_declared(expected, sent, limit)
+                        prefix = b""
+            if sink is not None:
+                sink.write(chunk)
+            else:
+                chunks.append(chunk)
+    finally:
+        if sink is not None:
+            sink.close()
+    if size == 0:
+        raise HTTPException(400, "empty body: send the binary payload as the request body")
+    if expected is None:
+        declared_length(prefix)  # raises for a header that is malformed or never ends
+        raise ContextError("the body ends inside its header")
+    if expected != size:
+        raise ContextError(f"the header declares a {expected}-byte body; {size} bytes came")
+    return size if sink is not None else b"".join(chunks)
+
+
+def _check_declared(expected: int, sent: int | None, limit: int) -> None:
+    if expected > limit:
+        raise HTTPException(
+            413, f"body too large: its header declares {expected} bytes, the limit here is {limit}"
+        )
+    if sent is not None and sent != expected:
+        raise ContextError(
+            f"the header declares a {expected}-byte body, Content-Length says {sent}"
+        )
