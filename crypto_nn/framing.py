@@ -45,8 +45,7 @@ def unpack(
     for size in sizes:
         blobs.append(data[offset : offset + size])
         offset += size
-    meta = header.get("meta", {})
-    return (meta if isinstance(meta, dict) else {}), blobs
+    return header.get("meta", {}), blobs
 
 
 def read_header(data: bytes) -> tuple[dict, int]:
@@ -74,7 +73,10 @@ def declared_length(prefix: bytes) -> int | None:
 
 
 def header_sizes(header: dict, *, max_count: int, nonempty: bool) -> list[int]:
-    """The blob lengths a checked header declares (a ContextError if they are malformed)."""
+    """The blob lengths a checked header declares (a ContextError if they, or the header's
+    ``meta``, are malformed)."""
+    if not isinstance(header.get("meta", {}), dict):
+        raise ContextError("ciphertext list: 'meta' must be a JSON object")
     return _header.sizes(
         header.get("sizes"),
         field="sizes",

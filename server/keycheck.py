@@ -49,6 +49,7 @@ class Checked:
     context: bytes  # canonical: re-packed from the parsed parts
     models: list[str]
     refused: dict[str, str]
+    dropped: list[str]  # parts only refused plans would have used: not stored
 
 
 def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
@@ -66,7 +67,7 @@ def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
     for name, data in parts.items():
         seal_bytes.check_whole(data, what=f"context part {name}")
     parms = ctx_format.read_params(parts)
-    models, refused, wanted = [], {}, {"params"}
+    models, refused, wanted, stored = [], {}, {"params"}, {"params"}
     for plan in plans:
         try:
             ctx_format.check_matches(parms, plan.params)
@@ -80,6 +81,7 @@ def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
             refused[plan.name] = str(exc)
             continue
         models.append(plan.name)
+        stored |= plan.parts
     if not models:
         reasons = "; ".join(f"{name}: {why}" for name, why in refused.items())
         raise ContextError("parameters match no served plan: " + reasons)
@@ -89,8 +91,13 @@ def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
             f"context parts {unused} are not used by the plans these parameters match "
             f"({', '.join(models)}); leave them out"
         )
-    canonical = ctx_format.pack("ckks", {n: parts[n] for n in SERVED_PARTS if n in parts})
-    return Checked(canonical, models, refused)
+    # only parts that served an accepted plan (parsed and proven) reach the disk: a part
+    # only a refused plan would have used is dropped, whatever it held
+    dropped = sorted(set(parts) - stored)
+    canonical = ctx_format.pack(
+        "ckks", {n: parts[n] for n in SERVED_PARTS if n in stored and n in parts}
+    )
+    return Checked(canonical, models, refused, dropped)
 
 
 def _check_keys(plan: PlanNeeds, parts: dict[str, bytes]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -22,27 +23,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_server(
-    models_dir: Path, state_dir: Path, *, log: Path | None = None, startup_s: float = 300
-) -> Iterator[str]:
-    """``python -m server`` on 127.0.0.1:<free port> until the block ends → its base URL."""
+def server_process(
+    models_dir: Path,
+    state_dir: Path,
+    *,
+    log: Path | None = None,
+    startup_s: float = 300,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``python -m server`` on 127.0.0.1:<free port> → (base URL, process) until the block
+    ends; then SIGTERM, and the server's own shutdown stops its workers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     out = log.open("w") if log else subprocess.DEVNULL
+    command = [sys.executable, "-m", "server", "--port", str(port), "--models", str(models_dir)]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "--port",
-            str(port),
-            "--models",
-            str(models_dir),
-            "--state",
-            str(state_dir),
-        ],
+        [*command, "--state", str(state_dir), *args],
         stdout=out,
         stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
     )
     try:
         deadline = time.monotonic() + startup_s
@@ -60,9 +60,21 @@ def local_server(
             if time.monotonic() > deadline:
                 raise UserError(f"the server did not become healthy within {startup_s:.0f} s")
             time.sleep(0.5)
-        yield url
+        yield url, proc
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
         if log:
             out.close()
+
+
+@contextmanager
+def local_server(models_dir: Path, state_dir: Path, **kwargs) -> Iterator[str]:
+    """``python -m server`` on 127.0.0.1:<free port> until the block ends → its base URL."""
+    with server_process(models_dir, state_dir, **kwargs) as (url, _):
+        yield url

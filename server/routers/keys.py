@@ -64,5 +64,6 @@ async def register_key(request: Request, settings: SettingsDep) -> dict:
         "key_id": key_id,
         "models": checked.models,
         "refused": checked.refused,
+        "dropped_parts": checked.dropped,
         "evicted": len(evicted),
     }
