@@ -13,7 +13,12 @@ from crypto_nn import framing, seal_bytes
 from crypto_nn.plan import ClientPlan
 from nets import data
 from server.keycheck import CHECK_VERSION
-from tests.server.hostile import drop_component, uncompressed
+from tests.server.hostile import (
+    context_mutations,
+    drop_component,
+    framing_mutations,
+    uncompressed,
+)
 
 SINGLE = "/v1/models/digits-mlp-single"
 
@@ -124,91 +129,13 @@ def crash_for_dead_keys(model_path, packing, calibration, key_id, *args):
 
 
 # --- finding 4 and 10: malformed framing and part headers --------------------------------
-def _framed(magic: bytes, header: object, tail: bytes = b"") -> bytes:
-    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
-    return magic + raw + b"\n" + tail
-
-
-def _context_mutations(valid: bytes) -> dict[str, bytes]:
-    header, parts = ctx_format.unpack(valid)
-    body = b"".join(parts.values())
-    good = {"format": ctx_format.FORMAT, "version": 1, "scheme": "ckks"}
-    listed = [[n, len(p)] for n, p in parts.items()]
-    m = ctx_format.MAGIC
-    return {
-        "nested JSON": _framed(m, b"[" * 3000 + b"]" * 3000, body),
-        "nested in a field": _framed(m, {**good, "parts": json.loads("[" * 500 + "]" * 500)}, body),
-        "huge number": _framed(
-            m, b'{"format": "cryptorobust.context", "version": ' + b"9" * 5000 + b"}"
-        ),
-        "huge part size": _framed(m, {**good, "parts": [["params", 10**30]]}, body),
-        "version is a string": _framed(m, {**good, "version": "1", "parts": listed}, body),
-        "version true": _framed(m, {**good, "version": True, "parts": listed}, body),
-        "parts is a dict": _framed(m, {**good, "parts": {"params": 5}}, body),
-        "parts is a number": _framed(m, {**good, "parts": 7}, body),
-        "parts missing": _framed(m, good, body),
-        "scheme missing": _framed(
-            m, {k: v for k, v in good.items() if k != "scheme"} | {"parts": listed}, body
-        ),
-        "scheme bfv": _framed(m, {**good, "scheme": "bfv", "parts": listed}, body),
-        "size is a float": _framed(m, {**good, "parts": [["params", 1.5]]}, body),
-        "size is bool": _framed(m, {**good, "parts": [["params", True]]}, body),
-        "size-0 part": _framed(m, {**good, "parts": [["params", 0], *listed]}, body),
-        "size-0 relin_keys": _framed(
-            m, {**good, "parts": [listed[0], ["relin_keys", 0]]}, parts["params"]
-        ),
-        "duplicate part": _framed(
-            m, {**good, "parts": [listed[0], listed[0]]}, parts["params"] * 2
-        ),
-        "numbered part": _framed(
-            m,
-            {**good, "parts": [*listed, ["relin_keys.1", len(parts["relin_keys"])]]},
-            body + parts["relin_keys"],
-        ),
-        "header is a list": _framed(m, [1, 2, 3], body),
-        "header is null": _framed(m, None, body),
-        "not UTF-8": _framed(m, b"\xff\xfe{}", body),
-        "no newline": m + b"{" * 5000,
-        "trailing bytes": valid + b"\x00" * 10,
-        "params part holds relin keys": _framed(
-            m, {**good, "parts": [["params", len(parts["relin_keys"])]]}, parts["relin_keys"]
-        ),
-    }
-
-
 def test_malformed_context_headers_are_4xx(api, client_keys, tmp_path):
     valid = client_keys(api).public_context()
-    for why, body in _context_mutations(valid).items():
+    for why, body in context_mutations(valid).items():
         response = api.post("/v1/keys", content=body)
         assert 400 <= response.status_code < 500, (why, response.status_code, response.text)
         assert response.headers["content-type"].startswith("application/problem+json"), why
     assert not _stored(tmp_path)
-
-
-def _framing_mutations(cts: list[bytes]) -> dict[str, bytes]:
-    good = {"format": framing.FORMAT, "version": 1, "meta": {}}
-    sizes = [len(c) for c in cts]
-    body = b"".join(cts)
-    m = framing.MAGIC
-    return {
-        "nested JSON": _framed(m, b"[" * 100_000 + b"]" * 100_000, body),
-        "huge number": _framed(
-            m, b'{"format": "cryptorobust.ciphertexts", "sizes": [' + b"7" * 5000 + b"]}"
-        ),
-        "sizes missing": _framed(m, good, body),
-        "sizes is a dict": _framed(m, {**good, "sizes": {"a": 1}}, body),
-        "sizes of strings": _framed(m, {**good, "sizes": [str(s) for s in sizes]}, body),
-        "sizes of bools": _framed(m, {**good, "sizes": [True] * len(sizes)}, b"x" * len(sizes)),
-        "size-0 ciphertext": _framed(m, {**good, "sizes": [0, *sizes[1:]]}, body[sizes[0] :]),
-        "negative size": _framed(m, {**good, "sizes": [-1, *sizes]}, body),
-        "version 99": _framed(m, {**good, "version": 99, "sizes": sizes}, body),
-        "meta is a list": _framed(m, {**good, "meta": [1], "sizes": sizes}, body),
-        "trailing bytes in a ciphertext": framing.pack([cts[0] + b"\x00" * 8, *cts[1:]]),
-        "trailing bytes after the list": framing.pack(cts) + b"\x00",
-        "a context instead": _framed(ctx_format.MAGIC, {}, body),
-        "header never ends": m + b" " * (framing.MAX_HEADER + 10),
-        "one ciphertext cut in two": framing.pack([cts[0][:100], cts[0][100:], *cts[1:-1]]),
-    }
 
 
 def test_malformed_ciphertext_lists_are_4xx(api, client_keys):
@@ -217,7 +144,7 @@ def test_malformed_ciphertext_lists_are_4xx(api, client_keys):
     cts = keys.encrypt_batch(data.load("digits", "test").images[:2])
     for route in ("infer", "jobs"):
         url = f"/v1/models/digits-mlp/{route}"
-        for why, body in _framing_mutations(cts).items():
+        for why, body in framing_mutations(cts).items():
             response = api.post(url, params={"key_id": key_id}, content=body)
             assert 400 <= response.status_code < 500, (
                 route,

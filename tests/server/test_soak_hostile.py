@@ -1,0 +1,139 @@
+"""≥ 60 s of a hostile client against a live server while an honest one keeps querying.
+
+The hostile side cycles through everything issue 11 found: keys missing components, Galois
+keys posing as relinearisation keys, smuggled secret keys, structure-aware header
+mutations, bodies that stall, lie about their length or flood the job queue. The honest
+client (``client.api.Client``: 503 + Retry-After are retried) must get every answer, and
+the API process's memory must stay bounded.
+"""
+
+import os
+import shutil
+import socket
+import threading
+import time
+
+import httpx
+import psutil
+import pytest
+
+from client.api import Client, ServiceError
+from crypto_nn import context as ctx_format
+from crypto_nn import framing
+from crypto_nn.keys import ClientKeys
+from crypto_nn.plan import ClientPlan
+from nets import data
+from server.local import server_process
+from tests.server.hostile import context_mutations, drop_component, framing_mutations
+
+SOAK_S = float(os.environ.get("CRYPTOROBUST_SOAK_S", "60"))
+RSS_GROWTH_LIMIT_MB = 400
+
+
+def _hostile_bodies(url: str) -> list[tuple[str, str, bytes]]:
+    plan = ClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp-single").json())
+    keys = ClientKeys(plan)
+    public = keys.public_context()
+    _, parts = ctx_format.unpack(public)
+    secret = keys.save_secret()
+    swaps = {
+        "drop relin component": {"relin_keys": drop_component(parts["relin_keys"])},
+        "galois as relin": {"relin_keys": parts["galois_keys"]},
+        "secret as numbered part": {"relin_keys.1": secret},
+        "secret after relin": {"relin_keys": parts["relin_keys"] + secret},
+    }
+    bodies = [
+        ("keys", why, ctx_format.pack("ckks", {**parts, **swap})) for why, swap in swaps.items()
+    ]
+    bodies += [("keys", why, body) for why, body in context_mutations(public).items()]
+    batch = ClientKeys(ClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json()))
+    key_id = httpx.post(f"{url}/v1/keys", content=batch.public_context(), timeout=60).json()[
+        "key_id"
+    ]
+    cts = batch.encrypt_batch(data.load("digits", "test").images[:2])
+    for why, body in framing_mutations(cts).items():
+        bodies.append((f"infer:{key_id}", why, body))
+        bodies.append((f"jobs:{key_id}", why, body))
+    bodies.append((f"jobs:{key_id}", "a valid job (floods the queue)", framing.pack(cts)))
+    return bodies
+
+
+def _stall(url: str, path: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 999999\r\n\r\nCRC".encode()
+    )
+    return sock
+
+
+@pytest.mark.slow
+def test_an_honest_client_is_served_throughout_a_hostile_one(tmp_path, square_mlp_checkpoint):
+    (tmp_path / "models").mkdir()
+    shutil.copy(square_mlp_checkpoint, tmp_path / "models" / "digits-mlp.pt")
+    with server_process(tmp_path / "models", tmp_path / "state") as (url, proc):
+        api = psutil.Process(proc.pid)
+        bodies = _hostile_bodies(url)
+        keys = ClientKeys(
+            ClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
+        )
+        images = data.load("digits", "test").images[:16]
+        stop = threading.Event()
+        honest = {"ok": 0, "failed": [], "retried_503": 0}
+        hostile_statuses: dict[int, int] = {}
+        rss = [api.memory_info().rss]
+
+        def honest_loop():
+            with Client(url, retries=20) as client:
+                key_id = client.register_key(keys.public_context())
+                while not stop.is_set():
+                    try:
+                        out = client.infer("digits-mlp", key_id, keys.encrypt_batch(images))
+                        assert keys.decrypt_batch(out, len(images)).shape == (16, 10)
+                        honest["ok"] += 1
+                    except ServiceError as exc:
+                        honest["failed"].append(str(exc)[:200])
+
+        stalled: list[socket.socket] = []
+
+        def hostile_loop():
+            k = 0
+            with httpx.Client(base_url=url, timeout=60) as http:
+                while not stop.is_set():
+                    route, _, body = bodies[k % len(bodies)]
+                    if route == "keys":
+                        path = "/v1/keys"
+                    else:
+                        kind, key_id = route.split(":")
+                        path = f"/v1/models/digits-mlp/{kind}?key_id={key_id}"
+                    if k % 7 == 0:  # a stalled upload now and then, left to time out
+                        stalled.append(_stall(url, path))
+                    status = http.post(path, content=body).status_code
+                    hostile_statuses[status] = hostile_statuses.get(status, 0) + 1
+                    k += 1
+
+        threads = [threading.Thread(target=honest_loop), threading.Thread(target=hostile_loop)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + SOAK_S
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            rss.append(api.memory_info().rss)
+        stop.set()
+        for t in threads:
+            t.join(timeout=300)
+        for sock in stalled:
+            sock.close()
+        health = httpx.get(f"{url}/healthz").json()
+    grown_mb = (max(rss) - rss[0]) / 2**20
+    print(
+        f"\nsoak {SOAK_S:.0f} s: honest {honest['ok']} served, {len(honest['failed'])} failed; "
+        f"hostile statuses {dict(sorted(hostile_statuses.items()))}; API RSS "
+        f"{rss[0] / 2**20:.0f} → max {max(rss) / 2**20:.0f} MB; worker crashes "
+        f"{health['worker_crashes']}"
+    )
+    assert not honest["failed"], honest["failed"][:5]
+    assert honest["ok"] >= 5
+    assert all(400 <= s < 500 or s in (200, 201, 202) for s in hostile_statuses), hostile_statuses
+    assert health["worker_crashes"] == 0
+    assert grown_mb < RSS_GROWTH_LIMIT_MB, f"API RSS grew {grown_mb:.0f} MB"
