@@ -117,7 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for name, m in state.models.items()
     ]
     state.gate = Gate(settings.max_queued)
-    state.uploads = Uploads(settings.max_uploads, settings.max_buffered_bytes)
+    state.uploads = Uploads(
+        settings.max_uploads, settings.max_uploads_per_client, settings.max_buffered_bytes
+    )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     state.keys = KeyStore(
         settings.state_dir, max_keys=settings.max_keys, max_bytes=settings.max_key_store_bytes

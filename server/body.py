@@ -23,34 +23,60 @@ BINARY = "application/octet-stream"
 
 
 class Uploads:
-    """At most ``limit`` requests reading or holding a body, and at most ``max_bytes`` of
-    bodies held in memory; past either, 503 + Retry-After (nothing is read)."""
+    """Requests reading or holding a body: at most ``limit`` in all and ``per_client`` per
+    peer address, so one client's stalled uploads cannot starve the others. Memory is
+    charged as bytes arrive (a stalled upload holds none), at most ``max_bytes`` in all;
+    past any bound, 503 + Retry-After."""
 
-    def __init__(self, limit: int, max_bytes: int) -> None:
-        self.limit, self.active = limit, 0
-        self.max_bytes, self.held = max_bytes, 0
+    def __init__(self, limit: int, per_client: int, max_bytes: int) -> None:
+        self.limit, self.per_client, self.max_bytes = limit, per_client, max_bytes
+        self.active, self.held = 0, 0
+        self.by_client: dict[str, int] = {}
 
     @contextlib.contextmanager
-    def slot(self, nbytes: int = 0):
-        if self.active >= self.limit or self.held + nbytes > self.max_bytes:
+    def slot(self, client: str):
+        mine = self.by_client.get(client, 0)
+        if self.active >= self.limit or mine >= self.per_client:
             raise HTTPException(
                 503,
-                f"busy: {self.active} uploads in progress ({self.held} bytes held) — retry later",
+                f"busy: {self.active} uploads in progress ({mine} from {client}) — retry later",
                 headers={"Retry-After": "2"},
             )
         self.active += 1
-        self.held += nbytes
+        self.by_client[client] = mine + 1
+        ticket = Ticket(self)
         try:
-            yield
+            yield ticket
         finally:
             self.active -= 1
-            self.held -= nbytes
+            self.held -= ticket.held
+            left = self.by_client[client] - 1
+            if left:
+                self.by_client[client] = left
+            else:
+                del self.by_client[client]
 
 
-def declared_size(request: Request, limit: int) -> int:
-    """What a body will hold in memory: its Content-Length, or the limit when chunked."""
-    header = request.headers.get("content-length")
-    return min(int(header), limit) if header is not None and header.isdigit() else limit
+class Ticket:
+    """One request's share of the memory budget."""
+
+    def __init__(self, uploads: Uploads) -> None:
+        self.uploads, self.held = uploads, 0
+
+    def charge(self, nbytes: int) -> None:
+        if self.uploads.held + nbytes > self.uploads.max_bytes:
+            raise HTTPException(
+                503,
+                f"busy: {self.uploads.held} bytes of request bodies held — retry later",
+                headers={"Retry-After": "5"},
+            )
+        self.held += nbytes
+        self.uploads.held += nbytes
+
+
+def client_of(request: Request) -> str:
+    """The peer address (a reverse proxy in front should enforce its own per-client limits)."""
+    return request.client.host if request.client else "unknown"
 
 
 def _check_content_type(request: Request) -> None:
@@ -68,6 +94,7 @@ async def read_body(
     idle_timeout_s: float,
     total_timeout_s: float,
     what: str,
+    ticket: Ticket | None = None,
     to_file: Path | None = None,
 ) -> bytes | int:
     """The body (or, with ``to_file``, its length once written there).
@@ -119,6 +146,8 @@ async def read_body(
             if sink is not None:
                 sink.write(chunk)
             else:
+                if ticket is not None:
+                    ticket.charge(len(chunk))
                 chunks.append(chunk)
     finally:
         if sink is not None:

@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     ray_address: str | None = None  # a Ray cluster; None = start a local Ray
     ray_num_cpus: int | None = None  # local Ray only; None = all cores
     # --- limits a hostile client meets (shown at GET /v1/limits) -----------------------
-    max_uploads: int = Field(default=8, ge=1)  # bodies being read at once; more get 503
+    max_uploads: int = Field(default=64, ge=1)  # bodies being read at once; more get 503
+    max_uploads_per_client: int = Field(default=4, ge=1)  # the same, per peer address
     max_buffered_bytes: int = Field(default=2 * 2**30, ge=1)  # /infer bodies held in memory
     body_idle_timeout_s: float = Field(default=10.0, gt=0)  # no byte for this long → 408
     body_timeout_s: float = Field(default=300.0, gt=0)  # a whole body, at most → 408
@@ -42,6 +43,7 @@ class Settings(BaseSettings):
         """The limits a client can plan around (no paths, no token)."""
         names = (
             "max_key_bytes", "max_infer_bytes", "max_queued", "max_uploads",
+            "max_uploads_per_client",
             "max_buffered_bytes", "body_idle_timeout_s", "body_timeout_s", "max_keys",
             "max_key_store_bytes", "max_jobs", "max_jobs_per_key", "job_ttl_s",
         )  # fmt: skip

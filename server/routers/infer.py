@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from crypto_nn import framing, seal_bytes
 from crypto_nn.errors import ContextError
 from server import keycheck, worker
-from server.body import declared_size, read_body
+from server.body import client_of, read_body
 from server.deps import Auth, SettingsDep
 from server.pool import WorkerCrashed
 
@@ -132,8 +132,8 @@ async def infer(
     The body is read (bounded in size and time) before an evaluation slot is taken."""
     model, ctx_path = _checked(request, name, key_id)
     state = request.app.state
-    with state.uploads.slot(declared_size(request, settings.max_infer_bytes)):
-        body = await _read(request, settings)
+    with state.uploads.slot(client_of(request)) as ticket:
+        body = await _read(request, settings, ticket=ticket)
         payloads = _payloads(body, model, name)
         del body
         with state.gate.slot():
@@ -156,7 +156,7 @@ async def submit_job(
     jobs.admit(key_id)
     job_id, input_path = jobs.new_dir()
     try:
-        with state.uploads.slot():
+        with state.uploads.slot(client_of(request)):
             await _read(request, settings, to_file=input_path)
         n_inputs = _check_job_input(input_path, model, name)
         jobs.admit(key_id)  # others may have been admitted while this body arrived

@@ -4,7 +4,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from crypto_nn import context as ctx_format
 from server import keycheck
-from server.body import read_body
+from server.body import client_of, read_body
 from server.deps import Auth, SettingsDep
 from server.pool import WorkerCrashed
 
@@ -32,13 +32,14 @@ async def register_key(request: Request, settings: SettingsDep) -> dict:
     or rotation. Past the key store's bounds the least recently used keys are evicted.
     """
     state = request.app.state
-    with state.uploads.slot(settings.max_key_bytes):
+    with state.uploads.slot(client_of(request)) as ticket:
         body = await read_body(
             request,
             limit=settings.max_key_bytes,
             magic=ctx_format.MAGIC,
             declared_length=ctx_format.declared_length,
             what="cryptorobust context; make one with crypto_nn.keys.make_keys",
+            ticket=ticket,
             idle_timeout_s=settings.body_idle_timeout_s,
             total_timeout_s=settings.body_timeout_s,
         )

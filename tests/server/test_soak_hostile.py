@@ -4,7 +4,8 @@ The hostile side cycles through everything issue 11 found: keys missing componen
 keys posing as relinearisation keys, smuggled secret keys, structure-aware header
 mutations, bodies that stall, lie about their length or flood the job queue. The honest
 client (``client.api.Client``: 503 + Retry-After are retried) must get every answer, and
-the API process's memory must stay bounded.
+the API process's memory must stay bounded. The hostile client connects from another
+loopback address (127.0.0.2), as another host would: per-client upload bounds apply.
 """
 
 import os
@@ -58,9 +59,12 @@ def _hostile_bodies(url: str) -> list[tuple[str, str, bytes]]:
     return bodies
 
 
+HOSTILE_ADDRESS = "127.0.0.2"  # another loopback source address: another client to the server
+
+
 def _stall(url: str, path: str) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)))
+    sock = socket.create_connection((host, int(port)), source_address=(HOSTILE_ADDRESS, 0))
     sock.sendall(
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 999999\r\n\r\nCRC".encode()
     )
@@ -79,7 +83,7 @@ def test_an_honest_client_is_served_throughout_a_hostile_one(tmp_path, square_ml
         )
         images = data.load("digits", "test").images[:16]
         stop = threading.Event()
-        honest = {"ok": 0, "failed": [], "retried_503": 0}
+        honest = {"ok": 0, "failed": []}
         hostile_statuses: dict[int, int] = {}
         rss = [api.memory_info().rss]
 
@@ -98,7 +102,8 @@ def test_an_honest_client_is_served_throughout_a_hostile_one(tmp_path, square_ml
 
         def hostile_loop():
             k = 0
-            with httpx.Client(base_url=url, timeout=60) as http:
+            transport = httpx.HTTPTransport(local_address=HOSTILE_ADDRESS)
+            with httpx.Client(base_url=url, timeout=60, transport=transport) as http:
                 while not stop.is_set():
                     route, _, body = bodies[k % len(bodies)]
                     if route == "keys":
@@ -108,6 +113,8 @@ def test_an_honest_client_is_served_throughout_a_hostile_one(tmp_path, square_ml
                         path = f"/v1/models/digits-mlp/{kind}?key_id={key_id}"
                     if k % 7 == 0:  # a stalled upload now and then, left to time out
                         stalled.append(_stall(url, path))
+                        if len(stalled) > 50:
+                            stalled.pop(0).close()
                     status = http.post(path, content=body).status_code
                     hostile_statuses[status] = hostile_statuses.get(status, 0) + 1
                     k += 1
@@ -134,6 +141,7 @@ def test_an_honest_client_is_served_throughout_a_hostile_one(tmp_path, square_ml
     )
     assert not honest["failed"], honest["failed"][:5]
     assert honest["ok"] >= 5
-    assert all(400 <= s < 500 or s in (200, 201, 202) for s in hostile_statuses), hostile_statuses
+    allowed = {200, 201, 202, 503}  # 503 + Retry-After: the hostile client's bounds
+    assert all(400 <= s < 500 or s in allowed for s in hostile_statuses), hostile_statuses
     assert health["worker_crashes"] == 0
     assert grown_mb < RSS_GROWTH_LIMIT_MB, f"API RSS grew {grown_mb:.0f} MB"
