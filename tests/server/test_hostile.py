@@ -97,7 +97,7 @@ def test_a_crashing_worker_fails_only_the_request_that_crashed_it(api, client_ke
 
     dead = "dead" + honest[4:]
     api.app.state.keys.add(dead, keys.public_context(), ["digits-mlp"], {}, CHECK_VERSION, bool)
-    api.app.state.gate.limit = 10
+    api.app.state.gate.limit = api.app.state.uploads.per_client = 10
     results = {}
 
     def post(name, key_id):
