@@ -52,3 +52,37 @@ def target_grid(sources, adversarial, reached, classes, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def certified_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+    """Certified accuracy against L2 radius, one line per label (e.g. per σ)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, (radii, acc) in curves.items():
+        ax.plot(radii, acc, label=label)
+    ax.set_xlabel("L2 radius")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def trigger_grid(masks, patterns, l1, anomaly, classes, path: Path) -> Path:
+    """Per class: the reversed mask, the pattern, and mask × pattern, titled with ‖m‖₁."""
+    k = len(masks)
+    fig, axes = plt.subplots(3, k, figsize=(1.6 * k, 5), squeeze=False)
+    for c in range(k):
+        axes[0, c].imshow(masks[c], cmap="gray", vmin=0, vmax=1)
+        axes[0, c].set_title(f"{classes[c]}\n‖m‖₁ {l1[c]:.1f}\nindex {anomaly[c]:.2f}", fontsize=7)
+        _show(axes[1, c], patterns[c], "pattern")
+        _show(axes[2, c], masks[c][None] * patterns[c], "m·p")
+        axes[0, c].axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

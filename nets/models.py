@@ -41,13 +41,20 @@ def describe(name: str) -> str:
 def options(name: str) -> dict[str, object]:
     """The keyword arguments a model accepts, with their defaults."""
     sig = inspect.signature(_MODELS[name])
-    return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
+    own = {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
+    return own | {"denoise": 0}  # feature-denoising blocks, any sequential convnet
 
 
 def build(name: str, in_shape: Shape, num_classes: int = 10, **kwargs) -> nn.Module:
-    """Build model ``name`` for inputs of shape ``in_shape`` = (C, H, W)."""
+    """Build model ``name`` for inputs of shape ``in_shape`` = (C, H, W).
+
+    Every convnet also takes ``denoise=N``: N feature-denoising blocks (Xie et al. 2019,
+    :mod:`nets.denoise`) after its first N convolution activations."""
     if name not in _MODELS:
         raise ModelError(f"unknown model {name!r}; choose one of {', '.join(names())}")
+    denoise = kwargs.pop("denoise", 0)
+    if not isinstance(denoise, int) or isinstance(denoise, bool) or denoise < 0:
+        raise ModelError(f"denoise={denoise!r}: give the number of denoising blocks (0, 1, 2 …)")
     allowed = options(name)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
@@ -57,6 +64,13 @@ def build(name: str, in_shape: Shape, num_classes: int = 10, **kwargs) -> nn.Mod
         )
     try:  # fail here, naming the shape, rather than at the first batch
         model = _MODELS[name](tuple(in_shape), num_classes, **kwargs)
+        if denoise:
+            from nets.denoise import insert_denoise
+
+            try:
+                model = insert_denoise(model, denoise)
+            except ValueError as exc:
+                raise ModelError(f"model {name!r}: {exc}") from None
         with torch.no_grad():
             model.eval()(torch.zeros(1, *in_shape))
     except RuntimeError as exc:

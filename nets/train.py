@@ -35,7 +35,7 @@ class TrainConfig:
     lr: float = 2e-3  # peak learning rate
     optimizer: Literal["adam", "sgd"] = "adam"  # sgd uses momentum 0.9, nesterov
     weight_decay: float = 0.0  # L2 penalty (decoupled for adam: AdamW)
-    schedule: Literal["constant", "cosine", "step"] = "cosine"  # per-step lr schedule
+    schedule: Literal["constant", "cosine", "step", "cyclic"] = "cosine"  # per-step lr
     seed: int = 0  # seeds weights, shuffling and any randomness in the step
     eval_batch_size: int = 1000  # samples per forward pass when evaluating
 
@@ -48,8 +48,10 @@ class TrainConfig:
             raise UserError(f"learning rate must be > 0, got {self.lr}")
         if self.optimizer not in ("adam", "sgd"):
             raise UserError(f"unknown optimizer {self.optimizer!r}; use adam or sgd")
-        if self.schedule not in ("constant", "cosine", "step"):
-            raise UserError(f"unknown schedule {self.schedule!r}; use constant, cosine or step")
+        if self.schedule not in ("constant", "cosine", "step", "cyclic"):
+            raise UserError(
+                f"unknown schedule {self.schedule!r}; use constant, cosine, step or cyclic"
+            )
 
 
 @dataclass
@@ -67,6 +69,14 @@ class TrainStep:
         """(scalar loss to minimise, logits) for one batch. Override to change the objective."""
         logits = model(x)
         return F.cross_entropy(logits, y), logits
+
+    def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        """Called after every epoch (model in train mode); extra metrics for the history.
+        Fast adversarial training checks for catastrophic overfitting here."""
+        return {}
+
+    def finish(self, model: nn.Module) -> None:
+        """Called once after the last epoch (e.g. to restore the best weights seen)."""
 
     def __call__(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
@@ -102,6 +112,12 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    if cfg.schedule == "cyclic":  # Wong et al. 2020: 0 → lr over the first 2/5, → 0 after
+        peak = max(1, (2 * total_steps) // 5)
+        rest = max(1, total_steps - peak)
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda t: t / peak if t < peak else max(0.0, (total_steps - t) / rest)
+        )
     if cfg.schedule == "step":  # ÷10 at 50 % and 75 % of training
         marks = [total_steps // 2, (3 * total_steps) // 4]
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=marks, gamma=0.1)
@@ -202,6 +218,8 @@ def train(
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
             }
+            row.update(step.end_epoch(model, epoch))
+            model.train()
             if test_data is not None:
                 row["test_accuracy"] = evaluate(
                     model, test_data, batch_size=cfg.eval_batch_size, device=device
@@ -213,6 +231,7 @@ def train(
                 f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
                 f"train acc {row['train_accuracy']:.4f}{test}  {row['seconds']:.1f} s"
             )
+    step.finish(model)
     result.train_seconds = time.perf_counter() - t_start
     model.eval()
     return result

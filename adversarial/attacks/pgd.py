@@ -28,10 +28,13 @@ class LinfPGD(Attack):
     random_start: bool = True
     restarts: int = 1  # keep, per image, the first restart that succeeds
     least_likely_target: bool = False  # ILCM: aim at the least-likely class
+    loss: str = "ce"  # or "margin": C&W's logit margin, immune to a saturated softmax
 
     name = "pgd"
 
     def __post_init__(self) -> None:
+        if self.loss not in ("ce", "margin"):
+            raise AttackError(f"loss={self.loss!r}: choose ce or margin")
         if self.eps < 0 or self.step <= 0 or self.steps < 1 or self.restarts < 1:
             raise AttackError(
                 f"eps={self.eps}, step={self.step}, steps={self.steps}, restarts={self.restarts}: "
@@ -69,16 +72,24 @@ class LinfPGD(Attack):
         best[open_] = x_adv[open_]  # images no restart fooled keep the last try
         return best
 
+    def _loss(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        """What the attack ascends: CE away from y (or toward the target), or the margin
+        between the best other logit and the true one (Carlini & Wagner 2017, f6)."""
+        if self.loss == "margin":
+            wanted = target if target is not None else y
+            own = logits.gather(1, wanted[:, None]).squeeze(1)
+            others = logits.masked_fill(F.one_hot(wanted, logits.shape[1]).bool(), -torch.inf)
+            margin = others.amax(1) - own
+            return (-margin if target is not None else margin).sum()
+        if target is not None:
+            return -F.cross_entropy(logits, target)
+        return F.cross_entropy(logits, y)
+
     def _one_run(self, model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         x_adv = self.start(x).detach() if self.random_start else x.clone().detach()
         for _ in range(self.steps):
             x_adv.requires_grad_(True)
-            logits = model(x_adv)
-            loss = (
-                -F.cross_entropy(logits, target)
-                if target is not None
-                else F.cross_entropy(logits, y)
-            )
+            loss = self._loss(model(x_adv), y, target)
             (grad,) = torch.autograd.grad(loss, x_adv)
             with torch.no_grad():  # the step, then the projection, in place
                 x_adv = x_adv.detach().add_(self.direction(grad), alpha=self.step)
@@ -117,9 +128,15 @@ def pgd(
     steps: int = 10,
     restarts: int = 1,
     random_start: bool = True,
+    loss: str = "ce",
 ) -> LinfPGD:
     return LinfPGD(
-        eps=eps, step=step or eps / 4, steps=steps, restarts=restarts, random_start=random_start
+        eps=eps,
+        step=step or eps / 4,
+        steps=steps,
+        restarts=restarts,
+        random_start=random_start,
+        loss=loss,
     )
 
 

@@ -1,0 +1,387 @@
+"""``python -m adversarial defend | certify | backdoor | cleanse``: the defenses' commands.
+
+Every command runs on any device (``--device auto|cpu|cuda``), records seed, versions and
+device, prints a result table and writes JSON on request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+
+from adversarial import defenses
+from adversarial.attacks.pgd import LinfPGD
+from adversarial.cli import app, console
+from adversarial.defenses.base import DefenseError
+from nets import checkpoint, data, models
+from nets.cli_util import parse_options, result_table
+from nets.data import Dataset
+from nets.errors import UserError
+from nets.runinfo import resolve_device, run_info, seed_everything
+from nets.train import TrainConfig, train
+
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+DataDir = Annotated[Path | None, typer.Option(envvar="CRYPTOROBUST_DATA")]
+ADAPTED = {"distillation": "margin", "jpeg": "bpda", "squeeze": "bpda", "smoothing": "eot"}
+
+
+def select_classes(ds: Dataset, classes: str | None) -> Dataset:
+    """Only the listed classes (``"0,1,2,3"``), relabelled 0…k−1 in that order."""
+    if not classes:
+        return ds
+    try:
+        keep = [int(c) for c in classes.split(",")]
+    except ValueError:
+        raise UserError(f"--classes {classes!r}: give class indices like 0,1,2,3") from None
+    if len(set(keep)) != len(keep) or not all(0 <= c < len(ds.classes) for c in keep):
+        raise UserError(f"--classes {classes}: distinct indices in 0–{len(ds.classes) - 1}")
+    mask = np.isin(ds.labels, keep)
+    relabel = {c: i for i, c in enumerate(keep)}
+    labels = np.array([relabel[int(c)] for c in ds.labels[mask]], dtype=np.int64)
+    names = tuple(ds.classes[c] for c in keep)
+    return Dataset(ds.name, ds.split, ds.images[mask], labels, names)
+
+
+def _model(spec: str, data_name: str | None, model_args: list[str] | None, data_dir, classes):
+    """A checkpoint path (→ its model and data set) or an architecture name (→ untrained)."""
+    if spec.endswith(".pt"):
+        if not Path(spec).is_file():
+            raise UserError(f"--model {spec}: no such checkpoint")
+        net, meta = checkpoint.load(spec)
+        name = data_name or meta.data
+        return net, meta.model_name, dict(meta.model_args), name
+    if spec not in models.names():
+        raise UserError(f"--model {spec}: a checkpoint (.pt) or one of {', '.join(models.names())}")
+    if not data_name:
+        raise UserError("--data is needed when --model names an architecture")
+    shape_set = select_classes(data.load(data_name, "test", data_dir=data_dir), classes)
+    args = parse_options(model_args or [], models.options(spec))
+    net = models.build(spec, shape_set.shape, len(shape_set.classes), **args)
+    return net, spec, args, data_name
+
+
+def _options(method: str, pairs: list[str]) -> dict:
+    """``--arg k=v`` typed by the defense's own defaults (None defaults parse as floats)."""
+    defaults = asdict(defenses.build(method))
+    return parse_options(pairs, {k: (0.0 if v is None else v) for k, v in defaults.items()})
+
+
+def _tensor(ds: Dataset, dev):
+    return torch.from_numpy(ds.images).to(dev), torch.from_numpy(ds.labels).long().to(dev)
+
+
+def _write_json(path: Path | None, payload: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+@app.command("defenses")
+def defenses_cmd() -> None:
+    """The defenses and their options."""
+    for name in defenses.names():
+        d = defenses.build(name)
+        fields = {k: v for k, v in asdict(d).items()}
+        console.print(f"{name} ({d.kind}): " + ", ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+@app.command("defend")
+def defend_cmd(
+    method: Annotated[str, typer.Option(help="Defense name (see `defenses`).")],
+    model: Annotated[str, typer.Option(help="An architecture (train) or a checkpoint (.pt).")],
+    data_name: Annotated[str | None, typer.Option("--data", help="Data set name.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where the defended checkpoint goes.")] = None,
+    arg: Annotated[list[str] | None, typer.Option(help="Defense option KEY=VALUE.")] = None,
+    model_arg: Annotated[list[str] | None, typer.Option(help="Model option KEY=VALUE.")] = None,
+    epochs: int = 5,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    n_train: Annotated[int | None, typer.Option(help="First N training images.")] = None,
+    eval_n: Annotated[int, typer.Option(help="Test images attacked when judging.")] = 500,
+    eps: Annotated[float, typer.Option(help="L∞ budget of the judging attacks.")] = 0.1,
+    classes: Annotated[str | None, typer.Option(help="Only these classes: 0,1,2,3.")] = None,
+    seed: int = 0,
+    device: Device = "auto",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Metrics as JSON.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train (or wrap) a model with a defense, then judge it: clean accuracy, PGD-20×5,
+    the attack adapted to the defense, score- and decision-only black boxes."""
+    from adversarial.defenses.judge import judge
+
+    if method not in defenses.names():
+        raise UserError(f"--method {method}: unknown; choose one of {', '.join(defenses.names())}")
+    seed_everything(seed)
+    dev = resolve_device(device)
+    try:
+        defense = defenses.build(method, **_options(method, arg or []))
+    except DefenseError as exc:
+        raise UserError(str(exc)) from None
+    net, arch, model_args, data_name = _model(model, data_name, model_arg, data_dir, classes)
+    train_set = select_classes(data.load(data_name, "train", data_dir=data_dir), classes)
+    train_set = train_set.subset(n_train)
+    test_set = select_classes(data.load(data_name, "test", data_dir=data_dir), classes)
+    net = net.to(dev)
+    base = None
+    t0 = time.perf_counter()
+    history: list = []
+    if defense.kind == "train":
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        net, result = defense.fit(net, train_set, cfg, test_data=test_set, device=dev)
+        history = result.history
+        defended = net
+    else:
+        if not model.endswith(".pt"):
+            raise UserError(f"--method {method} wraps a trained model: give --model CKPT.pt")
+        base = net.eval()
+        defended = defense.wrap(base).to(dev)
+    seconds = time.perf_counter() - t0
+    x, y = _tensor(test_set.subset(eval_n), dev)
+    report = judge(defended, x, y, eps=eps, adapted=ADAPTED.get(method, "none"), base=base)
+    if method == "squeeze":
+        report["detection"] = _detection(defended, x, y, eps, seed)
+    metrics = {
+        "method": method,
+        "options": asdict(defense),
+        "model": arch,
+        "data": data_name,
+        "train_seconds": seconds,
+        **report,
+        "run": run_info(seed=seed, device=str(dev)),
+    }
+    if out is not None and defense.kind == "train":
+        ckpt = checkpoint.Checkpoint(
+            model_name=arch,
+            model_args=model_args,
+            in_shape=test_set.shape,
+            num_classes=len(test_set.classes),
+            classes=test_set.classes,
+            data=data_name,
+            metrics={
+                "test_accuracy": report["clean_accuracy"],
+                "robust_accuracy": report["worst_case_robust_accuracy"],
+            },
+            history=history,
+            run={**metrics["run"], "defense": method, "defense_options": asdict(defense)},
+        )
+        checkpoint.save(out, net, ckpt)
+        metrics["checkpoint"] = str(out)
+    rows = {"method": method, "clean accuracy": report["clean_accuracy"]}
+    rows |= {f"robust: {k}": v for k, v in report["robust_accuracy"].items()}
+    rows["gradient masking suspected"] = report["gradient_masking_suspected"]
+    rows["time (train or wrap)"] = f"{seconds:.1f} s"
+    console.print(result_table(f"{method} on {data_name} (ε = {eps})", rows))
+    if report["gradient_masking_suspected"]:
+        console.print("gradient masking suspected: a black box beats the white-box attacks")
+    _write_json(json_out, metrics)
+
+
+def _detection(detector, x, y, eps: float, seed: int) -> dict:
+    """Feature squeezing: threshold at 5 % false positives on half the clean images,
+    detection rate of successful adversarial examples of each attack on the other half."""
+    from adversarial import attacks
+
+    half = len(x) // 2
+    threshold = detector.calibrate(x[:half], 0.05)
+    xs, ys = x[half:], y[half:]
+    out = {"threshold": threshold, "false_positive_rate": float(detector.detect(xs).float().mean())}
+    for name, attack in (
+        ("fgsm", attacks.build("fgsm", eps=eps)),
+        ("pgd-20", LinfPGD(eps=eps, step=eps / 4, steps=20)),
+        ("cw-l2", attacks.build("cw", steps=50, search_steps=3)),
+    ):
+        x_adv = attack(detector.model, xs, ys)
+        with torch.no_grad():
+            fooled = detector.model(x_adv).argmax(1) != ys
+        flagged = detector.detect(x_adv)
+        out[name] = float(flagged[fooled].float().mean()) if fooled.any() else None
+    return out
+
+
+@app.command("certify")
+def certify_cmd(
+    model: Annotated[Path, typer.Option(help="A checkpoint trained with noise (smoothing).")],
+    sigma: Annotated[float, typer.Option(help="Noise level σ of the smoothed classifier.")],
+    n: Annotated[int, typer.Option(help="Samples that bound p_A.")] = 10_000,
+    n0: Annotated[int, typer.Option(help="Samples that pick the class.")] = 100,
+    alpha: Annotated[float, typer.Option(help="Failure probability.")] = 0.001,
+    images: Annotated[int, typer.Option(help="Test images certified.")] = 100,
+    batch_size: int = 1000,
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/certify"),
+    seed: int = 0,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+) -> None:
+    """Certify test images (Cohen et al. 2019): certified accuracy against L2 radius (PNG),
+    smoothed prediction accuracy, abstention rate, images/s."""
+    from adversarial.defenses.smoothing import (
+        ABSTAIN,
+        Smoothed,
+        certified_accuracy,
+        certify_dataset,
+    )
+    from adversarial.plots import certified_curve
+
+    if sigma <= 0 or n < 1 or n0 < 1 or not 0 < alpha < 0.5 or images < 1:
+        raise UserError("need --sigma > 0, --n ≥ 1, --n0 ≥ 1, 0 < --alpha < 0.5, --images ≥ 1")
+    dev = resolve_device(device)
+    net, meta = checkpoint.load(model)
+    net = net.to(dev).eval()
+    test = data.load(meta.data, "test", data_dir=data_dir).subset(images)
+    smoothed = Smoothed(net, sigma, len(test.classes), batch_size=batch_size)
+    t0 = time.perf_counter()
+    rows = certify_dataset(
+        smoothed, test.images, test.labels, n0=n0, n=n, alpha=alpha, seed=seed, device=dev
+    )
+    elapsed = time.perf_counter() - t0
+    radii = np.linspace(0, 4 * sigma, 41)
+    curve = certified_accuracy(rows, radii)
+    png = certified_curve({f"σ = {sigma}": (radii, curve)}, out / "certified.png")
+    metrics = {
+        "model": str(model),
+        "data": meta.data,
+        "sigma": sigma,
+        "n": n,
+        "n0": n0,
+        "alpha": alpha,
+        "images": len(rows),
+        "certified_accuracy_at": {f"{r:.2f}": float(a) for r, a in zip(radii, curve, strict=True)},
+        "abstained": sum(r["predicted"] == ABSTAIN for r in rows) / len(rows),
+        "images_per_second": len(rows) / elapsed,
+        "seconds": elapsed,
+        "rows": rows,
+        "run": run_info(seed=seed, device=str(dev)),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    table = {f"certified at r = {r:.2f}": float(a) for r, a in zip(radii, curve, strict=True)}
+    table = {k: v for i, (k, v) in enumerate(table.items()) if i % 5 == 0}
+    table |= {"abstained": metrics["abstained"], "images/s": metrics["images_per_second"]}
+    console.print(result_table(f"randomized smoothing σ = {sigma}, n = {n}", table))
+    console.print(f"curve: {png}")
+
+
+@app.command("backdoor")
+def backdoor_cmd(
+    model: Annotated[str, typer.Option(help="Architecture to train (see nets models).")],
+    data_name: Annotated[str, typer.Option("--data", help="Data set name.")],
+    out: Annotated[Path, typer.Option(help="Where the backdoored checkpoint goes.")],
+    target: Annotated[int, typer.Option(help="The class stamped images go to.")] = 0,
+    rate: Annotated[float, typer.Option(help="Fraction of training images poisoned.")] = 0.1,
+    size: Annotated[int, typer.Option(help="Trigger side, pixels.")] = 4,
+    position: str = "bottom-right",
+    pattern: str = "checker",
+    classes: Annotated[str | None, typer.Option(help="Only these classes: 0,1,2,3.")] = None,
+    epochs: int = 5,
+    seed: int = 0,
+    device: Device = "auto",
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train a BadNets-backdoored model: clean accuracy and attack success rate."""
+    from adversarial.defenses.badnets import Trigger, attack_success, poison
+
+    seed_everything(seed)
+    dev = resolve_device(device)
+    try:
+        trigger = Trigger(size=size, position=position, pattern=pattern)
+    except DefenseError as exc:
+        raise UserError(str(exc)) from None
+    train_set = select_classes(data.load(data_name, "train", data_dir=data_dir), classes)
+    test_set = select_classes(data.load(data_name, "test", data_dir=data_dir), classes)
+    poisoned, picks = poison(train_set, trigger, target, rate, seed)
+    net = models.build(model, train_set.shape, len(train_set.classes))
+    result = train(
+        net, poisoned, TrainConfig(epochs=epochs, seed=seed), test_data=test_set, device=dev
+    )
+    success = attack_success(net, test_set, trigger, target, dev)
+    metrics = {
+        "clean_accuracy": result.test_accuracy,
+        "attack_success_rate": success,
+        "poisoned": len(picks),
+        "trigger": asdict(trigger),
+        "target": target,
+        "run": run_info(seed=seed, device=str(dev)),
+    }
+    ckpt = checkpoint.Checkpoint(
+        model, {}, train_set.shape, len(train_set.classes), train_set.classes, data_name,
+        metrics={"test_accuracy": result.test_accuracy, "attack_success_rate": success},
+        history=result.history, run={**metrics["run"], "backdoor": metrics["trigger"]},
+    )  # fmt: skip
+    checkpoint.save(out, net, ckpt)
+    console.print(
+        result_table(f"BadNets on {data_name}", {k: v for k, v in metrics.items() if k != "run"})
+    )
+    _write_json(json_out, metrics)
+
+
+@app.command("cleanse")
+def cleanse_cmd(
+    model: Annotated[Path, typer.Option(help="The checkpoint to examine.")],
+    classes: Annotated[str | None, typer.Option(help="The classes it was trained on.")] = None,
+    images: Annotated[int, typer.Option(help="Clean test images used to reverse triggers.")] = 500,
+    steps: Annotated[int, typer.Option(help="Optimizer steps per class.")] = 300,
+    unlearn: Annotated[
+        Path | None, typer.Option(help="Write an unlearned checkpoint here.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Run directory (PNGs, metrics).")] = Path(
+        "runs/cleanse"
+    ),
+    seed: int = 0,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+) -> None:
+    """Neural Cleanse: a reversed trigger per class, the anomaly index, the flagged classes;
+    with --unlearn, fine-tune away the flagged class's trigger."""
+    from adversarial.defenses.cleanse import CleanseConfig, cleanse
+    from adversarial.defenses.cleanse import unlearn as unlearn_fn
+    from adversarial.plots import trigger_grid
+
+    dev = resolve_device(device)
+    net, meta = checkpoint.load(model)
+    net = net.to(dev)
+    test = select_classes(data.load(meta.data, "test", data_dir=data_dir), classes)
+    probe = test.subset(images)
+    report = cleanse(net, probe, CleanseConfig(steps=steps, seed=seed), device=dev)
+    png = trigger_grid(
+        [t.mask for t in report.triggers], [t.pattern for t in report.triggers],
+        [t.l1 for t in report.triggers], report.anomaly, test.classes, out / "triggers.png",
+    )  # fmt: skip
+    metrics = {"model": str(model), **report.as_dict(), "run": run_info(seed=seed, device=str(dev))}
+    if unlearn is not None and report.flagged:
+        flagged = min(report.flagged, key=lambda c: report.triggers[c].l1)
+        trig = report.triggers[flagged]
+        train_set = select_classes(data.load(meta.data, "train", data_dir=data_dir), classes)
+        before = _reversed_success(net, test, trig, dev)
+        unlearn_fn(net, train_set, trig, TrainConfig(epochs=1, seed=seed), device=dev)
+        metrics["unlearn"] = {
+            "class": flagged,
+            "reversed_trigger_success_before": before,
+            "reversed_trigger_success_after": _reversed_success(net, test, trig, dev),
+            "checkpoint": str(unlearn),
+        }
+        checkpoint.save(unlearn, net, meta)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    rows = {
+        f"class {c} ({test.classes[c]})": f"‖m‖₁ {t.l1:.1f}, index {a:.2f}"
+        for c, (t, a) in enumerate(zip(report.triggers, report.anomaly, strict=True))
+    }
+    rows["verdict"] = f"backdoored: classes {report.flagged}" if report.flagged else "clean"
+    console.print(result_table(f"Neural Cleanse on {model.name}", rows))
+    console.print(f"triggers: {png}")
+
+
+@torch.no_grad()
+def _reversed_success(net, test: Dataset, trig, dev) -> float:
+    keep = test.labels != trig.target
+    x = torch.from_numpy(trig.stamp(test.images[keep])).to(dev)
+    net.eval()
+    return float((net(x).argmax(1) == trig.target).float().mean())

@@ -1,0 +1,95 @@
+"""Fast adversarial training (Wong, Rice & Kolter 2020, "Fast is better than free"):
+FGSM from a uniform random start in the ε-ball, step α = 1.25·ε, a cyclic learning rate —
+and the guard against catastrophic overfitting: after every epoch a PGD check on a fixed
+held-out batch; when robust accuracy collapses, the best weights seen are kept."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from adversarial.attacks.pgd import LinfPGD
+from adversarial.defenses import register
+from adversarial.defenses.base import TrainingDefense, check
+from nets.train import TrainConfig, TrainStep
+
+
+class FastStep(TrainStep):
+    def __init__(self, eps: float, alpha: float, check_x, check_y, check_steps: int) -> None:
+        self.eps, self.alpha = eps, alpha
+        self.check_x, self.check_y = check_x, check_y
+        self.pgd = LinfPGD(eps=eps, step=eps / 4, steps=check_steps)
+        self.best: tuple[float, dict] | None = None
+        self.history: list[float] = []
+
+    def loss(self, model, x, y):
+        delta = torch.empty_like(x).uniform_(-self.eps, self.eps).requires_grad_(True)
+        loss = F.cross_entropy(model((x + delta).clamp(0, 1)), y)
+        (grad,) = torch.autograd.grad(loss, delta)
+        with torch.no_grad():
+            delta = (delta + self.alpha * grad.sign()).clamp(-self.eps, self.eps)
+        logits = model((x + delta).clamp(0, 1))
+        return F.cross_entropy(logits, y), logits
+
+    def end_epoch(self, model, epoch: int) -> dict[str, float]:
+        if self.check_x is None:
+            return {}
+        device = next(model.parameters()).device
+        x, y = self.check_x.to(device), self.check_y.to(device)
+        x_adv = self.pgd(model, x, y)
+        with torch.no_grad():
+            model.eval()
+            robust = float((model(x_adv).argmax(1) == y).float().mean())
+        self.history.append(robust)
+        if self.best is None or robust >= self.best[0]:
+            self.best = (robust, copy.deepcopy(model.state_dict()))
+        overfit = self.best[0] - robust > 0.2  # Wong et al.: robust accuracy collapses
+        return {"pgd_check_accuracy": robust, "catastrophic_overfitting": float(overfit)}
+
+    def finish(self, model) -> None:
+        if self.best is not None:
+            model.load_state_dict(self.best[1])
+
+
+@dataclass(kw_only=True)
+class FastTraining(TrainingDefense):
+    eps: float = 0.1
+    alpha: float | None = None  # default 1.25·ε
+    check_images: int = 256  # held-out training images for the per-epoch PGD check
+    check_steps: int = 10
+    cyclic: bool = True  # the cyclic learning rate of the paper
+
+    name = "fgsm-rs"
+
+    def __post_init__(self) -> None:
+        check(0 < self.eps <= 1, f"eps={self.eps}: choose an L∞ radius in (0, 1]")
+        check(self.check_images >= 0, "check_images must be ≥ 0")
+        self._check = (None, None)
+
+    def config(self, cfg: TrainConfig) -> TrainConfig:
+        return replace(cfg, schedule="cyclic") if self.cyclic else cfg
+
+    def fit(self, model, train_data, cfg, *, test_data=None, device="cpu", console=None):
+        n = min(self.check_images, len(train_data) // 10)
+        if n:  # the last n training images are held out for the check
+            self._check = (
+                torch.from_numpy(train_data.images[-n:]),
+                torch.from_numpy(train_data.labels[-n:]).long(),
+            )
+            train_data = train_data.subset(len(train_data) - n)
+        return super().fit(
+            model, train_data, cfg, test_data=test_data, device=device, console=console
+        )
+
+    def step(self) -> TrainStep:
+        return FastStep(
+            self.eps, self.alpha or 1.25 * self.eps, *self._check, check_steps=self.check_steps
+        )
+
+
+@register("fgsm-rs")
+def fgsm_rs(**options) -> FastTraining:
+    return FastTraining(**options)
