@@ -137,6 +137,10 @@ def defend_cmd(
         net, result = defense.fit(net, train_set, cfg, test_data=test_set, device=dev)
         history = result.history
         defended = net
+        if method == "smoothing":  # judged as the smoothed classifier (EOT in its forward)
+            from adversarial.defenses.smoothing import Smoothed
+
+            defended = Smoothed(net, defense.sigma, len(test_set.classes))
     else:
         if not model.endswith(".pt"):
             raise UserError(f"--method {method} wraps a trained model: give --model CKPT.pt")

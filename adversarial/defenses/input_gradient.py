@@ -20,15 +20,16 @@ class GradientPenaltyStep(TrainStep):
     def loss(self, model, x, y):
         x = x.clone().requires_grad_(True)
         logits = model(x)
-        ce = F.cross_entropy(logits, y)
-        (grad,) = torch.autograd.grad(ce, x, create_graph=True)
+        per_image = F.cross_entropy(logits, y, reduction="none")
+        # the sum's gradient is each image's own input gradient (the mean's would be ÷ N)
+        (grad,) = torch.autograd.grad(per_image.sum(), x, create_graph=True)
         penalty = grad.flatten(1).pow(2).sum(1).mean()
-        return ce + self.weight * penalty, logits
+        return per_image.mean() + self.weight * penalty, logits
 
 
 @dataclass(kw_only=True)
 class InputGradient(TrainingDefense):
-    weight: float = 10.0  # λ; the penalty is the squared L2 norm per image, batch-averaged
+    weight: float = 1.0  # λ; the penalty is the squared L2 norm per image, batch-averaged
 
     name = "input-gradient"
 

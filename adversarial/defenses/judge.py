@@ -72,16 +72,13 @@ def judge(
         robust[name] = accuracy(target_model, x_adv, y, batch_size)
 
     pgd = LinfPGD(eps=eps, step=eps / 4, steps=steps, restarts=restarts)
-    run(f"pgd-{steps}x{restarts}", pgd)
+    label = {"bpda": " (BPDA: straight-through)", "eot": " (EOT: mean over noise)"}
+    run(f"pgd-{steps}x{restarts}{label.get(adapted, '')}", pgd)  # the wrappers adapt it
     if adapted == "margin":
         margin = LinfPGD(eps=eps, step=eps / 4, steps=steps, restarts=restarts, loss="margin")
         run("pgd-margin (C&W loss on logits)", margin)
-    elif adapted == "bpda":
-        run("pgd-bpda (straight-through)", pgd)  # the wrapper's backward is the identity
-        if base is not None:
-            run("pgd-transfer (from the bare model)", pgd, model=base)
-    elif adapted == "eot":
-        run("pgd-eot (expectation over noise)", pgd)
+    if adapted == "bpda" and base is not None:
+        run("pgd-transfer (from the bare model)", pgd, model=base)
     white = min(robust.values())
     square = attacks.build("square", eps=eps, queries=square_queries)
     t0 = time.perf_counter()

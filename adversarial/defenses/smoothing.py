@@ -50,6 +50,7 @@ class Certificate:
     radius: float  # certified L2 radius (0 when abstaining)
     p_lower: float  # the lower bound on p_A
     counts: np.ndarray  # the n samples' class counts
+    candidate: int  # the class the n0 samples picked (bounded by the n samples)
 
 
 class Smoothed(nn.Module):
@@ -112,8 +113,9 @@ class Smoothed(nn.Module):
         counts = self.counts(x, n, generator)
         p_lower = lower_confidence_bound(int(counts[guess]), n, alpha)
         if p_lower <= 0.5:
-            return Certificate(ABSTAIN, 0.0, p_lower, counts)
-        return Certificate(guess, self.sigma * float(norm.ppf(p_lower)), p_lower, counts)
+            return Certificate(ABSTAIN, 0.0, p_lower, counts, guess)
+        radius = self.sigma * float(norm.ppf(p_lower))
+        return Certificate(guess, radius, p_lower, counts, guess)
 
 
 def certify_dataset(
