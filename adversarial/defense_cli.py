@@ -132,6 +132,9 @@ def defend_cmd(
     base = None
     t0 = time.perf_counter()
     history: list = []
+    generator_before = None
+    if method == "generator-at":  # the seed's bonus: the generator's success before/after
+        generator_before = _generator_success(net, test_set, seed, dev)
     if defense.kind == "train":
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
         net, result = defense.fit(net, train_set, cfg, test_data=test_set, device=dev)
@@ -151,6 +154,9 @@ def defend_cmd(
     report = judge(defended, x, y, eps=eps, adapted=ADAPTED.get(method, "none"), base=base)
     if method == "squeeze":
         report["detection"] = _detection(defended, x, y, eps, seed)
+    if generator_before is not None:
+        report["generator_success_before"] = generator_before
+        report["generator_success_after"] = _generator_success(net, test_set, seed, dev)
     metrics = {
         "method": method,
         "options": asdict(defense),
@@ -180,11 +186,27 @@ def defend_cmd(
     rows = {"method": method, "clean accuracy": report["clean_accuracy"]}
     rows |= {f"robust: {k}": v for k, v in report["robust_accuracy"].items()}
     rows["gradient masking suspected"] = report["gradient_masking_suspected"]
+    if generator_before is not None:
+        rows["generator success before → after"] = (
+            f"{generator_before:.2f} → {report['generator_success_after']:.2f}"
+        )
     rows["time (train or wrap)"] = f"{seconds:.1f} s"
     console.print(result_table(f"{method} on {data_name} (ε = {eps})", rows))
     if report["gradient_masking_suspected"]:
         console.print("gradient masking suspected: a black box beats the white-box attacks")
     _write_json(json_out, metrics)
+
+
+def _generator_success(net, test_set: Dataset, seed: int, dev, n: int = 20) -> float:
+    """Targeted success of the generator attack on the first n test images (random other
+    classes as targets): what training against it should lower."""
+    from adversarial.defenses.generator_at import generated
+
+    part = test_set.subset(n)
+    adv, target = generated(net.eval(), part.images, part.labels, len(part.classes), seed, dev)
+    with torch.no_grad():
+        pred = net(torch.from_numpy(adv).to(dev)).argmax(1).cpu().numpy()
+    return float((pred == target).mean())
 
 
 def _detection(detector, x, y, eps: float, seed: int) -> dict:
