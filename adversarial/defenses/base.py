@@ -70,3 +70,11 @@ class InferenceDefense(Defense):
 def check(condition: bool, message: str) -> None:
     if not condition:
         raise DefenseError(message)
+
+
+def ramped(eps: float, ramp_epochs: int, epochs_done: int) -> float:
+    """ε during the next epoch: linear warm-up to ``eps`` over ``ramp_epochs`` epochs. From
+    scratch at a large ε (MNIST 0.3) adversarial training otherwise stalls at low accuracy."""
+    if not ramp_epochs:
+        return eps
+    return eps * min(1.0, (epochs_done + 1) / ramp_epochs)

@@ -13,13 +13,16 @@ import torch.nn.functional as F
 
 from adversarial.attacks.pgd import LinfPGD
 from adversarial.defenses import register
-from adversarial.defenses.base import TrainingDefense, check
+from adversarial.defenses.base import TrainingDefense, check, ramped
 from nets.train import TrainConfig, TrainStep
 
 
 class FastStep(TrainStep):
-    def __init__(self, eps: float, alpha: float, check_x, check_y, check_steps: int) -> None:
-        self.eps, self.alpha = eps, alpha
+    def __init__(
+        self, eps: float, alpha: float, check_x, check_y, check_steps: int, ramp_epochs: int = 0
+    ) -> None:
+        self.eps_final, self.alpha_final, self.ramp = eps, alpha, ramp_epochs
+        self.eps, self.alpha = ramped(eps, ramp_epochs, 0), ramped(alpha, ramp_epochs, 0)
         self.check_x, self.check_y = check_x, check_y
         self.pgd = LinfPGD(eps=eps, step=eps / 4, steps=check_steps)
         self.best: tuple[float, dict] | None = None
@@ -35,6 +38,8 @@ class FastStep(TrainStep):
         return F.cross_entropy(logits, y), logits
 
     def end_epoch(self, model, epoch: int) -> dict[str, float]:
+        self.eps = ramped(self.eps_final, self.ramp, epoch)
+        self.alpha = ramped(self.alpha_final, self.ramp, epoch)
         if self.check_x is None:
             return {}
         device = next(model.parameters()).device
@@ -61,6 +66,7 @@ class FastTraining(TrainingDefense):
     check_images: int = 256  # held-out training images for the per-epoch PGD check
     check_steps: int = 10
     cyclic: bool = True  # the cyclic learning rate of the paper
+    ramp_epochs: int = 0  # ε warm-up
 
     name = "fgsm-rs"
 
@@ -86,7 +92,11 @@ class FastTraining(TrainingDefense):
 
     def step(self) -> TrainStep:
         return FastStep(
-            self.eps, self.alpha or 1.25 * self.eps, *self._check, check_steps=self.check_steps
+            self.eps,
+            self.alpha or 1.25 * self.eps,
+            *self._check,
+            check_steps=self.check_steps,
+            ramp_epochs=self.ramp_epochs,
         )
 
 

@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from adversarial.defenses import register
-from adversarial.defenses.base import TrainingDefense, check
+from adversarial.defenses.base import TrainingDefense, check, ramped
 from nets.train import StepOutput, TrainConfig, TrainStep
 
 
 class FreeStep(TrainStep):
-    def __init__(self, eps: float, replays: int) -> None:
-        self.eps, self.replays = eps, replays
+    def __init__(self, eps: float, replays: int, ramp_epochs: int = 0) -> None:
+        self.eps_final, self.replays, self.ramp = eps, replays, ramp_epochs
+        self.eps = ramped(eps, ramp_epochs, 0)
         self.delta: torch.Tensor | None = None
         self.passes = 0  # forward/backward passes, for the equal-cost check
 
@@ -49,11 +50,16 @@ class FreeStep(TrainStep):
             self.passes += 1
         return StepOutput(total / self.replays, logits.detach())
 
+    def end_epoch(self, model, epoch: int) -> dict[str, float]:
+        used, self.eps = self.eps, ramped(self.eps_final, self.ramp, epoch)
+        return {"train_eps": used}
+
 
 @dataclass(kw_only=True)
 class FreeTraining(TrainingDefense):
     eps: float = 0.1
     replays: int = 4  # m
+    ramp_epochs: int = 0  # ε warm-up, in (divided) epochs
 
     name = "free"
 
@@ -65,7 +71,7 @@ class FreeTraining(TrainingDefense):
         return replace(cfg, epochs=max(1, math.ceil(cfg.epochs / self.replays)))
 
     def step(self) -> TrainStep:
-        return FreeStep(self.eps, self.replays)
+        return FreeStep(self.eps, self.replays, self.ramp_epochs)
 
 
 @register("free")

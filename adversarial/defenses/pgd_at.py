@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from adversarial.attacks.pgd import LinfPGD
 from adversarial.defenses import register
-from adversarial.defenses.base import TrainingDefense, check
+from adversarial.defenses.base import TrainingDefense, check, ramped
 from nets.train import TrainStep
 
 
@@ -24,7 +24,7 @@ class AdversarialStep(TrainStep):
     def _set_epoch(self, done: int) -> None:
         """ε (and the step) grow linearly over the first ``ramp`` epochs: from scratch at a
         large ε (MNIST 0.3) the model otherwise never leaves chance accuracy."""
-        scale = min(1.0, (done + 1) / self.ramp) if self.ramp else 1.0
+        scale = ramped(1.0, self.ramp, done)
         self.attack.eps, self.attack.step = self.eps * scale, self.step_size * scale
 
     def end_epoch(self, model, epoch: int) -> dict[str, float]:

@@ -253,3 +253,16 @@ def test_generator_training_runs_and_keeps_accuracy(digits):
     assert len(result.history) == 2
     x, y = torch.from_numpy(digits[1].images), torch.from_numpy(digits[1].labels).long()
     assert accuracy(net, x, y) > 0.8
+
+
+def test_eps_ramp_grows_linearly_and_is_recorded(digits):
+    from adversarial.defenses.base import ramped
+
+    assert [ramped(0.3, 3, k) for k in range(4)] == pytest.approx([0.1, 0.2, 0.3, 0.3])
+    assert ramped(0.3, 0, 0) == 0.3
+    net = _net()
+    cfg = replace(CFG, epochs=3)
+    _, result = defenses.build("pgd-at", eps=0.3, steps=2, ramp_epochs=3).fit(
+        net, digits[0].subset(256), cfg, console=QUIET
+    )
+    assert [row["train_eps"] for row in result.history] == pytest.approx([0.1, 0.2, 0.3])
