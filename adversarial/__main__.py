@@ -1,6 +1,9 @@
 import sys
 
-from adversarial import defense_cli  # noqa: F401  (registers defend, certify, cleanse)
+from adversarial import (  # noqa: F401  (register defend, certify, backdoor, cleanse)
+    backdoor_cli,
+    defense_cli,
+)
 from adversarial.cli import app
 from nets.cli_util import run_app
 

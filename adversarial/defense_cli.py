@@ -1,4 +1,4 @@
-"""``python -m adversarial defend | certify | backdoor | cleanse``: the defenses' commands.
+"""``python -m adversarial defend | certify | defenses``: the defenses' commands.
 
 Every command runs on any device (``--device auto|cpu|cuda``), records seed, versions and
 device, prints a result table and writes JSON on request.
@@ -25,7 +25,7 @@ from nets.cli_util import parse_options, result_table
 from nets.data import Dataset
 from nets.errors import UserError
 from nets.runinfo import resolve_device, run_info, seed_everything
-from nets.train import TrainConfig, train
+from nets.train import TrainConfig
 
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 DataDir = Annotated[Path | None, typer.Option(envvar="CRYPTOROBUST_DATA")]
@@ -88,8 +88,8 @@ def defenses_cmd() -> None:
     """The defenses and their options."""
     for name in defenses.names():
         d = defenses.build(name)
-        fields = {k: v for k, v in asdict(d).items()}
-        console.print(f"{name} ({d.kind}): " + ", ".join(f"{k}={v}" for k, v in fields.items()))
+        options = ", ".join(f"{k}={v}" for k, v in asdict(d).items())
+        console.print(f"{name} ({d.kind}): {options}")
 
 
 @app.command("defend")
@@ -292,122 +292,3 @@ def certify_cmd(
     table |= {"abstained": metrics["abstained"], "images/s": metrics["images_per_second"]}
     console.print(result_table(f"randomized smoothing σ = {sigma}, n = {n}", table))
     console.print(f"curve: {png}")
-
-
-@app.command("backdoor")
-def backdoor_cmd(
-    model: Annotated[str, typer.Option(help="Architecture to train (see nets models).")],
-    data_name: Annotated[str, typer.Option("--data", help="Data set name.")],
-    out: Annotated[Path, typer.Option(help="Where the backdoored checkpoint goes.")],
-    target: Annotated[int, typer.Option(help="The class stamped images go to.")] = 0,
-    rate: Annotated[float, typer.Option(help="Fraction of training images poisoned.")] = 0.1,
-    size: Annotated[int, typer.Option(help="Trigger side, pixels.")] = 4,
-    position: str = "bottom-right",
-    pattern: str = "checker",
-    classes: Annotated[str | None, typer.Option(help="Only these classes: 0,1,2,3.")] = None,
-    epochs: int = 5,
-    seed: int = 0,
-    device: Device = "auto",
-    json_out: Annotated[Path | None, typer.Option("--json")] = None,
-    data_dir: DataDir = None,
-) -> None:
-    """Train a BadNets-backdoored model: clean accuracy and attack success rate."""
-    from adversarial.defenses.badnets import Trigger, attack_success, poison
-
-    seed_everything(seed)
-    dev = resolve_device(device)
-    try:
-        trigger = Trigger(size=size, position=position, pattern=pattern)
-    except DefenseError as exc:
-        raise UserError(str(exc)) from None
-    train_set = select_classes(data.load(data_name, "train", data_dir=data_dir), classes)
-    test_set = select_classes(data.load(data_name, "test", data_dir=data_dir), classes)
-    poisoned, picks = poison(train_set, trigger, target, rate, seed)
-    net = models.build(model, train_set.shape, len(train_set.classes))
-    result = train(
-        net, poisoned, TrainConfig(epochs=epochs, seed=seed), test_data=test_set, device=dev
-    )
-    success = attack_success(net, test_set, trigger, target, dev)
-    metrics = {
-        "clean_accuracy": result.test_accuracy,
-        "attack_success_rate": success,
-        "poisoned": len(picks),
-        "trigger": asdict(trigger),
-        "target": target,
-        "run": run_info(seed=seed, device=str(dev)),
-    }
-    ckpt = checkpoint.Checkpoint(
-        model, {}, train_set.shape, len(train_set.classes), train_set.classes, data_name,
-        metrics={"test_accuracy": result.test_accuracy, "attack_success_rate": success},
-        history=result.history, run={**metrics["run"], "backdoor": metrics["trigger"]},
-    )  # fmt: skip
-    checkpoint.save(out, net, ckpt)
-    console.print(
-        result_table(f"BadNets on {data_name}", {k: v for k, v in metrics.items() if k != "run"})
-    )
-    _write_json(json_out, metrics)
-
-
-@app.command("cleanse")
-def cleanse_cmd(
-    model: Annotated[Path, typer.Option(help="The checkpoint to examine.")],
-    classes: Annotated[str | None, typer.Option(help="The classes it was trained on.")] = None,
-    images: Annotated[int, typer.Option(help="Clean test images used to reverse triggers.")] = 500,
-    steps: Annotated[int, typer.Option(help="Optimizer steps per class.")] = 300,
-    unlearn: Annotated[
-        Path | None, typer.Option(help="Write an unlearned checkpoint here.")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Run directory (PNGs, metrics).")] = Path(
-        "runs/cleanse"
-    ),
-    seed: int = 0,
-    device: Device = "auto",
-    data_dir: DataDir = None,
-) -> None:
-    """Neural Cleanse: a reversed trigger per class, the anomaly index, the flagged classes;
-    with --unlearn, fine-tune away the flagged class's trigger."""
-    from adversarial.defenses.cleanse import CleanseConfig, cleanse
-    from adversarial.defenses.cleanse import unlearn as unlearn_fn
-    from adversarial.plots import trigger_grid
-
-    dev = resolve_device(device)
-    net, meta = checkpoint.load(model)
-    net = net.to(dev)
-    test = select_classes(data.load(meta.data, "test", data_dir=data_dir), classes)
-    probe = test.subset(images)
-    report = cleanse(net, probe, CleanseConfig(steps=steps, seed=seed), device=dev)
-    png = trigger_grid(
-        [t.mask for t in report.triggers], [t.pattern for t in report.triggers],
-        [t.l1 for t in report.triggers], report.anomaly, test.classes, out / "triggers.png",
-    )  # fmt: skip
-    metrics = {"model": str(model), **report.as_dict(), "run": run_info(seed=seed, device=str(dev))}
-    if unlearn is not None and report.flagged:
-        flagged = min(report.flagged, key=lambda c: report.triggers[c].l1)
-        trig = report.triggers[flagged]
-        train_set = select_classes(data.load(meta.data, "train", data_dir=data_dir), classes)
-        before = _reversed_success(net, test, trig, dev)
-        unlearn_fn(net, train_set, trig, TrainConfig(epochs=1, seed=seed), device=dev)
-        metrics["unlearn"] = {
-            "class": flagged,
-            "reversed_trigger_success_before": before,
-            "reversed_trigger_success_after": _reversed_success(net, test, trig, dev),
-            "checkpoint": str(unlearn),
-        }
-        checkpoint.save(unlearn, net, meta)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    rows = {
-        f"class {c} ({test.classes[c]})": f"‖m‖₁ {t.l1:.1f}, index {a:.2f}"
-        for c, (t, a) in enumerate(zip(report.triggers, report.anomaly, strict=True))
-    }
-    rows["verdict"] = f"backdoored: classes {report.flagged}" if report.flagged else "clean"
-    console.print(result_table(f"Neural Cleanse on {model.name}", rows))
-    console.print(f"triggers: {png}")
-
-
-@torch.no_grad()
-def _reversed_success(net, test: Dataset, trig, dev) -> float:
-    keep = test.labels != trig.target
-    x = torch.from_numpy(trig.stamp(test.images[keep])).to(dev)
-    net.eval()
-    return float((net(x).argmax(1) == trig.target).float().mean())

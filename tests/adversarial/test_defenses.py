@@ -235,11 +235,9 @@ def test_denoise_blocks_start_as_the_identity():
     torch.manual_seed(0)
     denoised = models.build("lenet-shallow", (1, 28, 28), 10, denoise=1)
     assert any(type(m).__name__ == "NonLocalDenoise" for m in denoised.modules())
-    state = {k: v for k, v in denoised.state_dict().items() if k in plain.state_dict()}
     mapped = dict(zip(plain.state_dict(), [v for k, v in denoised.state_dict().items()
                                             if not k.startswith("2.")], strict=True))  # fmt: skip
     plain.load_state_dict(mapped)
-    del state
     x = torch.rand(3, 1, 28, 28)
     assert torch.allclose(plain.eval()(x), denoised.eval()(x), atol=1e-6)
     with pytest.raises(Exception, match="denoise"):
