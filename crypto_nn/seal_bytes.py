@@ -42,17 +42,24 @@ def check_whole(data: bytes, *, what: str = "payload") -> None:
     """Refuse anything but exactly one SEAL object: the 0xA15E header, a known compression
     mode, and a declared size equal to the bytes given — nothing may trail the object (a
     secret key could ride along unparsed). Reads 16 bytes; SEAL checks the rest on load."""
-    if len(data) <= HEADER_BYTES or data[:2] != MAGIC:
-        raise ContextError(f"{what} is not a SEAL object ({len(data)} bytes, no 0xA15E header)")
-    header_size, compression, declared = data[2], data[5], struct.unpack_from("<Q", data, 8)[0]
+    check_header(data[:HEADER_BYTES], len(data), what=what)
+
+
+def check_header(header: bytes, size: int, *, what: str = "payload") -> None:
+    """:func:`check_whole` from the object's first 16 bytes and its length alone (a job's
+    input is checked on disk, one seek per ciphertext)."""
+    if size <= HEADER_BYTES or len(header) < HEADER_BYTES or header[:2] != MAGIC:
+        raise ContextError(f"{what} is not a SEAL object ({size} bytes, no 0xA15E header)")
+    header_size, compression = header[2], header[5]
+    declared = struct.unpack_from("<Q", header, 8)[0]
     if header_size != HEADER_BYTES or compression not in (0, 1, 2):
         raise ContextError(
             f"{what} has a malformed SEAL header (header size {header_size}, "
             f"compression mode {compression})"
         )
-    if declared != len(data):
+    if declared != size:
         raise ContextError(
-            f"{what} declares {declared} bytes but {len(data)} were sent: exactly one SEAL "
+            f"{what} declares {declared} bytes but {size} were sent: exactly one SEAL "
             "object is allowed, with nothing before or after it"
         )
 

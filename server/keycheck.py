@@ -68,6 +68,7 @@ def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
         seal_bytes.check_whole(data, what=f"context part {name}")
     parms = ctx_format.read_params(parts)
     models, refused, wanted, stored = [], {}, {"params"}, {"params"}
+    cache: dict = {}  # plans sharing parameters load and prove the relin keys once
     for plan in plans:
         try:
             ctx_format.check_matches(parms, plan.params)
@@ -76,7 +77,7 @@ def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
             continue
         wanted |= plan.parts
         try:
-            _check_keys(plan, parts)
+            _check_keys(plan, parts, cache)
         except ContextError as exc:
             refused[plan.name] = str(exc)
             continue
@@ -100,16 +101,21 @@ def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
     return Checked(canonical, models, refused, dropped)
 
 
-def _check_keys(plan: PlanNeeds, parts: dict[str, bytes]) -> None:
-    context = plan.params.seal_context()
-    relin = galois = None
+def _check_keys(plan: PlanNeeds, parts: dict[str, bytes], cache: dict) -> None:
+    """Load and prove the keys this plan uses; plans sharing parameters share the context
+    and the proven relinearisation keys (``cache``, one per registration)."""
+    entry = cache.setdefault(plan.params, {"context": plan.params.seal_context()})
+    context = entry["context"]
     if plan.needs_relin_keys:
         if "relin_keys" not in parts:
             raise ContextError("the plan needs relinearisation keys, the context has none")
-        relin = load_relin_keys(parts["relin_keys"], context)
+        if "relin" not in entry:
+            relin = load_relin_keys(parts["relin_keys"], context)
+            _prove(plan, context, relin, None)
+            entry["relin"] = relin
     if plan.rotations:
         galois = load_rotation_keys(plan, parts, context)  # checks every step's key whole
-    _prove(plan, context, relin, galois)
+        _prove(plan, context, None, galois)
 
 
 def _prove(plan: PlanNeeds, context, relin, galois) -> None:

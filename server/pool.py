@@ -62,10 +62,6 @@ class ProcessSlots:
                 self._free.put_nowait(executor)
         return self._free
 
-    @property
-    def busy(self) -> int:
-        return len(self._executors) - (self._queue().qsize() if self._free else 0)
-
     async def run(self, fn, *args):
         """Run ``fn(*args)`` in a free worker; :class:`WorkerCrashed` if its process dies."""
         free = self._queue()

@@ -1,12 +1,10 @@
 """Inference on encrypted inputs: synchronous (``/infer``) or as a job (``/jobs``)."""
 
 import asyncio
-import struct
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from crypto_nn import framing, seal_bytes
-from crypto_nn.errors import ContextError
 from server import keycheck, worker
 from server.body import client_of, read_body
 from server.deps import Auth, SettingsDep
@@ -73,13 +71,7 @@ def _check_job_input(path, model, name: str) -> int:
         _want(model, name, len(sizes))
         for i, size in enumerate(sizes):
             f.seek(offset)
-            first = f.read(16)
-            declared = struct.unpack_from("<Q", first, 8)[0] if len(first) == 16 else -1
-            if first[:2] != seal_bytes.MAGIC or declared != size:
-                raise ContextError(
-                    f"input {i} is not exactly one SEAL object ({size} bytes sent, its header "
-                    f"declares {declared})"
-                )
+            seal_bytes.check_header(f.read(seal_bytes.HEADER_BYTES), size, what=f"input {i}")
             offset += size
     return len(sizes)
 
