@@ -1,0 +1,80 @@
+"""``python -m experiments``: list the experiments, run one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import experiments
+from experiments.core import execute, make_context
+from nets.cli_util import make_app
+from nets.errors import UserError
+from nets.runinfo import DEVICE_CHOICES
+
+app = make_app("The seeds' published figures, one command each, ours beside theirs.")
+console = Console()
+
+
+@app.callback()
+def main() -> None:
+    """Experiments."""
+
+
+@app.command("list")
+def list_cmd(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every experiment, its default data and expected time on 2 CPU cores."""
+    rows = [experiments.get(n) for n in experiments.names()]
+    if json_out:
+        console.print_json(
+            json.dumps(
+                [{"name": e.name, "summary": e.summary, "data": e.data, **e.minutes} for e in rows]
+            )
+        )
+        return
+    table = Table("name", "what it reproduces", "data", "--quick", "full")
+    for e in rows:
+        table.add_row(
+            e.name, e.summary, e.data, f"~{e.minutes['quick']:g} min", f"~{e.minutes['full']:g} min"
+        )
+    console.print(table)
+
+
+@app.command("run")
+def run_cmd(
+    name: Annotated[str, typer.Argument(help="An experiment (python -m experiments list).")],
+    quick: Annotated[bool, typer.Option(help="Fewer images and epochs (≤ 10 min).")] = False,
+    tiny: Annotated[bool, typer.Option(hidden=True, help="Smoke-test sizes.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    data: Annotated[str | None, typer.Option(help="Data set (default: the experiment's).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
+    seed: int = 0,
+    ray: Annotated[bool, typer.Option(help="Run grid cells as Ray tasks (local).")] = False,
+    ray_address: Annotated[str | None, typer.Option(help="An existing Ray cluster.")] = None,
+) -> None:
+    """Run one experiment: metrics.json, report.md and PNGs in --out."""
+    if device not in DEVICE_CHOICES and not device.startswith("cuda:"):
+        raise UserError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    if quick and tiny:
+        raise UserError("--quick and --tiny are exclusive; pick one")
+    exp = experiments.get(name)
+    mode = "tiny" if tiny else "quick" if quick else "full"
+    ctx = make_context(
+        name, out=out, mode=mode, device=device, data=data, seed=seed, ray=ray,
+        ray_address=ray_address, console=console,
+    )  # fmt: skip
+    if mode != "tiny":
+        console.print(
+            f"[bold]{name}[/] ({mode}): expected ~{exp.minutes[mode]:g} min on 2 CPU cores; "
+            f"writing {ctx.out}/"
+        )
+    metrics = execute(exp.run, ctx, exp.data)
+    table = Table("figure", "published", "ours", "holds?", title=f"{name} ({mode})")
+    for row in metrics["table"]:
+        table.add_row(row["figure"], row["published"], row["ours"], row["holds"])
+    console.print(table)
+    console.print(f"{ctx.out}/report.md, metrics.json ({metrics['wall_s']:.0f} s)")

@@ -1,0 +1,189 @@
+"""What every experiment shares: its context (mode, device, data, seed, output folder) and
+the writing of its results.
+
+The report is rendered from the metrics dict that is written to ``metrics.json``: every
+figure in the "ours" column is a :class:`Row` template filled from metric paths, and every
+"holds?" verdict is computed from them — no number in a report is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from nets.runinfo import resolve_device, run_info, seed_everything
+
+Mode = Literal["tiny", "quick", "full"]
+
+
+@dataclass
+class Context:
+    name: str
+    out: Path
+    mode: Mode = "quick"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    data: str | None = None  # None: the experiment's default
+    seed: int = 0
+    ray: bool = False
+    ray_address: str | None = None
+    console: Console = field(default_factory=Console)
+
+    def pick(self, *, tiny: Any, quick: Any, full: Any) -> Any:
+        """The value for this run's mode (sizes, epochs, steps)."""
+        return {"tiny": tiny, "quick": quick, "full": full}[self.mode]
+
+    def png(self, stem: str) -> Path:
+        return self.out / f"{stem}.png"
+
+    def log(self, message: str) -> None:
+        self.console.print(f"[dim]{self.name}[/] {message}", highlight=False)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the report's table. ``ours`` is a template over metric paths, e.g.
+    ``"{shallow.test_after:.2%}"``; ``holds`` is yes / no / partly, computed by the caller."""
+
+    figure: str
+    published: str
+    ours: str
+    holds: str
+
+
+@dataclass
+class Outcome:
+    metrics: dict[str, Any]
+    rows: list[Row]
+    differs: str  # one paragraph: what differs from the published setup
+    figures: list[Path] = field(default_factory=list)
+    title: str = ""
+
+
+def verdict(*checks: bool) -> str:
+    """yes when every check holds, no when none does, partly otherwise."""
+    if all(checks):
+        return "yes"
+    return "no" if not any(checks) else "partly"
+
+
+_FIELD = re.compile(r"\{([A-Za-z0-9_.\-]+)(?::([^}]*))?\}")
+
+
+def lookup(metrics: dict, path: str) -> Any:
+    value: Any = metrics
+    for part in path.split("."):
+        value = value[part] if isinstance(value, dict) else value[int(part)]
+    return value
+
+
+def fill(template: str, metrics: dict) -> str:
+    """``"{a.b:.3f} s"`` → the value at metrics["a"]["b"], formatted."""
+
+    def one(match: re.Match) -> str:
+        value = lookup(metrics, match.group(1))
+        spec = match.group(2) or ""
+        return "—" if value is None else format(value, spec)
+
+    return _FIELD.sub(one, template)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def render(outcome: Outcome, metrics: dict, ctx: Context) -> str:
+    lines = [
+        f"# {outcome.title or ctx.name}",
+        "",
+        f"Mode **{ctx.mode}**, data `{metrics['data']}`, seed {ctx.seed}, device "
+        f"`{metrics['run']['device']}`, wall time {metrics['wall_s']:.0f} s.",
+        "",
+        "| figure | published | ours | direction holds? |",
+        "|---|---|---|---|",
+    ]
+    for row in outcome.rows:
+        ours = fill(row.ours, metrics).replace("|", "/")
+        lines.append(f"| {row.figure} | {row.published} | {ours} | {row.holds} |")
+    lines += ["", "## What differs from the published setup", "", outcome.differs.strip(), ""]
+    if outcome.figures:
+        lines += ["## Figures", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in outcome.figures]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def execute(run: Callable[[Context], Outcome], ctx: Context, default_data: str) -> dict:
+    """Run one experiment: seed, time, write metrics.json and report.md; return metrics."""
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    ctx.data = ctx.data or default_data
+    seed_everything(ctx.seed)
+    t0 = time.perf_counter()
+    outcome = run(ctx)
+    wall = time.perf_counter() - t0
+    metrics = _jsonable(
+        {
+            "experiment": ctx.name,
+            "mode": ctx.mode,
+            "data": ctx.data,
+            **outcome.metrics,
+            "wall_s": wall,
+            "figures": [p.name for p in outcome.figures],
+            "run": run_info(seed=ctx.seed, device=ctx.device),
+        }
+    )
+    metrics["table"] = [
+        {
+            "figure": r.figure,
+            "published": r.published,
+            "ours": fill(r.ours, metrics),
+            "holds": r.holds,
+        }
+        for r in outcome.rows
+    ]
+    (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (ctx.out / "report.md").write_text(render(outcome, metrics, ctx))
+    return metrics
+
+
+def make_context(
+    name: str,
+    *,
+    out: Path | None,
+    mode: Mode,
+    device: str,
+    data: str | None,
+    seed: int,
+    ray: bool = False,
+    ray_address: str | None = None,
+    console: Console | None = None,
+) -> Context:
+    return Context(
+        name=name,
+        out=out or Path("runs/experiments") / name,
+        mode=mode,
+        device=resolve_device(device),
+        data=data,
+        seed=seed,
+        ray=ray or ray_address is not None,
+        ray_address=ray_address,
+        console=console or Console(),
+    )
