@@ -55,7 +55,7 @@ def run(ctx: Context) -> Outcome:
         radii = [r["radius"] for r in rows if r["correct"]]
         per_sigma[f"s{key(sigma)}"] = {
             "train_seconds": seconds,
-            "certified_accuracy": {
+            "cert": {
                 f"r{key(r)}": float(acc[list(RADII).index(r)]) for r in REPORTED
             },
             "abstained": sum(r["predicted"] == -1 for r in rows),
