@@ -18,6 +18,7 @@ _MODULES = (
     "free_at",
     "smoothing",
     "neural_cleanse",
+    "distillation",
 )
 _ALL = (
     "table_3_1",

@@ -55,9 +55,7 @@ def run(ctx: Context) -> Outcome:
         radii = [r["radius"] for r in rows if r["correct"]]
         per_sigma[f"s{key(sigma)}"] = {
             "train_seconds": seconds,
-            "cert": {
-                f"r{key(r)}": float(acc[list(RADII).index(r)]) for r in REPORTED
-            },
+            "cert": {f"r{key(r)}": float(acc[list(RADII).index(r)]) for r in REPORTED},
             "abstained": sum(r["predicted"] == -1 for r in rows),
             "max_certified_radius": max(radii, default=0.0),
             "median_radius_of_correct": float(np.median(radii)) if radii else 0.0,
