@@ -14,10 +14,12 @@ import typer
 from rich.console import Console
 
 from adversarial import attacks
+from adversarial.attacks.generator import target_grid
 from adversarial.base import AttackError, least_likely
 from adversarial.metrics import predictions, summary
 from adversarial.oracle import Oracle
 from adversarial.plots import attack_grid
+from adversarial.plots import target_grid as plot_grid
 from nets import checkpoint, data
 from nets.cli_util import make_app, parse_options, result_table
 from nets.errors import UserError
@@ -175,30 +177,20 @@ def generator_grid_cmd(
     if not 1 <= sources <= k:
         raise UserError(f"--sources {sources}: choose 1 to {k}")
     picks = [int(np.flatnonzero(test.labels == c)[0]) for c in range(sources)]
-    x = torch.from_numpy(test.images[picks]).to(dev).repeat_interleave(k, 0)
-    y = torch.from_numpy(test.labels[picks]).long().to(dev).repeat_interleave(k)
-    target = torch.arange(k, device=dev).repeat(sources)
-    t0 = time.perf_counter()
-    x_adv = attacks.build("generator")(net, x, y, target)
-    elapsed = time.perf_counter() - t0
-    reached = (predictions(net, x_adv) == target).view(sources, k)
-    off_diagonal = reached.clone()
-    for r, c in enumerate(test.labels[picks]):
-        off_diagonal[r, int(c)] = True  # aiming at the own class is no attack: not counted
+    grid = target_grid(
+        net, torch.from_numpy(test.images[picks]).to(dev), [int(test.labels[i]) for i in picks], k
+    )
     metrics = {
         "model": str(model_path),
         "data": meta.data,
-        "pairs": sources * k,
-        "target_success": reached.float().mean().item(),
-        "target_success_other_classes": (
-            (reached.sum() - sum(int(reached[r, int(c)]) for r, c in enumerate(test.labels[picks])))
-            / (sources * (k - 1))
-        ).item(),
-        "mean_l2": (x_adv - x).flatten(1).norm(dim=1).mean().item(),
-        "seconds": elapsed,
+        **grid.metrics(),
         "run": run_info(seed=seed, device=str(dev)),
     }
-    png = _grid(x, x_adv, reached, test.classes, sources, k, out / "grid.png")
+    elapsed = metrics["seconds"]
+    png = plot_grid(
+        grid.sources.cpu().numpy(), grid.images.cpu().numpy(), grid.reached.cpu().numpy(),
+        test.classes, out / "grid.png",
+    )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "report.md").write_text(
@@ -212,16 +204,3 @@ def generator_grid_cmd(
         result_table("generator attack", {k_: v for k_, v in metrics.items() if k_ != "run"})
     )
     console.print(f"grid: {png}")
-
-
-def _grid(x, x_adv, reached, classes, sources, k, path: Path) -> Path:
-    from adversarial.plots import target_grid
-
-    first = x.view(sources, k, *x.shape[1:])[:, 0].cpu().numpy()
-    return target_grid(
-        first,
-        x_adv.view(sources, k, *x.shape[1:]).cpu().numpy(),
-        reached.cpu().numpy(),
-        classes,
-        path,
-    )

@@ -133,8 +133,10 @@ def defend_cmd(
     t0 = time.perf_counter()
     history: list = []
     generator_before = None
+    from adversarial.defenses.generator_at import generator_success
+
     if method == "generator-at":  # the seed's bonus: the generator's success before/after
-        generator_before = _generator_success(net, test_set, seed, dev)
+        generator_before = generator_success(net, test_set, seed, dev)
     if defense.kind == "train":
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
         net, result = defense.fit(net, train_set, cfg, test_data=test_set, device=dev)
@@ -156,7 +158,7 @@ def defend_cmd(
         report["detection"] = _detection(defended, x, y, eps, seed)
     if generator_before is not None:
         report["generator_success_before"] = generator_before
-        report["generator_success_after"] = _generator_success(net, test_set, seed, dev)
+        report["generator_success_after"] = generator_success(net, test_set, seed, dev)
     metrics = {
         "method": method,
         "options": asdict(defense),
@@ -195,18 +197,6 @@ def defend_cmd(
     if report["gradient_masking_suspected"]:
         console.print("gradient masking suspected: a black box beats the white-box attacks")
     _write_json(json_out, metrics)
-
-
-def _generator_success(net, test_set: Dataset, seed: int, dev, n: int = 20) -> float:
-    """Targeted success of the generator attack on the first n test images (random other
-    classes as targets): what training against it should lower."""
-    from adversarial.defenses.generator_at import generated
-
-    part = test_set.subset(n)
-    adv, target = generated(net.eval(), part.images, part.labels, len(part.classes), seed, dev)
-    with torch.no_grad():
-        pred = net(torch.from_numpy(adv).to(dev)).argmax(1).cpu().numpy()
-    return float((pred == target).mean())
 
 
 def _detection(detector, x, y, eps: float, seed: int) -> dict:

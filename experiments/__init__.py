@@ -19,6 +19,7 @@ _MODULES = (
     "smoothing",
     "neural_cleanse",
     "distillation",
+    "generator",
 )
 _ALL = (
     "table_3_1",

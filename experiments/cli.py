@@ -53,6 +53,9 @@ def run_cmd(
     data: Annotated[str | None, typer.Option(help="Data set (default: the experiment's).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
     seed: int = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option(envvar="CRYPTOROBUST_DATA", help="User data sets (CIFAR-10).")
+    ] = None,
     ray: Annotated[bool, typer.Option(help="Run grid cells as Ray tasks (local).")] = False,
     ray_address: Annotated[str | None, typer.Option(help="An existing Ray cluster.")] = None,
 ) -> None:
@@ -64,7 +67,7 @@ def run_cmd(
     exp = experiments.get(name)
     mode = "tiny" if tiny else "quick" if quick else "full"
     ctx = make_context(
-        name, out=out, mode=mode, device=device, data=data, seed=seed, ray=ray,
+        name, out=out, mode=mode, device=device, data=data, seed=seed, data_dir=data_dir, ray=ray,
         ray_address=ray_address, console=console,
     )  # fmt: skip
     if mode != "tiny":

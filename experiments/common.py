@@ -20,7 +20,8 @@ from nets.train import TrainConfig, train
 def datasets(ctx: Context, n_train: int | None, n_test: int | None, classes=None):
     """(train, test) of ``ctx.data``, first N images, optionally only some classes
     (relabelled 0..k-1)."""
-    train_set, test_set = data.load(ctx.data, "train"), data.load(ctx.data, "test")
+    train_set = data.load(ctx.data, "train", data_dir=ctx.data_dir)
+    test_set = data.load(ctx.data, "test", data_dir=ctx.data_dir)
     if classes is not None:
         spec = ",".join(map(str, classes))
         train_set, test_set = select_classes(train_set, spec), select_classes(test_set, spec)

@@ -33,6 +33,7 @@ class Context:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     data: str | None = None  # None: the experiment's default
     seed: int = 0
+    data_dir: Path | None = None  # where user-supplied data sets (CIFAR-10) live
     ray: bool = False
     ray_address: str | None = None
     console: Console = field(default_factory=Console)
@@ -172,6 +173,7 @@ def make_context(
     device: str,
     data: str | None,
     seed: int,
+    data_dir: Path | None = None,
     ray: bool = False,
     ray_address: str | None = None,
     console: Console | None = None,
@@ -183,6 +185,7 @@ def make_context(
         device=resolve_device(device),
         data=data,
         seed=seed,
+        data_dir=data_dir,
         ray=ray or ray_address is not None,
         ray_address=ray_address,
         console=console or Console(),

@@ -91,3 +91,44 @@ def generator(
     *, rounds: int = 100, image_steps: int = 5, target_steps: int = 5, lr: float = 0.01
 ) -> Generator:
     return Generator(rounds=rounds, image_steps=image_steps, target_steps=target_steps, lr=lr)
+
+
+@dataclass
+class TargetGrid:
+    """Every source image aimed at every class: the exercise's grid (seed 001 B)."""
+
+    sources: Tensor  # (S, C, H, W) the originals
+    images: Tensor  # (S, K, C, H, W) the generator's image aimed at each class
+    reached: Tensor  # (S, K) bool: the classifier said the target
+    source_labels: list[int]
+    seconds: float
+
+    def metrics(self) -> dict[str, float]:
+        s, k = self.reached.shape
+        own = sum(int(self.reached[r, c]) for r, c in enumerate(self.source_labels))
+        flat_src = self.sources.repeat_interleave(k, 0)
+        return {
+            "pairs": s * k,
+            "target_success": self.reached.float().mean().item(),
+            # aiming at the image's own class is no attack: not counted
+            "target_success_other_classes": (int(self.reached.sum()) - own) / (s * (k - 1)),
+            "mean_l2": (self.images.flatten(0, 1) - flat_src).flatten(1).norm(dim=1).mean().item(),
+            "seconds": self.seconds,
+        }
+
+
+def target_grid(model, images: Tensor, labels: list[int], classes: int, **options) -> TargetGrid:
+    """Run the generator attack from each of ``images`` toward each of ``classes``."""
+    import time
+
+    s = len(images)
+    x = images.repeat_interleave(classes, 0)
+    y = torch.tensor(labels, device=images.device).repeat_interleave(classes)
+    target = torch.arange(classes, device=images.device).repeat(s)
+    t0 = time.perf_counter()
+    x_adv = generator(**options)(model, x, y, target)
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        model.eval()
+        reached = (model(x_adv).argmax(1) == target).view(s, classes)
+    return TargetGrid(images, x_adv.view(s, classes, *images.shape[1:]), reached, labels, seconds)

@@ -18,25 +18,40 @@ from nets.data import Dataset
 from nets.train import TrainResult, TrainStep, train
 
 
-def generated(model, images: np.ndarray, labels: np.ndarray, classes: int, seed: int, device):
+def generated(
+    model, images: np.ndarray, labels: np.ndarray, classes: int, seed: int, device, rounds=100
+):
     """The generator attack's images for ``images``, each aimed at a random other class."""
     gen = torch.Generator().manual_seed(seed)
     y = torch.from_numpy(labels).long()
     target = (y + torch.randint(1, classes, (len(y),), generator=gen)) % classes
     x = torch.from_numpy(images).to(device)
-    out = attacks.build("generator")(model, x, y.to(device), target.to(device))
+    out = attacks.build("generator", rounds=rounds)(model, x, y.to(device), target.to(device))
     return out.cpu().numpy(), target.numpy()
+
+
+def generator_success(model, test_set, seed: int, device, n: int = 20, rounds: int = 100) -> float:
+    """Targeted success of the generator attack on the first n test images (random other
+    classes as targets): what training against it should lower."""
+    part = test_set.subset(n)
+    adv, target = generated(
+        model.eval(), part.images, part.labels, len(part.classes), seed, device, rounds
+    )
+    with torch.no_grad():
+        pred = model(torch.from_numpy(adv).to(device)).argmax(1).cpu().numpy()
+    return float((pred == target).mean())
 
 
 @dataclass(kw_only=True)
 class GeneratorTraining(TrainingDefense):
     pool: int = 512  # training images the generator attacks each round
     refresh: int = 1  # epochs between regenerations
+    rounds: int = 100  # the generator's alternations at most
 
     name = "generator-at"
 
     def __post_init__(self) -> None:
-        check(self.pool >= 1 and self.refresh >= 1, "pool and refresh must be ≥ 1")
+        check(min(self.pool, self.refresh, self.rounds) >= 1, "pool, refresh, rounds must be ≥ 1")
 
     def step(self) -> TrainStep:
         return TrainStep()
@@ -54,6 +69,7 @@ class GeneratorTraining(TrainingDefense):
                 classes,
                 cfg.seed + start,
                 device,
+                self.rounds,
             )
             mixed = Dataset(
                 train_data.name,
