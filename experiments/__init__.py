@@ -20,6 +20,7 @@ _MODULES = (
     "neural_cleanse",
     "distillation",
     "generator",
+    "plasticity",
 )
 _ALL = (
     "table_3_1",
@@ -41,15 +42,24 @@ class Experiment:
     run: Callable  # (Context) -> Outcome
     minutes: dict[str, float]  # expected wall time on 2 CPU cores per mode (quick, full)
     data: str  # the default data set
+    options: dict  # --arg KEY=VALUE overrides this experiment accepts, with their defaults
 
 
 _REGISTRY: dict[str, Experiment] = {}
 
 
-def register(name: str, *, summary: str, quick_min: float, full_min: float, data: str):
+def register(
+    name: str,
+    *,
+    summary: str,
+    quick_min: float,
+    full_min: float,
+    data: str,
+    options: dict | None = None,
+):
     def wrap(fn: Callable) -> Callable:
         _REGISTRY[name] = Experiment(
-            name, summary, fn, {"quick": quick_min, "full": full_min}, data
+            name, summary, fn, {"quick": quick_min, "full": full_min}, data, options or {}
         )
         return fn
 

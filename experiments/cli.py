@@ -12,7 +12,7 @@ from rich.table import Table
 
 import experiments
 from experiments.core import execute, make_context
-from nets.cli_util import make_app
+from nets.cli_util import make_app, parse_options
 from nets.errors import UserError
 from nets.runinfo import DEVICE_CHOICES
 
@@ -36,11 +36,12 @@ def list_cmd(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
             )
         )
         return
-    table = Table("name", "what it reproduces", "data", "--quick", "full")
+    table = Table("name", "what it reproduces", "data", "--quick", "full", "--arg")
     for e in rows:
         table.add_row(
-            e.name, e.summary, e.data, f"~{e.minutes['quick']:g} min", f"~{e.minutes['full']:g} min"
-        )
+            e.name, e.summary, e.data, f"~{e.minutes['quick']:g} min",
+            f"~{e.minutes['full']:g} min", ", ".join(f"{k}={v}" for k, v in e.options.items()),
+        )  # fmt: skip
     console.print(table)
 
 
@@ -58,6 +59,9 @@ def run_cmd(
     ] = None,
     ray: Annotated[bool, typer.Option(help="Run grid cells as Ray tasks (local).")] = False,
     ray_address: Annotated[str | None, typer.Option(help="An existing Ray cluster.")] = None,
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", help="Experiment option KEY=VALUE (see list).")
+    ] = None,
 ) -> None:
     """Run one experiment: metrics.json, report.md and PNGs in --out."""
     if device not in DEVICE_CHOICES and not device.startswith("cuda:"):
@@ -65,10 +69,11 @@ def run_cmd(
     if quick and tiny:
         raise UserError("--quick and --tiny are exclusive; pick one")
     exp = experiments.get(name)
+    options = parse_options(arg or [], exp.options)
     mode = "tiny" if tiny else "quick" if quick else "full"
     ctx = make_context(
         name, out=out, mode=mode, device=device, data=data, seed=seed, data_dir=data_dir, ray=ray,
-        ray_address=ray_address, console=console,
+        ray_address=ray_address, options=options, console=console,
     )  # fmt: skip
     if mode != "tiny":
         console.print(

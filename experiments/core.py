@@ -32,14 +32,19 @@ class Context:
     mode: Mode = "quick"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     data: str | None = None  # None: the experiment's default
+    data_given: bool = False  # the user named the data set (else the default was taken)
     seed: int = 0
     data_dir: Path | None = None  # where user-supplied data sets (CIFAR-10) live
     ray: bool = False
     ray_address: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the user's --arg overrides
     console: Console = field(default_factory=Console)
 
-    def pick(self, *, tiny: Any, quick: Any, full: Any) -> Any:
-        """The value for this run's mode (sizes, epochs, steps)."""
+    def pick(self, *, tiny: Any, quick: Any, full: Any, option: str | None = None) -> Any:
+        """The value for this run's mode (sizes, epochs, steps) — or the user's ``--arg``
+        for ``option`` when given."""
+        if option is not None and self.options.get(option) is not None:
+            return self.options[option]
         return {"tiny": tiny, "quick": quick, "full": full}[self.mode]
 
     def png(self, stem: str) -> Path:
@@ -135,6 +140,7 @@ def render(outcome: Outcome, metrics: dict, ctx: Context) -> str:
 def execute(run: Callable[[Context], Outcome], ctx: Context, default_data: str) -> dict:
     """Run one experiment: seed, time, write metrics.json and report.md; return metrics."""
     ctx.out.mkdir(parents=True, exist_ok=True)
+    ctx.data_given = ctx.data is not None
     ctx.data = ctx.data or default_data
     seed_everything(ctx.seed)
     t0 = time.perf_counter()
@@ -146,6 +152,7 @@ def execute(run: Callable[[Context], Outcome], ctx: Context, default_data: str) 
             "mode": ctx.mode,
             "data": ctx.data,
             **outcome.metrics,
+            "options": ctx.options,
             "wall_s": wall,
             "figures": [p.name for p in outcome.figures],
             "run": run_info(seed=ctx.seed, device=ctx.device),
@@ -176,6 +183,7 @@ def make_context(
     data_dir: Path | None = None,
     ray: bool = False,
     ray_address: str | None = None,
+    options: dict[str, Any] | None = None,
     console: Console | None = None,
 ) -> Context:
     return Context(
@@ -188,5 +196,6 @@ def make_context(
         data_dir=data_dir,
         ray=ray or ray_address is not None,
         ray_address=ray_address,
+        options=options or {},
         console=console or Console(),
     )
