@@ -21,6 +21,7 @@ _MODULES = (
     "distillation",
     "generator",
     "plasticity",
+    "encrypted_blackbox",
 )
 _ALL = (
     "table_3_1",

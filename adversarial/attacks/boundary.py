@@ -101,6 +101,17 @@ class Boundary(Attack):
 
 @register("boundary")
 def boundary(
-    *, steps: int = 500, spherical_step: float = 0.01, source_step: float = 0.01, seed: int = 0
+    *,
+    steps: int = 500,
+    spherical_step: float = 0.01,
+    source_step: float = 0.01,
+    init_tries: int = 100,
+    seed: int = 0,
 ) -> Boundary:
-    return Boundary(steps=steps, spherical_step=spherical_step, source_step=source_step, seed=seed)
+    return Boundary(
+        steps=steps,
+        spherical_step=spherical_step,
+        source_step=source_step,
+        init_tries=init_tries,
+        seed=seed,
+    )
