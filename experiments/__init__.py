@@ -22,6 +22,7 @@ _MODULES = (
     "generator",
     "plasticity",
     "encrypted_blackbox",
+    "dimpled_manifold",
 )
 _ALL = (
     "table_3_1",
