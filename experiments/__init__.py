@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from nets.errors import UserError
 
 _MODULES = (
+    "table_3_1",
     "free_at",
     "smoothing",
     "neural_cleanse",
