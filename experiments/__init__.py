@@ -14,18 +14,7 @@ from dataclasses import dataclass
 
 from nets.errors import UserError
 
-_MODULES = (
-    "table_3_1",
-    "free_at",
-    "smoothing",
-    "neural_cleanse",
-    "distillation",
-    "generator",
-    "plasticity",
-    "encrypted_blackbox",
-    "dimpled_manifold",
-)
-_ALL = (
+_MODULES = (  # in the order of the issue and of `python -m experiments list`
     "table_3_1",
     "plasticity",
     "free_at",

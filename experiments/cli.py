@@ -69,7 +69,7 @@ def run_cmd(
     if quick and tiny:
         raise UserError("--quick and --tiny are exclusive; pick one")
     exp = experiments.get(name)
-    options = parse_options(arg or [], exp.options)
+    options = parse_options(arg or [], exp.options, what=f"experiment {name}")
     mode = "tiny" if tiny else "quick" if quick else "full"
     ctx = make_context(
         name, out=out, mode=mode, device=device, data=data, seed=seed, data_dir=data_dir, ray=ray,

@@ -164,6 +164,7 @@ def execute(run: Callable[[Context], Outcome], ctx: Context, default_data: str) 
             "published": r.published,
             "ours": fill(r.ours, metrics),
             "holds": r.holds,
+            "template": r.ours,  # what the figure was filled from (tests re-fill it)
         }
         for r in outcome.rows
     ]

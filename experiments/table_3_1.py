@@ -176,7 +176,7 @@ def run(ctx: Context) -> Outcome:
 
     table = [
         Row("plain inference per image", "0.1 ms",
-            "{plain_per_image_s:.5f} s (torch, batch of 1)", verdict(plain_1 < 0.01)),
+            "{plain_per_image_s:.5f} s (torch, one image)", verdict(plain_1 < 0.01)),
         Row("CKKS single packing, per image (one request)", "300 s",
             "{summary.ckks_single.per_image_s:.3f} s — "
             "{summary.ckks_single.overhead_vs_plain_batch1:,.0f}× plain; accuracy "

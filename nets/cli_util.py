@@ -44,7 +44,9 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
     return 0
 
 
-def parse_options(pairs: list[str], defaults: dict[str, object]) -> dict[str, object]:
+def parse_options(
+    pairs: list[str], defaults: dict[str, object], what: str = "this model"
+) -> dict[str, object]:
     """``["width=32", "act=relu"]`` → ``{"width": 32, "act": "relu"}``, typed by the defaults."""
     out: dict[str, object] = {}
     for pair in pairs:
@@ -53,7 +55,7 @@ def parse_options(pairs: list[str], defaults: dict[str, object]) -> dict[str, ob
             raise UserError(f"--arg {pair!r}: expected KEY=VALUE, e.g. --arg width=32")
         if key not in defaults:
             known = ", ".join(f"{k}={v}" for k, v in defaults.items()) or "none"
-            raise UserError(f"--arg {key}: unknown option; this model accepts {known}")
+            raise UserError(f"--arg {key}: unknown option; {what} accepts {known}")
         kind = type(defaults[key])
         try:
             if kind is bool:

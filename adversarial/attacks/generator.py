@@ -109,6 +109,7 @@ class TargetGrid:
         flat_src = self.sources.repeat_interleave(k, 0)
         return {
             "pairs": s * k,
+            "other_class_pairs": s * (k - 1),
             "target_success": self.reached.float().mean().item(),
             # aiming at the image's own class is no attack: not counted
             "target_success_other_classes": (int(self.reached.sum()) - own) / (s * (k - 1)),
