@@ -66,6 +66,7 @@ class BfvSinglePlan:
             },
             "logit_bound": str(self.logit_bound),
             "rotations": self.rotations,
+            "zero_diagonals_skipped": self.program.skipped_diagonals,
             "round_trips": 0,
             "input": {"layouts": [layout.tolist() for layout in self.input_layouts]},
         }

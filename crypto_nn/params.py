@@ -56,6 +56,20 @@ class CkksParams:
         )
         return parms
 
+    def encodes_to_zero(self):
+        """A test ``values -> bool``: does CKKS encode this slot vector, at the weight scale
+        2^weight_scale_bits, to the zero plaintext (every coefficient rounds to 0)? SEAL
+        refuses a product with such a plaintext, so plans leave those weights out."""
+        encoder = seal.CKKSEncoder(self.seal_context())
+        scale = float(2**self.weight_scale_bits) if self.weight_scale_bits else self.scale
+
+        def test(values) -> bool:
+            pt = seal.Plaintext()
+            encoder.encode(list(map(float, values)), scale, pt)
+            return pt.is_zero()
+
+        return test
+
     def seal_context(self) -> seal.SEALContext:
         ctx = seal.SEALContext(self.seal_parameters(), True, seal.SEC_LEVEL_TYPE.TC128)
         if not ctx.parameters_set():

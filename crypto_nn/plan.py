@@ -95,6 +95,11 @@ class Plan:
                 else "slot j of the output ciphertext = logit j",
             },
             "max_abs_value": self.max_abs_value,
+            **(
+                {"zero_diagonals_skipped": self.program.skipped_diagonals}
+                if self.program is not None
+                else {}
+            ),
         }
 
     def _input_description(self) -> dict[str, object]:
@@ -182,7 +187,7 @@ def compile(
         params = choose_ckks_single(
             activations, value_bits(max_abs), min_slots=single.min_slots(layers), n=n
         )
-        program = single.program(layers, params.slots)
+        program = single.program(layers, params.slots, params.encodes_to_zero())
     else:
         params = None
         if fused and scale_bits is None and _fusable(layers):

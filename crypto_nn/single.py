@@ -21,6 +21,7 @@ Every rotation step is a power of two, so the Galois keys are few (≤ log2 slot
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,7 @@ class Diagonals:
     in_period: int  # n' (power of two): rotate-and-add from m up to n'
     bias: np.ndarray  # (slots,) bias pattern of the output block
     out: Block
+    skipped: int = 0  # nonzero diagonals dropped: they encode to a zero plaintext
 
     @property
     def rotations(self) -> list[int]:
@@ -126,8 +128,22 @@ def _best_baby(n_blocks: int, m: int) -> int:
     return min(options, key=lambda g: (n_blocks * (g - 1) + m // g - 1, -g))
 
 
-def diagonals(weight: np.ndarray, bias: np.ndarray, blocks: list[Block], slots: int) -> Diagonals:
-    """The hybrid diagonal form of ``weight`` (m × n) for inputs laid out as ``blocks``."""
+def exactly_zero(values: np.ndarray) -> bool:
+    return not np.any(values)
+
+
+def diagonals(
+    weight: np.ndarray,
+    bias: np.ndarray,
+    blocks: list[Block],
+    slots: int,
+    encodes_to_zero: Callable[[np.ndarray], bool] = exactly_zero,
+) -> Diagonals:
+    """The hybrid diagonal form of ``weight`` (m × n) for inputs laid out as ``blocks``.
+
+    A diagonal that ``encodes_to_zero`` (CKKS: every coefficient rounds to 0 at the weight
+    scale) contributes nothing, and SEAL refuses its product ("transparent"): it is left
+    out here and counted in ``skipped``."""
     m_rows = weight.shape[0]
     m = next_pow2(m_rows)
     n = max([m] + [b.period for b in blocks])
@@ -136,6 +152,7 @@ def diagonals(weight: np.ndarray, bias: np.ndarray, blocks: list[Block], slots: 
     g = _best_baby(len(blocks), m)
     s_idx = np.arange(n)
     plain: dict[tuple[int, int, int], np.ndarray] = {}
+    skipped = 0
     for c, block in enumerate(blocks):
         mat = np.zeros((m, n))
         valid = np.flatnonzero(block.entries >= 0)
@@ -145,7 +162,11 @@ def diagonals(weight: np.ndarray, bias: np.ndarray, blocks: list[Block], slots: 
             if not diag.any():
                 continue
             j, i = divmod(k, g)
-            plain[(c, j, i)] = np.roll(np.tile(diag, slots // n), g * j)  # rot(diag, −g·j)
+            values = np.roll(np.tile(diag, slots // n), g * j)  # rot(diag, −g·j)
+            if encodes_to_zero(values):
+                skipped += 1
+                continue
+            plain[(c, j, i)] = values
     pattern = np.zeros(m)
     pattern[:m_rows] = bias
     entries = np.where(np.arange(m) < m_rows, np.arange(m), -1)
@@ -157,6 +178,7 @@ def diagonals(weight: np.ndarray, bias: np.ndarray, blocks: list[Block], slots: 
         in_period=n,
         bias=np.tile(pattern, slots // m),
         out=Block(entries, m),
+        skipped=skipped,
     )
 
 
@@ -248,6 +270,11 @@ class Program:
         return self.steps[0].im2col.layouts
 
     @property
+    def skipped_diagonals(self) -> int:
+        """Nonzero diagonals left out because they encode to the zero plaintext."""
+        return sum(s.diagonals.skipped for s in self.steps if s.diagonals is not None)
+
+    @property
     def rotations(self) -> list[int]:
         steps: set[int] = set()
         for step in self.steps:
@@ -286,8 +313,14 @@ def check_shape(layers: list) -> None:
             )
 
 
-def program(layers: list, slots: int) -> Program:
-    """The single-packing schedule of a plan's layers for ``slots`` slots."""
+def program(
+    layers: list, slots: int, encodes_to_zero: Callable[[np.ndarray], bool] = exactly_zero
+) -> Program:
+    """The single-packing schedule of a plan's layers for ``slots`` slots.
+
+    ``encodes_to_zero`` says which weight vectors the scheme would encode as a zero
+    plaintext: such diagonals are skipped; a first-layer channel or a whole later layer
+    that is all zero cannot run (SEAL has no product to return) and is refused here."""
     check_shape(layers)
     steps: list[Step] = []
     blocks: list[Block] = []
@@ -295,13 +328,29 @@ def program(layers: list, slots: int) -> Program:
     for layer in layers:
         if layer.kind == "affine":
             weight = layer.weight * fold
+            where = f"affine layer {sum(s.kind in ('im2col', 'diagonals') for s in steps)}"
             if not steps:
                 first = im2col(weight, slots)
+                for chunk in first.weights:
+                    for r, w in enumerate(chunk):
+                        if encodes_to_zero(w):
+                            raise CompileError(
+                                f"{where}: output channel {r} has no weight that survives "
+                                "encoding (all round to 0 at the weight scale), so its outputs "
+                                "are constants SEAL cannot produce from the input; drop those "
+                                "outputs, retrain, or use batch packing"
+                            )
                 biases = [bias_pattern(b, layer.bias, slots) for b in first.blocks]
                 steps.append(Step("im2col", im2col=first, biases=biases))
                 blocks = first.blocks
             else:
-                diag = diagonals(weight, layer.bias, blocks, slots)
+                diag = diagonals(weight, layer.bias, blocks, slots, encodes_to_zero)
+                if not diag.plain:
+                    raise CompileError(
+                        f"{where}: every weight rounds to 0 at the weight scale, so its output "
+                        "is the constant bias; remove the layer or retrain (batch packing "
+                        "runs it)"
+                    )
                 steps.append(Step("diagonals", diagonals=diag))
                 blocks = [diag.out]
             fold = 1.0

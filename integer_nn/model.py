@@ -12,6 +12,17 @@ from integer_nn.ops import Interval, IntOp
 INT64_LIMIT = (1 << 63) - 1
 
 
+def _step(op: IntOp, wide: bool, x: np.ndarray) -> np.ndarray:
+    """One op: in Python integers when its worst case passes int64, back to int64 as soon
+    as an op's worst case fits again (a requantising table, usually)."""
+    if wide and x.dtype != object:
+        x = x.astype(object)
+    x = op.forward(x)
+    if not wide and x.dtype == object:
+        x = x.astype(np.int64)  # the range analysis guarantees it fits
+    return x
+
+
 @dataclass
 class LayerStats:
     """What is known of one op's output range."""
@@ -23,7 +34,10 @@ class LayerStats:
 
 @dataclass
 class IntModel:
-    """An exact integer network. ``forward`` is deterministic int64 in, int64 logits out."""
+    """An exact integer network. ``forward`` is deterministic: int64 in, int64 logits out
+    — or Python integers (an object array) when the worst case passes int64 somewhere:
+    those ops and the ones after them run exactly in Python ints, so the reference never
+    caps what an exact scheme can compute."""
 
     ops: list[IntOp]
     in_shape: tuple[int, int, int]  # (C, H, W) of one image
@@ -35,14 +49,8 @@ class IntModel:
 
     def __post_init__(self) -> None:
         worst = self.worst_case()
-        for i, (op, bound) in enumerate(zip(self.ops, worst, strict=True)):
-            reach = max(bound.peak, abs(bound.lo), abs(bound.hi))
-            if reach > INT64_LIMIT:
-                raise QuantizationError(
-                    f"layer {i} ({op.describe()}) can reach |{reach}| ≈ 2^{reach.bit_length()} in "
-                    "the worst case, past int64; lower weight_bits / act_bits, or quantise x² as "
-                    "a table (square='table')"
-                )
+        # per op: may its output (or its accumulator) pass int64? Then it runs in Python ints
+        self._wide = [max(b.peak, abs(b.lo), abs(b.hi)) > INT64_LIMIT for b in worst]
         if not self.stats:
             self.stats = [LayerStats(w) for w in worst]
 
@@ -81,9 +89,14 @@ class IntModel:
                 f"input values span [{lo}, {hi}] but the model was analysed for "
                 f"[0, {self.input_max}]; quantize inputs with quantize_input()"
             )
-        for op in self.ops[:upto]:
-            x = op.forward(x)
+        for op, wide in zip(self.ops[:upto], self._wide, strict=False):
+            x = _step(op, wide, x)
         return x
+
+    @property
+    def wide(self) -> bool:
+        """Whether some op's worst case passes int64 (forward then returns Python ints)."""
+        return any(self._wide)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Float images → real-valued logits (integer logits times the output scale)."""
@@ -109,8 +122,8 @@ class IntModel:
     def observe(self, x_int: np.ndarray) -> None:
         """Record the observed range of every op's output on ``x_int`` (calibration data)."""
         x = x_int
-        for op, stat in zip(self.ops, self.stats, strict=True):
-            x = op.forward(x)
+        for op, stat, wide in zip(self.ops, self.stats, self._wide, strict=True):
+            x = _step(op, wide, x)
             stat.observed_lo, stat.observed_hi = int(x.min()), int(x.max())
 
     def describe(self) -> list[dict[str, object]]:

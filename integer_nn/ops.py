@@ -96,6 +96,28 @@ def _weight_sums(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     )
 
 
+def _windows(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
+    view = np.lib.stride_tricks.sliding_window_view(x, (kernel, kernel), axis=(2, 3))
+    return view[:, :, ::stride, ::stride]  # (N, C, Ho, Wo, k, k)
+
+
+def wide_conv2d(x, weight, bias, stride: int, padding: int) -> np.ndarray:
+    """Convolution in Python integers (object arrays): what a layer whose worst case passes
+    int64 runs on, so exact schemes (BFV) are checked bit for bit at any width. One
+    ``tensordot`` per kernel offset; slow next to the int64 kernels, used only there."""
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=0)
+    n, _, h, wd = x.shape
+    o, _, kh, kw = weight.shape
+    ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    w = weight.astype(object)
+    out = np.zeros((n, ho, wo, o), dtype=object)
+    for ky in range(kh):
+        for kx in range(kw):
+            patch = x[:, :, ky : ky + stride * ho : stride, kx : kx + stride * wo : stride]
+            out = out + np.tensordot(patch, w[:, :, ky, kx], axes=([1], [1]))
+    return out.transpose(0, 3, 1, 2) + bias.astype(object)[None, :, None, None]
+
+
 @register
 @dataclass
 class IntConv2d(IntOp):
@@ -110,6 +132,8 @@ class IntConv2d(IntOp):
         self._prepared = kernels.prepare(self.weight, self.bias, ndim=4)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == object:  # values past int64: exact Python integers
+            return wide_conv2d(x, self.weight, self.bias, self.stride, self.padding)
         return kernels.conv2d(x, self._prepared, stride=self.stride, padding=self.padding)
 
     def bounds(self, inp: Interval) -> Interval:
@@ -137,6 +161,8 @@ class IntLinear(IntOp):
         self._prepared = kernels.prepare(self.weight, self.bias, ndim=2)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == object:  # values past int64: exact Python integers
+            return x @ self.weight.astype(object).T + self.bias.astype(object)
         return kernels.linear(x, self._prepared)
 
     def bounds(self, inp: Interval) -> Interval:
@@ -165,6 +191,9 @@ class IntTable(IntOp):
         return self.lo + (len(self.values) << self.shift) - 1
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == object:  # a wide accumulator: clip in Python ints, then the domain fits
+            index = (np.clip(x, self.lo, self.hi) - self.lo) >> self.shift
+            return self.values[index.astype(np.int64)]
         return kernels.table_lookup(x, self.values, lo=self.lo, shift=self.shift)
 
     def bounds(self, inp: Interval) -> Interval:
@@ -223,6 +252,8 @@ class IntMaxPool2d(_Pool):
     kind: ClassVar[str] = "maxpool2d"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == object:
+            return _windows(x, self.kernel, self.stride).max(axis=(4, 5))
         return kernels.maxpool2d(x, self.kernel, self.stride)
 
 
@@ -234,6 +265,8 @@ class IntSumPool2d(_Pool):
     kind: ClassVar[str] = "sumpool2d"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == object:
+            return _windows(x, self.kernel, self.stride).sum(axis=(4, 5))
         return kernels.sumpool2d(x, self.kernel, self.stride)
 
     def bounds(self, inp: Interval) -> Interval:

@@ -218,3 +218,51 @@ def test_im2col_schedule_computes_the_first_layer(seed, m, n, slots):
             if e >= 0:
                 got[e] = out[s]
     np.testing.assert_allclose(got, weight @ x + bias, atol=1e-9)
+
+
+# --- weights that encode to zero ------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(_layer_case(), st.data())
+def test_diagonals_that_encode_to_zero_are_skipped_and_counted(case, data_):
+    """A diagonal whose values all round to 0 at the weight scale encodes to the zero
+    plaintext (SEAL would refuse its product): it is left out, counted, and the product
+    loses only those sub-resolution terms."""
+    from crypto_nn.params import CkksParams
+
+    slots, weight, bias, blocks, x = case
+    params = CkksParams(8192, (46, 57, 57, 57), 25, weight_scale_bits=16)
+    tiny = data_.draw(st.floats(1e-12, 1e-8))
+    full = single.diagonals(weight, bias, blocks, slots)
+    picked = data_.draw(st.sets(st.sampled_from(sorted(full.plain)) if full.plain else st.nothing(),
+                                max_size=len(full.plain)))  # fmt: skip
+    for key in picked:  # make these diagonals tiny (the rest keep their values)
+        full.plain[key] = full.plain[key] * tiny
+    test = params.encodes_to_zero()
+    kept = {k: v for k, v in full.plain.items() if not test(v)}
+    dropped = set(full.plain) - set(kept)
+    assert set(picked) <= dropped  # every tiny diagonal encodes to 0 (a sparse one may too)
+    assert single.diagonals(weight * 0, bias, blocks, slots).plain == {}
+    diag = single.Diagonals(kept, full.baby, full.giants, full.out_period, full.in_period,
+                            full.bias, full.out, skipped=len(dropped))  # fmt: skip
+    xs = [np.tile(np.concatenate([x, [0.0]])[b.entries], slots // b.period) for b in blocks]
+    y = single.apply_plain(diag, xs)
+    reference = single.apply_plain(full, xs)  # with every diagonal
+    # what is lost is at most the dropped diagonals' terms: each below the weight scale
+    lost = sum(np.abs(full.plain[k]).max() for k in dropped) * max(np.abs(x).max(), 1.0)
+    np.testing.assert_allclose(y, reference, atol=lost + 1e-9)
+    assert lost <= len(dropped) * 2.0**-6
+
+
+def test_a_layer_whose_weights_all_round_to_zero_is_refused_at_compile_time(digits):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), TorchSquare(), nn.Linear(16, 10)).eval()
+    with torch.no_grad():
+        net[-1].weight.mul_(1e-7)
+    with pytest.raises(CompileError, match=r"affine layer 1: every weight rounds to 0"):
+        plan_mod.compile(net, digits[0].images[:200], packing="single")
+
+
+def test_single_plans_describe_the_skipped_diagonals(square_plan):
+    assert square_plan.describe()["zero_diagonals_skipped"] == 0

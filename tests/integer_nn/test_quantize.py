@@ -85,13 +85,45 @@ def test_observed_ranges_lie_inside_worst_case(digits):
             assert st.worst.lo <= cur.min() and cur.max() <= st.worst.hi
 
 
-def test_square_exact_stays_polynomial_and_refuses_overflow(digits):
+def test_square_exact_stays_polynomial_and_runs_past_int64_in_python_ints(digits):
     model = _trained("tenseal-tutorial", digits, epochs=2)
     small = quantize(model, digits[0].images[:100], weight_bits=4, act_bits=4)
     assert not any(isinstance(op, IntTable) for op in small.ops)
     assert sum(isinstance(op, IntSquare) for op in small.ops) == 2
-    with pytest.raises(QuantizationError, match=r"layer \d+ \(.*\).* past int64; lower"):
-        quantize(model, digits[0].images[:100], weight_bits=8, act_bits=8)
+    assert (
+        not small.wide and small.forward(small.quantize_input(digits[1].images)).dtype == np.int64
+    )
+    wide = quantize(model, digits[0].images[:100], weight_bits=5, act_bits=5)
+    assert wide.wide  # its worst case passes int64: the reference no longer refuses it
+    x = wide.quantize_input(np.ones((2, 1, 8, 8)))
+    out = wide.forward(x)
+    assert out.dtype == object and all(isinstance(v, int) for v in out.ravel())
+    # exact: the same integers as the int64 path on an input small enough for int64
+    narrow = np.zeros_like(x)
+    narrow[:, :, 3, 3] = 1
+    forced_narrow = narrow.copy()
+    for op in wide.ops:
+        forced_narrow = op.forward(forced_narrow)
+    assert (wide.forward(narrow) == forced_narrow.astype(object)).all()
+    # and the integer logits still mean the float model's logits
+    real = wide.logits(digits[1].images[:50])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(digits[1].images[:50])).numpy()
+    assert (real.argmax(1) == ref.argmax(1)).mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["lenet-shallow", "tenseal-tutorial"])
+def test_python_int_ops_equal_the_int64_kernels(name, digits):
+    """Every op's exact (object) path gives the int64 kernels' integers where both fit."""
+    int_model = quantize(
+        _trained(name, digits, epochs=1), digits[0].images[:200], weight_bits=4, act_bits=4
+    )
+    x = int_model.quantize_input(digits[1].images[:20])
+    for op in int_model.ops:
+        y = op.forward(x)
+        y_wide = op.forward(x.astype(object))
+        assert (np.asarray(y_wide, dtype=object) == y.astype(object)).all(), op.describe()
+        x = y
 
 
 def test_batchnorm_is_folded():
