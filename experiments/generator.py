@@ -45,7 +45,9 @@ def run(ctx: Context) -> Outcome:
     epochs = ctx.pick(tiny=1, quick=4, full=10)
     rounds = ctx.pick(tiny=3, quick=100, full=100)
     gen_n = ctx.pick(tiny=4, quick=50, full=200)
-    pool = ctx.pick(tiny=16, quick=512, full=1024)
+    pool = ctx.pick(tiny=16, quick=256, full=1024)  # images the generator attacks per refresh
+    refresh = ctx.pick(tiny=1, quick=2, full=1)  # epochs between regenerations
+    bonus_rounds = ctx.pick(tiny=3, quick=30, full=100)  # generator alternations in (D)
     train_set, test_set = datasets(ctx, n_train, None)
     cfg = TrainConfig(epochs=epochs, seed=ctx.seed)
     ctx.log(f"(A) training the classifier on {len(train_set)} {ctx.data} images")
@@ -71,11 +73,10 @@ def run(ctx: Context) -> Outcome:
         cifar.update(clean_accuracy=accuracy(c_net, cx, cy), **c_grid)
         figures.append(c_png)
     ctx.log("(D) training against the generator attack")
-    before = generator_success(net, test_set, ctx.seed + 1, ctx.device, gen_n, rounds)
-    robust, seconds = fit(
-        ctx, "cnn", train_set, cfg, defenses.build("generator-at", pool=pool, rounds=rounds)
-    )
-    after = generator_success(robust, test_set, ctx.seed + 1, ctx.device, gen_n, rounds)
+    before = generator_success(net, test_set, ctx.seed + 1, ctx.device, gen_n, bonus_rounds)
+    defense = defenses.build("generator-at", pool=pool, rounds=bonus_rounds, refresh=refresh)
+    robust, seconds = fit(ctx, "cnn", train_set, cfg, defense)
+    after = generator_success(robust, test_set, ctx.seed + 1, ctx.device, gen_n, bonus_rounds)
     metrics = {
         "epochs": epochs,
         "n_train": len(train_set),
@@ -86,6 +87,8 @@ def run(ctx: Context) -> Outcome:
         "bonus": {
             "images_attacked": gen_n,
             "pool": pool,
+            "refresh_epochs": refresh,
+            "generator_rounds": bonus_rounds,
             "success_before": before,
             "success_after": after,
             "clean_accuracy_after": accuracy(robust, x, y),
@@ -133,7 +136,9 @@ def run(ctx: Context) -> Outcome:
         "alternations of MSE toward the source and toward the one-hot target; each image stops "
         "when the classifier says the target). The generator is unbounded (no ε), so the "
         "bonus model is trained on generated images with their true labels (generator-at) and "
-        f"judged by the targeted success of a fresh generator run on {gen_n} test images."
+        f"judged by the targeted success of a fresh generator run on {gen_n} test images "
+        f"(pool of {pool} training images regenerated every {refresh} epoch(s), ≤ "
+        f"{bonus_rounds} alternations per generated image)."
         + (f" CIFAR-10 part skipped: {cifar['skipped']}." if cifar["skipped"] else "")
     )
     return Outcome(metrics, table, differs, figures, title="Generator attack (seed 001 B–D)")
