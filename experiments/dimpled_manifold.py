@@ -55,7 +55,6 @@ def run(ctx: Context) -> Outcome:
     n_probe = ctx.pick(tiny=8, quick=200, full=1000)
     epochs = ctx.pick(tiny=1, quick=6, full=12)
     eps_linf = 0.3 if ctx.data.startswith("mnist") or ctx.data == "digits" else 0.1
-    eps_l2 = 2.0 if ctx.data.startswith("mnist") or ctx.data == "digits" else 1.0
     train_set, test_set = datasets(ctx, n_train, None)
     cfg = TrainConfig(epochs=epochs, seed=ctx.seed)
     ctx.log(f"N1: cnn on {len(train_set)} clean {ctx.data} images")
@@ -93,11 +92,12 @@ def run(ctx: Context) -> Outcome:
     uniform = dim / flat_train.shape[1]
 
     # (b) the mystery: train only on adversarial examples with their (wrong) target labels
-    ctx.log("(b) targeted L2 PGD on every training image toward (y + 1) mod K")
+    ctx.log("(b) targeted L∞ PGD on every training image toward (y + 1) mod K")
     xs, ys = tensors(train_set, ctx.device)
     kcls = len(train_set.classes)
     target = (ys + 1) % kcls
-    targeted = attacks.build("pgd-l2", eps=eps_l2, steps=ctx.pick(tiny=3, quick=40, full=100))
+    # L∞ at the usual budget: L2 ε = 2 reached the target for only ~23 % of MNIST-5k images
+    targeted = attacks.build("pgd", eps=eps_linf, steps=ctx.pick(tiny=3, quick=40, full=100))
     adv = torch.cat([targeted(n1, xs[i : i + 500], ys[i : i + 500], target[i : i + 500])
                      for i in range(0, len(xs), 500)])  # fmt: skip
     reached = float((predictions(n1, adv) == target).float().mean())
@@ -107,7 +107,7 @@ def run(ctx: Context) -> Outcome:
     n2, _ = fit(ctx, "cnn", relabelled, cfg)
     metrics = {
         "k": k, "dim": dim, "probe_images": len(probe_x), "eps_linf": eps_linf,
-        "eps_l2": eps_l2, "epochs": epochs, "n_train": len(train_set),
+        "epochs": epochs, "n_train": len(train_set),
         "uniform_share": uniform, "perturbations": shares,
         "mystery": {
             "n1_clean_accuracy": accuracy(n1, xt, yt),
@@ -150,7 +150,7 @@ def run(ctx: Context) -> Outcome:
         f"{len(probe_x)} test images by PCA of its {k} nearest {ctx.data} training images "
         f"(top {dim} of 784 directions: a random direction puts {uniform:.3f} of its norm "
         f"there in expectation); PGD-40 at L∞ ε = {eps_linf}, C&W L2 unbounded, successful "
-        f"perturbations only. (b) Targeted L2 PGD (ε = {eps_l2}) moves every training image "
+        f"perturbations only. (b) Targeted L∞ PGD (ε = {eps_linf}) moves every training image "
         "toward (y + 1) mod K; N2, a fresh `cnn`, sees only those images with the target labels "
         f"({epochs} epochs), and is tested on the clean test set with the true labels."
     )
