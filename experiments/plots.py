@@ -43,15 +43,20 @@ def heatmaps(
 
 
 def log_bars(groups: dict[str, dict[str, float]], path: Path, *, ylabel: str) -> Path:
-    """Grouped bars on a log axis: ``{group: {series: value}}``."""
-    series = sorted({s for g in groups.values() for s in g})
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(groups), 3.6))
-    width = 0.8 / max(1, len(series))
-    for i, s in enumerate(series):
-        xs = [j + i * width for j in range(len(groups))]
-        ax.bar(xs, [g.get(s, np.nan) for g in groups.values()], width, label=s)
+    """Grouped bars on a log axis: ``{group: {series: value}}``; each group shows only its
+    own series, side by side, one colour per series name across groups."""
+    series = list(dict.fromkeys(s for g in groups.values() for s in g))
+    colours = {s: plt.cm.tab10(i % 10) for i, s in enumerate(series)}
+    fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(groups), 3.6))
+    width = 0.8 / max(len(g) for g in groups.values())
+    seen: set[str] = set()
+    for j, g in enumerate(groups.values()):
+        for i, (name, value) in enumerate(g.items()):
+            x = j + (i - (len(g) - 1) / 2) * width
+            ax.bar(x, value, width, color=colours[name], label=None if name in seen else name)
+            seen.add(name)
     ax.set_yscale("log")
-    ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(groups))], list(groups))
+    ax.set_xticks(range(len(groups)), list(groups))
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
