@@ -44,10 +44,10 @@ def run(ctx: Context) -> Outcome:
     n_train = ctx.pick(tiny=300, quick=None, full=None)
     epochs = ctx.pick(tiny=1, quick=4, full=10)
     rounds = ctx.pick(tiny=3, quick=100, full=100)
-    gen_n = ctx.pick(tiny=4, quick=50, full=200)
-    pool = ctx.pick(tiny=16, quick=256, full=1024)  # images the generator attacks per refresh
+    gen_n = ctx.pick(tiny=4, quick=30, full=200)
+    pool = ctx.pick(tiny=16, quick=128, full=1024)  # images the generator attacks per refresh
     refresh = ctx.pick(tiny=1, quick=2, full=1)  # epochs between regenerations
-    bonus_rounds = ctx.pick(tiny=3, quick=30, full=100)  # generator alternations in (D)
+    bonus_rounds = ctx.pick(tiny=3, quick=15, full=100)  # generator alternations in (D)
     train_set, test_set = datasets(ctx, n_train, None)
     cfg = TrainConfig(epochs=epochs, seed=ctx.seed)
     ctx.log(f"(A) training the classifier on {len(train_set)} {ctx.data} images")
