@@ -28,6 +28,16 @@ def datasets(ctx: Context, n_train: int | None, n_test: int | None, classes=None
     return train_set.subset(n_train), test_set.subset(n_test)
 
 
+def is_digits(data_name: str) -> bool:
+    """MNIST-like data (handwritten digits): the literature's budgets differ from Fashion's."""
+    return data_name.startswith("mnist") or data_name == "digits"
+
+
+def linf_budget(data_name: str) -> float:
+    """The usual L∞ ε: 0.3 on MNIST-like digits (Madry et al.), 0.1 on Fashion-MNIST."""
+    return 0.3 if is_digits(data_name) else 0.1
+
+
 def tensors(ds: Dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
     return (
         torch.from_numpy(ds.images).to(device),

@@ -15,7 +15,7 @@ from adversarial import attacks
 from adversarial.defenses.judge import accuracy
 from adversarial.metrics import predictions
 from experiments import register
-from experiments.common import datasets, fit, tensors
+from experiments.common import datasets, fit, linf_budget, tensors
 from experiments.core import Context, Outcome, Row, verdict
 from nets.data import Dataset
 from nets.train import TrainConfig
@@ -54,7 +54,7 @@ def run(ctx: Context) -> Outcome:
     n_train = ctx.pick(tiny=300, quick=None, full=None)
     n_probe = ctx.pick(tiny=8, quick=200, full=1000)
     epochs = ctx.pick(tiny=1, quick=6, full=12)
-    eps_linf = 0.3 if ctx.data.startswith("mnist") or ctx.data == "digits" else 0.1
+    eps_linf = linf_budget(ctx.data)
     train_set, test_set = datasets(ctx, n_train, None)
     cfg = TrainConfig(epochs=epochs, seed=ctx.seed)
     ctx.log(f"N1: cnn on {len(train_set)} clean {ctx.data} images")

@@ -13,7 +13,7 @@ from adversarial import attacks, defenses
 from adversarial.metrics import summary
 from adversarial.oracle import Oracle
 from experiments import register
-from experiments.common import datasets, fit, tensors
+from experiments.common import datasets, fit, linf_budget, tensors
 from experiments.core import Context, Outcome, Row, verdict
 from nets.train import TrainConfig
 
@@ -53,7 +53,7 @@ def _attack_table(net, x, y, eps: float, sizes: dict) -> dict:
     data="mnist-5k",
 )
 def run(ctx: Context) -> Outcome:
-    eps = 0.3 if ctx.data.startswith("mnist") or ctx.data == "digits" else 0.1
+    eps = linf_budget(ctx.data)
     n_train = ctx.pick(tiny=300, quick=None, full=None)
     n_eval = ctx.pick(tiny=16, quick=200, full=1000)
     epochs = ctx.pick(tiny=1, quick=6, full=15)

@@ -17,7 +17,7 @@ from adversarial.oracle import Oracle
 from client.api import Client
 from client.oracle import EncryptedModel
 from experiments import register
-from experiments.common import datasets, fit, tensors
+from experiments.common import datasets, fit, linf_budget, tensors
 from experiments.core import Context, Outcome, Row, verdict
 from nets import checkpoint
 from nets.runinfo import run_info
@@ -52,7 +52,7 @@ def _score(net, x, y, x_adv, eps: float, seconds: float, queries: int | None) ->
     options={"images": 50, "queries": 300},
 )
 def run(ctx: Context) -> Outcome:
-    eps = 0.3 if ctx.data.startswith("mnist") or ctx.data == "digits" else 0.1
+    eps = linf_budget(ctx.data)
     n_train = ctx.pick(tiny=500, quick=20_000, full=None)
     n = ctx.pick(tiny=2, quick=8, full=50, option="images")
     queries = ctx.pick(tiny=3, quick=60, full=300, option="queries")

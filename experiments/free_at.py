@@ -11,7 +11,7 @@ import math
 
 from adversarial import defenses
 from experiments import register
-from experiments.common import datasets, fit, pgd_report, tensors, warm_up
+from experiments.common import datasets, fit, linf_budget, pgd_report, tensors, warm_up
 from experiments.core import Context, Outcome, Row, verdict
 from nets.train import TrainConfig
 
@@ -24,7 +24,7 @@ from nets.train import TrainConfig
     data="fashion-mnist",
 )
 def run(ctx: Context) -> Outcome:
-    eps = 0.3 if ctx.data.startswith("mnist") or ctx.data == "digits" else 0.1
+    eps = linf_budget(ctx.data)
     n_train = ctx.pick(tiny=256, quick=10_000, full=None)
     n_test = ctx.pick(tiny=64, quick=1000, full=10_000)
     epochs = ctx.pick(tiny=1, quick=8, full=28)  # 28 = 4·7: both m keep the passes

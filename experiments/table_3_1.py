@@ -19,7 +19,7 @@ import numpy as np
 from bench import he, he_bfv
 from crypto_nn.ckks_logreg import sigmoid_poly, train_encrypted, train_plain
 from experiments import register
-from experiments.common import datasets, fit
+from experiments.common import datasets, fit, is_digits
 from experiments.core import Context, Outcome, Row, verdict
 from experiments.plots import log_bars
 from nets import checkpoint
@@ -75,7 +75,7 @@ def _training(ctx: Context) -> dict:
     m = ctx.pick(tiny=256, quick=8192, full=8192)
     d = ctx.pick(tiny=4, quick=16, full=32)
     lr = 1.0
-    classes = BINARY if not ctx.data.startswith("mnist") and ctx.data != "digits" else (3, 8)
+    classes = (3, 8) if is_digits(ctx.data) else BINARY
     train_set, test_set = datasets(ctx, None, None, classes=classes)
     train_set = train_set.subset(m)
     flat = train_set.images.reshape(len(train_set), -1).astype(np.float64)
