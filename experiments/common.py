@@ -17,11 +17,14 @@ from nets.runinfo import seed_everything
 from nets.train import TrainConfig, train
 
 
-def datasets(ctx: Context, n_train: int | None, n_test: int | None, classes=None):
-    """(train, test) of ``ctx.data``, first N images, optionally only some classes
-    (relabelled 0..k-1)."""
-    train_set = data.load(ctx.data, "train", data_dir=ctx.data_dir)
-    test_set = data.load(ctx.data, "test", data_dir=ctx.data_dir)
+def datasets(
+    ctx: Context, n_train: int | None, n_test: int | None, classes=None, name: str | None = None
+):
+    """(train, test) of ``name`` (default ``ctx.data``), first N images, optionally only
+    some classes (relabelled 0..k-1)."""
+    name = name or ctx.data
+    train_set = data.load(name, "train", data_dir=ctx.data_dir)
+    test_set = data.load(name, "test", data_dir=ctx.data_dir)
     if classes is not None:
         spec = ",".join(map(str, classes))
         train_set, test_set = select_classes(train_set, spec), select_classes(test_set, spec)

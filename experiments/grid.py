@@ -35,8 +35,7 @@ def run_cells(
         raise UserError("--ray needs Ray: pip install 'ray[default]'") from None
     started = not ray_mod.is_initialized()
     if started:
-        kwargs = {"address": address} if address else {"num_cpus": None}
-        ray_mod.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        ray_mod.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         remote = ray_mod.remote(num_cpus=1)(fn)
         refs = [remote.remote(**cell) for cell in cells]

@@ -29,11 +29,7 @@ PUBLISHED = {  # thesis Table 5.1 (MNIST, 60,000 training images)
 
 
 def _protocol(ctx: Context, data_name: str, sizes: dict) -> dict:
-    ctx.data, saved = data_name, ctx.data
-    try:
-        train_set, test_set = datasets(ctx, sizes["n_train"], sizes["n_test"])
-    finally:
-        ctx.data = saved
+    train_set, test_set = datasets(ctx, sizes["n_train"], sizes["n_test"], name=data_name)
     xtr, ytr = tensors(train_set.subset(sizes["n_test"]), ctx.device)
     xte, yte = tensors(test_set, ctx.device)
     out = {}
