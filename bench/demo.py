@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import crypto_nn
 from client.api import Client
 from client.session import run_images
-from crypto_nn.keys import ClientKeys
-from crypto_nn.plan import ClientPlan
 from nets import checkpoint, data
 from server.local import local_server
 
@@ -48,15 +47,20 @@ def run(*, model_path: Path, n: int, n_single: int, workdir: Path) -> dict:
     server = local_server(models_dir, workdir / "state", log=workdir / "server.log")
     with server as url, Client(url) as client:
         result["server"] = url
-        for served, count in ((name, len(test)), (f"{name}-single", min(n_single, len(test)))):
-            plan = ClientPlan.from_description(client.model(served))
+        runs = (
+            ("batch", name, len(test)),
+            ("single", f"{name}-single", min(n_single, len(test))),
+            ("bfv", f"{name}-bfv", len(test)),
+        )
+        for row, served, count in runs:
+            desc = client.model(served)
             t0 = time.perf_counter()
-            keys = ClientKeys(plan)
+            keys = crypto_nn.client_for(desc)
             key_id = client.register_key(keys.public_context())
             keygen_s = time.perf_counter() - t0
             outcome = run_images(client, keys, served, key_id, test.images[:count])
-            pred = outcome.logits.argmax(1)
-            result["packings"][plan.packing] = {
+            pred = np.asarray(outcome.logits.argmax(1), dtype=np.int64)
+            result["packings"][row] = {
                 "model": served,
                 "n_images": count,
                 "keygen_register_s": keygen_s,
@@ -66,6 +70,35 @@ def run(*, model_path: Path, n: int, n_single: int, workdir: Path) -> dict:
                 "plain_accuracy": float((plain_pred[:count] == test.labels[:count]).mean()),
                 "encrypted_accuracy": float((pred == test.labels[:count]).mean()),
                 "argmax_agreement": float((pred == plain_pred[:count]).mean()),
-                "max_abs_logit_difference": float(np.abs(outcome.logits - plain[:count]).max()),
             }
+            if desc["scheme"] == "bfv":  # exact: against the integer model, bit for bit
+                reference = _int_reference(model_path, test.images[:count])
+                entry = result["packings"][row]
+                entry["scheme"] = "bfv"
+                entry["bit_exact_rate"] = float(
+                    (outcome.logits == reference.astype(object)).all(axis=1).mean()
+                )
+                entry["round_trips"] = desc["round_trips"]
+                entry["max_abs_logit_difference"] = float(
+                    np.abs(
+                        outcome.logits.astype(np.float64) * desc["output"]["output_scale"]
+                        - plain[:count]
+                    ).max()
+                )
+            else:
+                result["packings"][row]["max_abs_logit_difference"] = float(
+                    np.abs(outcome.logits - plain[:count]).max()
+                )
     return result
+
+
+def _int_reference(model_path: Path, images: np.ndarray) -> np.ndarray:
+    """The integer model the server compiled ``NAME-bfv`` from (same checkpoint, data,
+    calibration images and bits: quantisation is deterministic), run in the clear — what
+    the BFV logits must equal bit for bit."""
+    from server.models import quantized
+    from server.settings import Settings
+
+    settings = Settings()
+    int_model = quantized(model_path, settings.calibration_images, settings.bfv_bits)
+    return int_model.forward(int_model.quantize_input(images))

@@ -19,12 +19,12 @@ import torch
 from rich.console import Console
 
 from bench import he_single
-from crypto_nn import plan as plan_mod
-from crypto_nn import seal_bytes
-from crypto_nn.ckks_batch import BatchEvaluator
-from crypto_nn.keys import make_keys
-from crypto_nn.layers import Affine, Poly, Square
-from crypto_nn.params import choose_ckks, value_bits
+from crypto_nn.ckks import plan as plan_mod
+from crypto_nn.ckks.batch import BatchEvaluator
+from crypto_nn.ckks.client import make_keys
+from crypto_nn.ckks.layers import Affine, Poly, Square
+from crypto_nn.ckks.params import choose_ckks, value_bits
+from crypto_nn.wire import seal_bytes
 from nets import checkpoint as ckpt_io
 from nets import data, models
 from nets.runinfo import run_info, seed_everything
@@ -194,7 +194,7 @@ def _batch(net, plan, test, quick: bool) -> dict:
     cts, encrypt_s = _timed(lambda: keys.encrypt_batch(images))
     evaluator = BatchEvaluator(plan, public)
     inputs, load_s = _timed(lambda: evaluator.load_inputs(cts))
-    outs, eval_s = _timed(lambda: evaluator.run(inputs))
+    outs, eval_s = _timed(lambda: evaluator.evaluate(inputs))
     out_bytes = [seal_bytes.dumps(c) for c in outs]
     logits, decrypt_s = _timed(lambda: keys.decrypt_batch(out_bytes, len(images)))
     e2e_s = keygen_s + encrypt_s + load_s + eval_s + decrypt_s

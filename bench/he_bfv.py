@@ -16,14 +16,12 @@ import time
 import numpy as np
 import tenseal as ts
 
+import crypto_nn
 from bench.he import _model, _timed, plain_timings
-from crypto_nn.bfv import BfvClient, BfvEvaluator, IntSquareLayer, compile_bfv
-from crypto_nn.bfv_client_aided import (
-    ClientAidedEvaluator,
-    ClientAidedSession,
-    compile_client_aided,
-)
-from crypto_nn.bfv_single import BfvSingleClient, BfvSingleEvaluator, compile_bfv_single
+from crypto_nn.bfv.client_aided import compile_client_aided
+from crypto_nn.bfv.layers import IntSquareLayer
+from crypto_nn.bfv.plan import compile_bfv
+from crypto_nn.bfv.single import BfvSingleClient, BfvSingleEvaluator, compile_bfv_single
 from integer_nn import quantize
 from nets import data
 from nets.runinfo import run_info
@@ -57,53 +55,37 @@ def _baseline_eval_s(plan, x_int: np.ndarray, outputs_per_layer: int | None) -> 
     return total * len(plan.params.plain_moduli), extrapolated
 
 
-def _run_plain_plan(plan, int_model, x):
-    """Non-interactive plan (polynomial model, or tables as polynomials): one server call."""
-    client, keygen_s = _timed(lambda: BfvClient(plan))
+def _run_plan(plan, x):
+    """Any BFV batch plan — polynomial, tables as polynomials, or client-aided — through
+    its roles: the Client from the plan's JSON alone, one ``send`` per segment."""
+    client, keygen_s = _timed(lambda: crypto_nn.client_for(plan.describe()))
     public, ctx_s = _timed(client.public_context)
-    cts, encrypt_s = _timed(lambda: client.encrypt_batch(x))
-    evaluator = BfvEvaluator(plan, public)
-    outs, eval_s = _timed(lambda: evaluator.run_bytes(cts))
-    logits, decrypt_s = _timed(lambda: client.decrypt_batch(outs, len(x)))
-    return logits, {
-        "keygen_s": keygen_s + ctx_s,
-        "encrypt_s": encrypt_s,
-        "eval_s": eval_s,
-        "decrypt_s": decrypt_s,
-        "client_ops_s": 0.0,
-        "public_context_bytes": len(public),
-        "upload_bytes_per_image": sum(len(c) for per_t in cts for c in per_t) / len(x),
-        "plaintext_moduli": list(plan.params.plain_moduli),
-        "round_trips": 0,
-        "poly_modulus_degree": plan.params.poly_modulus_degree,
-    }
-
-
-def _run_client_aided(plan, x):
-    """Client-aided tables: the client's keys per segment, one server call per segment."""
-    session, keygen_s = _timed(lambda: ClientAidedSession(plan))
-    publics, ctx_s = _timed(session.public_contexts)
-    server = ClientAidedEvaluator(plan, publics)
-    times = {"encrypt_s": 0.0, "eval_s": 0.0, "decrypt_s": 0.0, "client_ops_s": 0.0}
+    server = plan.evaluator(public)
+    times = {"encrypt_s": 0.0, "server_s": 0.0, "decrypt_s": 0.0, "clear_s": 0.0}
     upload = 0
 
-    def timed_server(k, payloads):
+    def send(segment, cts):
         nonlocal upload
-        upload += sum(len(c) for per_t in payloads for c in per_t)
-        out, dt = _timed(lambda: server(k, payloads))
-        times["eval_s"] += dt
-        return out
+        upload += sum(map(len, cts))
+        return server.run(cts, segment=segment)
 
-    logits, total = _timed(lambda: session.run(x, timed_server))
-    times["client_s"] = total - times["eval_s"]  # encrypt + decrypt + tables, at the client
+    logits = client.infer_int(x, send, timings=times)
     return logits, {
         "keygen_s": keygen_s + ctx_s,
-        **times,
-        "public_context_bytes": sum(map(len, publics)),
+        "encrypt_s": times["encrypt_s"],
+        "eval_s": times["server_s"],
+        "decrypt_s": times["decrypt_s"],
+        "client_ops_s": times["clear_s"],
+        "client_s": times["encrypt_s"] + times["decrypt_s"] + times["clear_s"],
+        "public_context_bytes": len(public),
         "upload_bytes_per_image": upload / len(x),
-        "plaintext_moduli": [list(s.params.plain_moduli) for s in plan.segments],
-        "round_trips": plan.round_trips,
-        "poly_modulus_degree": [s.params.poly_modulus_degree for s in plan.segments],
+        "plaintext_moduli": [list(s.params.plain_moduli) for s in plan.segments]
+        if plan.segment_count > 1
+        else list(plan.params.plain_moduli),
+        "round_trips": len(plan.client_ops),
+        "poly_modulus_degree": [s.params.poly_modulus_degree for s in plan.segments]
+        if plan.segment_count > 1
+        else plan.params.poly_modulus_degree,
     }
 
 
@@ -116,7 +98,7 @@ def _single(int_model, x, reference, plain, labels, plain_pred) -> dict:
     rows, exact, preds = [], [], []
     for image, expected in zip(x, reference, strict=False):
         cts, enc_s = _timed(lambda image=image: client.encrypt_single(image))
-        out, eval_s = _timed(lambda cts=cts: evaluator.run_bytes(cts))
+        out, eval_s = _timed(lambda cts=cts: evaluator.run_primes(cts))
         got, dec_s = _timed(lambda out=out: client.decrypt_single(out))
         rows.append((enc_s, eval_s, dec_s))
         exact.append(got.tolist() == expected.tolist())
@@ -178,10 +160,7 @@ def run(
         plan, compile_s = _timed(lambda: compile_bfv(int_model, tables=mode))
         slots = plan.params.poly_modulus_degree
     x = int_model.quantize_input(test.images[:slots])
-    if tables == "client":
-        logits, timings = _run_client_aided(plan, x)
-    else:
-        logits, timings = _run_plain_plan(plan, int_model, x)
+    logits, timings = _run_plan(plan, x)
     reference = int_model.forward(x)
     n = len(x)
     exact = (logits == reference.astype(object)).all(axis=1)
@@ -189,7 +168,7 @@ def run(
     plain = plain_timings(net, test.images[:n])
     plain_pred = plain.pop("plain_pred")
     e2e_s = timings["keygen_s"] + timings["encrypt_s"] + timings["eval_s"] + timings["decrypt_s"]
-    e2e_s += timings.get("client_s", 0.0) if tables == "client" else 0.0
+    e2e_s += timings["client_ops_s"]
     batch = {
         "n_images": n,
         "slots": slots,

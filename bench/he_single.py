@@ -18,9 +18,9 @@ import tenseal as ts
 import torch
 from torch import nn
 
-from crypto_nn import seal_bytes
-from crypto_nn.ckks_single import SingleEvaluator
-from crypto_nn.keys import make_keys
+from crypto_nn.ckks.client import make_keys
+from crypto_nn.ckks.single import SingleEvaluator
+from crypto_nn.wire import seal_bytes
 from nets.layers import Square
 
 TUTORIAL_BITS = [31, 26, 26, 26, 26, 26, 26, 31]
@@ -112,7 +112,7 @@ def run_single(plan, images: np.ndarray) -> dict:
     rows, logits = [], []
     for image in images:
         cts, enc_s = _timed(lambda image=image: keys.encrypt_single(image))
-        out, eval_s = _timed(lambda cts=cts: evaluator.run_bytes(cts))
+        out, eval_s = _timed(lambda cts=cts: evaluator.run(cts))
         lg, dec_s = _timed(lambda out=out: keys.decrypt_single(out))
         rows.append((enc_s, eval_s, dec_s))
         logits.append(lg)
@@ -129,7 +129,9 @@ def run_single(plan, images: np.ndarray) -> dict:
         "rotation_steps": list(plan.rotations),
         "upload_bytes_per_image": sum(map(len, keys.encrypt_single(images[0]))),
         "download_bytes_per_image": len(
-            seal_bytes.dumps(evaluator.run(evaluator.load_inputs(keys.encrypt_single(images[0]))))
+            seal_bytes.dumps(
+                evaluator.evaluate(evaluator.load_inputs(keys.encrypt_single(images[0])))
+            )
         ),
         "logits": np.stack(logits),
     }

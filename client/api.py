@@ -1,7 +1,7 @@
 """``Client``: the HTTP side of encrypted inference (httpx), retrying politely on 503.
 
 The secret key never passes through here: callers hand over public-context bytes and
-ciphertext bytes made by ``crypto_nn.keys``.
+ciphertext bytes made by a plan's Client (``crypto_nn.client_for``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from crypto_nn import framing
+from crypto_nn.wire import framing
 from nets.errors import UserError
 
 
@@ -71,21 +71,27 @@ class Client:
             headers={"Content-Type": "application/octet-stream"},
         ).json()["key_id"]
 
-    def _post_ciphertexts(self, url: str, key_id: str, ciphertexts: list[bytes]) -> httpx.Response:
+    def _post_ciphertexts(
+        self, url: str, key_id: str, ciphertexts: list[bytes], segment: int = 0
+    ) -> httpx.Response:
+        params = {"key_id": key_id, **({"segment": segment} if segment else {})}
         return self._request(
             "POST",
             url,
-            params={"key_id": key_id},
+            params=params,
             content=framing.pack(ciphertexts),
             headers={"Content-Type": "application/octet-stream"},
         )
 
-    def infer(self, name: str, key_id: str, ciphertexts: list[bytes]) -> list[bytes]:
-        response = self._post_ciphertexts(f"/v1/models/{name}/infer", key_id, ciphertexts)
+    def infer(
+        self, name: str, key_id: str, ciphertexts: list[bytes], segment: int = 0
+    ) -> list[bytes]:
+        """One evaluation; ``segment``: which segment of a client-aided plan."""
+        response = self._post_ciphertexts(f"/v1/models/{name}/infer", key_id, ciphertexts, segment)
         return framing.unpack(response.content)[1]
 
-    def submit_job(self, name: str, key_id: str, ciphertexts: list[bytes]) -> str:
-        response = self._post_ciphertexts(f"/v1/models/{name}/jobs", key_id, ciphertexts)
+    def submit_job(self, name: str, key_id: str, ciphertexts: list[bytes], segment: int = 0) -> str:
+        response = self._post_ciphertexts(f"/v1/models/{name}/jobs", key_id, ciphertexts, segment)
         return response.json()["job_id"]
 
     def job(self, job_id: str) -> dict:

@@ -12,11 +12,10 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+import crypto_nn
 from client import keyfile
 from client.api import Client
 from client.session import run_images
-from crypto_nn.keys import ClientKeys
-from crypto_nn.plan import ClientPlan
 from nets import data
 from nets.cli_util import make_app, result_table
 from nets.errors import UserError
@@ -55,21 +54,22 @@ def batch_cmd(
     test = data.load(data_name, "test").subset(n)
     timings = {}
     with Client(server, token=token) as c:
-        plan = ClientPlan.from_description(c.model(model))
-        if job and plan.packing == "single":
+        desc = c.model(model)
+        if job and desc["packing"] == "single":
             raise UserError(
                 f"--job sends one batch; model {model!r} takes one image per request — "
                 "drop --job, or use the batch-packed model"
             )
         t0 = time.perf_counter()
-        keys = ClientKeys(plan)
+        keys = crypto_nn.client_for(desc)
         public = keys.public_context()
         timings["keygen_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         key_id = c.register_key(public)
         timings["register_s"] = time.perf_counter() - t0
         with Progress(console=console, transient=True) as progress:
-            what = "images" if plan.packing == "single" else "ciphertexts"
+            what = {"single": "images", "batch": "ciphertexts"}[desc["packing"]]
+            what = "segments" if desc["scheme"] == "bfv" else what
             task = progress.add_task(f"encrypting and sending {what}", total=None)
             outcome = run_images(
                 c,
@@ -86,7 +86,8 @@ def batch_cmd(
     pred = outcome.logits.argmax(1)
     result = {
         "model": model,
-        "packing": plan.packing,
+        "scheme": desc["scheme"],
+        "packing": desc["packing"],
         "data": data_name,
         "n_images": len(test),
         "requests": outcome.requests,
@@ -118,7 +119,12 @@ def keygen_cmd(
     out = out or Path("keys") / f"{model}.key"
     with Client(server, token=token) as c:
         desc = c.model(model)
-        keys = ClientKeys(ClientPlan.from_description(desc))
+        if desc["scheme"] != "ckks":
+            raise UserError(
+                f"model {model!r} is {desc['scheme'].upper()}: its keys are made per session — "
+                f"use `client batch --model {model}`, which makes and registers them"
+            )
+        keys = crypto_nn.client_for(desc)
         key_id = c.register_key(keys.public_context())
     keyfile.write(
         out,
@@ -157,8 +163,8 @@ def infer_cmd(
 ) -> None:
     """Encrypt images, send them, decrypt: labels and timings."""
     header, secret = keyfile.read(keys_path)
-    plan = ClientPlan.from_description(header["plan"])
-    keys = ClientKeys(plan, secret=secret)
+    keys = crypto_nn.client_for(header["plan"], secret=secret)
+    plan = keys.plan
     batch = np.stack([_load_image(p, plan.in_shape) for p in images])
     with Client(header["server"], token=token) as c:
         outcome = run_images(c, keys, header["model"], header["key_id"], batch)

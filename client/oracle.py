@@ -19,8 +19,8 @@ from torch import Tensor
 
 from client.api import Client
 from client.session import run_images
-from crypto_nn.keys import ClientKeys
-from crypto_nn.plan import ClientPlan
+from crypto_nn.ckks.client import ClientKeys
+from crypto_nn.ckks.plan import ClientPlan
 
 
 @dataclass

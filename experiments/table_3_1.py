@@ -4,7 +4,7 @@ Inference: one model, plain (torch) against CKKS single (one image per request) 
 (one image per slot), BFV batch (exact, x²) and BFV client-aided tables (a ReLU model, one
 round trip per table), per image and amortised over a batch — measured by the ``bench he``
 runners, on the same trained checkpoint. Training: logistic regression by gradient
-descent on CKKS-encrypted features (:mod:`crypto_nn.ckks_logreg`), against the same
+descent on CKKS-encrypted features (:mod:`crypto_nn.ckks.logreg`), against the same
 gradient descent in the clear, same data and epochs: time and accuracy of both.
 Published: inference 0.1 ms plain vs 300 s encrypted per image; training 30 s plain vs
 10 min (functional encryption) / 10 years (FHE).
@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from bench import he, he_bfv
-from crypto_nn.ckks_logreg import sigmoid_poly, train_encrypted, train_plain
+from crypto_nn.ckks.logreg import sigmoid_poly, train_encrypted, train_plain
 from experiments import register
 from experiments.common import datasets, fit, is_digits
 from experiments.core import Context, Outcome, Row, verdict

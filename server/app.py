@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager, contextmanager
 from fastapi import FastAPI, HTTPException
 
 from server import problems
+from server.backends import ProcessBackend
 from server.body import Uploads
 from server.jobs import JobStore
 from server.keycheck import PlanNeeds
@@ -107,20 +108,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="cryptorobust",
         version="0.1.0",
         lifespan=lifespan,
-        description="Encrypted inference: CKKS batch and single plans over TenSEAL/SEAL.",
+        description=(
+            "Encrypted inference: CKKS batch and single plans, exact BFV plans (batch, "
+            "client-aided tables) over TenSEAL/SEAL."
+        ),
     )
     state = app.state
     state.settings = settings
-    state.models = load_models(settings.models_dir, settings.calibration_images, settings.packings)
-    state.plan_needs = [
-        PlanNeeds(name, m.plan.params, m.plan.needs_relin_keys, tuple(m.plan.rotations))
-        for name, m in state.models.items()
-    ]
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    state.models = load_models(
+        settings.models_dir,
+        settings.calibration_images,
+        settings.packings,
+        plans_dir=settings.state_dir / "plans",
+        bfv_bits=settings.bfv_bits,
+    )
+    state.plan_needs = [PlanNeeds.of(name, m.plan) for name, m in state.models.items()]
     state.gate = Gate(settings.max_queued)
     state.uploads = Uploads(
         settings.max_uploads, settings.max_uploads_per_client, settings.max_buffered_bytes
     )
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
     state.keys = KeyStore(
         settings.state_dir, max_keys=settings.max_keys, max_bytes=settings.max_key_store_bytes
     )
@@ -134,11 +141,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.checker = ProcessSlots(1, "key checker")
     state.job_slots = asyncio.Semaphore(settings.workers)
     state.tasks = set()
+    state.backend = ProcessBackend(state.workers, settings.cache_size)
     state.ray = None
     if settings.backend == "ray":
         from server.ray_backend import RayBackend
 
         state.ray = RayBackend(settings.ray_address, settings.ray_num_cpus)
+    state.job_backend = state.ray or state.backend
 
     app.add_middleware(ProblemMiddleware)
     problems.install(app)

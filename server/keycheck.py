@@ -6,23 +6,21 @@ would stall), and a key that passes every structural check but still breaks SEAL
 only crash the checker — the registration fails, evaluation workers never see the key.
 What is stored is the context re-packed from the parts that were parsed, nothing else:
 no unknown header fields, no unparsed part, no bytes after a SEAL object.
+
+The checks themselves are ``crypto_nn.wire.key_checks`` — the same code every
+evaluator loads keys with, for CKKS and BFV alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import tenseal.sealapi as seal
-
-from crypto_nn import context as ctx_format
-from crypto_nn import seal_bytes
-from crypto_nn.ckks_single import galois_elements, load_rotation_keys
 from crypto_nn.errors import ContextError
-from crypto_nn.key_checks import load_relin_keys
-from crypto_nn.params import CkksParams
+from crypto_nn.wire import context as ctx_format
+from crypto_nn.wire import seal_bytes
+from crypto_nn.wire.key_checks import KeySpec, check_params, load_key_set, prove, read_params
 
-CHECK_VERSION = 2  # keys registered by an older check are refused until registered again
-SERVED_PARTS = ("params", "relin_keys", "galois_keys")  # CKKS: no per-prime (.i) parts
+CHECK_VERSION = 3  # keys registered by an older check are refused until registered again
 
 
 @dataclass(frozen=True)
@@ -30,18 +28,16 @@ class PlanNeeds:
     """What registration must know of a plan (small and picklable, unlike the plan)."""
 
     name: str
-    params: CkksParams
-    needs_relin_keys: bool
-    rotations: tuple[int, ...]
+    scheme: str
+    specs: tuple[KeySpec, ...]
+
+    @classmethod
+    def of(cls, name: str, plan) -> PlanNeeds:
+        return cls(name, plan.scheme, tuple(plan.key_specs()))
 
     @property
     def parts(self) -> set[str]:
-        wanted = {"params"}
-        if self.needs_relin_keys:
-            wanted.add("relin_keys")
-        if self.rotations:
-            wanted |= {"relin_keys", "galois_keys"}  # single packing squares too
-        return wanted
+        return set().union(*(spec.parts for spec in self.specs))
 
 
 @dataclass
@@ -55,29 +51,37 @@ class Checked:
 def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
     """→ the canonical context and the plans it serves; :class:`ContextError` if none."""
     header, parts = ctx_format.unpack(body)
-    if header["scheme"] != "ckks":
+    scheme = header["scheme"]
+    mine = [plan for plan in plans if plan.scheme == scheme]
+    if not mine:
+        served = sorted({plan.scheme.upper() for plan in plans})
         raise ContextError(
-            f"context scheme {str(header['scheme'])[:20]!r}: this server serves CKKS"
+            f"context scheme {str(scheme)[:20]!r}: this server serves {' and '.join(served)} plans"
         )
-    extra = sorted(set(parts) - set(SERVED_PARTS))
+    known = set().union(*(plan.parts for plan in mine))
+    extra = sorted(set(parts) - known)
     if extra:
         raise ContextError(
-            f"context parts {extra} are not used by CKKS plans; send only {list(SERVED_PARTS)}"
+            f"context parts {extra} are not used by any served {scheme} plan; send only the "
+            "parts a plan's description lists under keys"
         )
     for name, data in parts.items():
         seal_bytes.check_whole(data, what=f"context part {name}")
-    parms = ctx_format.read_params(parts)
-    models, refused, wanted, stored = [], {}, {"params"}, {"params"}
-    cache: dict = {}  # plans sharing parameters load and prove the relin keys once
-    for plan in plans:
+    models, refused, wanted, stored = [], {}, set(), set()
+    proven: dict[KeySpec, None] = {}  # plans sharing a key set load and prove it once
+    for plan in mine:
         try:
-            ctx_format.check_matches(parms, plan.params)
+            for spec in plan.specs:
+                check_params(read_params(parts, spec), spec)
         except ContextError as exc:
             refused[plan.name] = str(exc)
             continue
         wanted |= plan.parts
         try:
-            _check_keys(plan, parts, cache)
+            for spec in plan.specs:
+                if spec not in proven:
+                    prove(load_key_set(parts, spec))
+                    proven[spec] = None
         except ContextError as exc:
             refused[plan.name] = str(exc)
             continue
@@ -95,48 +99,5 @@ def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
     # only parts that served an accepted plan (parsed and proven) reach the disk: a part
     # only a refused plan would have used is dropped, whatever it held
     dropped = sorted(set(parts) - stored)
-    canonical = ctx_format.pack(
-        "ckks", {n: parts[n] for n in SERVED_PARTS if n in stored and n in parts}
-    )
+    canonical = ctx_format.pack(scheme, {n: parts[n] for n in parts if n in stored})
     return Checked(canonical, models, refused, dropped)
-
-
-def _check_keys(plan: PlanNeeds, parts: dict[str, bytes], cache: dict) -> None:
-    """Load and prove the keys this plan uses; plans sharing parameters share the context
-    and the proven relinearisation keys (``cache``, one per registration)."""
-    entry = cache.setdefault(plan.params, {"context": plan.params.seal_context()})
-    context = entry["context"]
-    if plan.needs_relin_keys:
-        if "relin_keys" not in parts:
-            raise ContextError("the plan needs relinearisation keys, the context has none")
-        if "relin" not in entry:
-            relin = load_relin_keys(parts["relin_keys"], context)
-            _prove(plan, context, relin, None)
-            entry["relin"] = relin
-    if plan.rotations:
-        galois = load_rotation_keys(plan, parts, context)  # checks every step's key whole
-        _prove(plan, context, None, galois)
-
-
-def _prove(plan: PlanNeeds, context, relin, galois) -> None:
-    """One relinearisation and one rotation per step with the client's keys, on a
-    ciphertext under a throwaway secret key: the keys' shapes are exercised as inference
-    will exercise them (the values are noise — nobody decrypts them)."""
-    encoder, evaluator = seal.CKKSEncoder(context), seal.Evaluator(context)
-    secret = seal.KeyGenerator(context).secret_key()
-    pt = seal.Plaintext()
-    encoder.encode([0.5] * 8, float(2**plan.params.scale_bits), pt)
-    fresh = seal.Encryptor(context, secret).encrypt_symmetric(pt)
-    ct = seal_bytes.loads(seal.Ciphertext, seal_bytes.dumps(fresh), context, what="probe")
-    if relin is not None:
-        squared = seal.Ciphertext()
-        evaluator.square(ct, squared)
-        evaluator.relinearize_inplace(squared, relin)
-    if galois is not None:
-        for step, elt in zip(
-            plan.rotations, galois_elements(context, list(plan.rotations)), strict=True
-        ):
-            if not galois.has_key(elt):
-                raise ContextError(f"the context lacks the rotation key for step {step}")
-            rotated = seal.Ciphertext()
-            evaluator.rotate_vector(ct, step, galois, rotated)

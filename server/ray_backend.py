@@ -1,44 +1,37 @@
-"""``--backend ray``: batch jobs as Ray tasks, on a local Ray or a cluster (``--ray-address``).
+"""``--backend ray``: evaluations as Ray tasks, on a local Ray or a cluster (``--ray-address``).
 
-A task gets everything as values — the compiled plan, the context bytes, the ciphertext
-bytes — so it runs on any node, with no shared disk and no data sets there. Ray workers
-are long-lived processes: each keeps the evaluators of recent (plan, key) pairs, like the
-local process pool does. Ray is an optional extra (``pip install cryptorobust[ray]``).
+A task gets everything as values — the compiled plan (put in Ray's object store once per
+model), the context bytes, the ciphertext bytes — so it runs on any node, with no shared
+disk and no data sets there. Ray workers are long-lived processes: each keeps plans and
+evaluators in the same :class:`server.evaluators.EvaluatorCache` the local pool uses.
+Ray is an optional extra (``pip install cryptorobust[ray]``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 
-from crypto_nn.plan import Plan
 from nets.errors import UserError
+from server.evaluators import EvaluatorCache, run
 
-_evaluators: OrderedDict[tuple[str, str], object] = OrderedDict()
-CACHE_SIZE = 4
+_cache = EvaluatorCache()
 
 
 def evaluate_task(
-    plan: Plan, key_id: str, context: bytes, payloads: list[bytes]
+    plan, plan_key: str, key_id: str, context: bytes, payloads: list[bytes], segment: int
 ) -> tuple[list[bytes], dict]:
     """Runs inside a Ray worker → (output ciphertexts, where it ran)."""
     import os
 
     import ray
 
-    from server.worker import EVALUATORS
-
-    key = (plan.name, key_id)
-    evaluator = _evaluators.pop(key, None) or EVALUATORS[plan.packing](plan, context)
-    _evaluators[key] = evaluator
-    while len(_evaluators) > CACHE_SIZE:
-        _evaluators.popitem(last=False)
+    evaluator = _cache.evaluator(plan, plan_key, key_id, context)
     ran_on = {
         "backend": "ray",
         "node_id": ray.get_runtime_context().get_node_id(),
         "pid": os.getpid(),
     }
-    return evaluator.run_bytes(payloads), ran_on
+    return run(evaluator, payloads, None, segment), ran_on
 
 
 class RayBackend:
@@ -60,11 +53,17 @@ class RayBackend:
                 log_to_driver=False,
             )
         self._task = ray.remote(max_retries=0)(evaluate_task)
+        self._plans: dict[str, object] = {}  # plan key → object ref
 
     async def evaluate(
-        self, plan: Plan, key_id: str, context: bytes, payloads: list[bytes]
+        self, model, key_id: str, ctx_path, payloads: list[bytes], segment: int = 0
     ) -> tuple[list[bytes], dict]:
-        ref = self._task.remote(plan, key_id, context, payloads)
+        plan_key = f"{model.plan_path}@{model.plan_path.stat().st_mtime}"
+        if plan_key not in self._plans:
+            self._plans[plan_key] = self.ray.put(model.plan)
+        ref = self._task.remote(
+            self._plans[plan_key], plan_key, key_id, ctx_path.read_bytes(), payloads, segment
+        )
         return await asyncio.wrap_future(ref.future())
 
     def shutdown(self) -> None:

@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     max_queued: int = Field(default=2, ge=1)  # requests waiting or running; more get 503
     calibration_images: int = 500  # training images used to compile each plan
     cache_size: int = 4  # loaded contexts kept per worker
-    packings: tuple[str, ...] = ("batch", "single")  # name.pt → name, name-single
+    packings: tuple[str, ...] = ("batch", "single", "bfv")  # name.pt → name, name-single, name-bfv
+    bfv_bits: int = Field(default=4, ge=2, le=16)  # weights and activations of name-bfv
     backend: Literal["process", "ray"] = "process"  # where batch jobs run
     ray_address: str | None = None  # a Ray cluster; None = start a local Ray
     ray_num_cpus: int | None = None  # local Ray only; None = all cores

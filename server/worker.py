@@ -1,21 +1,18 @@
 """Evaluation in worker processes: TenSEAL holds the GIL, so the event loop never runs it.
 
-Each worker compiles a model's plan once and keeps the evaluators of recently used
-contexts (loading one costs ~0.1–2 s). Everything crossing the process boundary is bytes
-and paths.
+A worker receives the path of a compiled plan (``state/plans``), never a checkpoint or a
+data set, and keeps plans and evaluators in one :class:`EvaluatorCache`. Everything
+crossing the process boundary is bytes and paths.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
-from crypto_nn import framing
-from crypto_nn.ckks_batch import BatchEvaluator
-from crypto_nn.ckks_single import SingleEvaluator
-from crypto_nn.errors import ContextError
-from crypto_nn.plan import Plan
-from server.models import compile_checkpoint
+from crypto_nn.wire import framing
+from server.evaluators import EvaluatorCache, run
+
+_cache = EvaluatorCache()
 
 
 def _progress_writer(path: Path):
@@ -29,43 +26,28 @@ def _progress_writer(path: Path):
     return write
 
 
-_plans: dict[tuple[str, str], Plan] = {}
-_evaluators: OrderedDict[tuple[str, str, str], BatchEvaluator | SingleEvaluator] = OrderedDict()
-EVALUATORS = {"batch": BatchEvaluator, "single": SingleEvaluator}
-
-
 def evaluate(
-    model_path: str,
-    packing: str,
-    calibration_images: int,
+    plan_path: str,
     key_id: str,
     context_path: str,
     payloads: list[bytes] | str,
     cache_size: int,
     progress_path: str | None = None,
+    segment: int = 0,
 ) -> list[bytes]:
     """``payloads``: the ciphertexts, or the path of a job's input (framing bytes on disk,
     so a queued job's inputs never sit in the API process)."""
     if isinstance(payloads, str):
         payloads = framing.unpack(Path(payloads).read_bytes(), nonempty=True)[1]
-    plan_key = (model_path, packing)
-    if plan_key not in _plans:
-        _plans[plan_key] = compile_checkpoint(Path(model_path), calibration_images, packing)
-    cache_key = (model_path, packing, key_id)
-    evaluator = _evaluators.pop(cache_key, None)
-    if evaluator is None:
-        plan = _plans[plan_key]
-        evaluator = EVALUATORS[packing](plan, Path(context_path).read_bytes())
-    _evaluators[cache_key] = evaluator
-    while len(_evaluators) > cache_size:
-        _evaluators.popitem(last=False)
-    try:
-        if progress_path and packing == "batch":
-            return evaluator.run_bytes(payloads, _progress_writer(Path(progress_path)))
-        return evaluator.run_bytes(payloads)
-    except ContextError:
-        raise
-    except Exception as exc:  # SEAL refusing a hostile but loadable ciphertext, in any type
-        raise ContextError(
-            f"evaluation failed on these ciphertexts ({type(exc).__name__}: {exc})"
-        ) from None
+    _cache.size = cache_size
+    plan, plan_key = _cache.plan(plan_path)
+    evaluator = _cache.evaluator(plan, plan_key, key_id, Path(context_path))
+    progress = _progress_writer(Path(progress_path)) if progress_path else None
+    return run(evaluator, payloads, progress, segment)
+
+
+def loaded_modules() -> list[str]:
+    """The modules this worker has imported (tests: no data set module, ever)."""
+    import sys
+
+    return sorted(sys.modules)

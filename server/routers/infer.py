@@ -4,14 +4,17 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from crypto_nn import framing, seal_bytes
-from server import keycheck, worker
+from crypto_nn.errors import ContextError
+from crypto_nn.wire import framing, seal_bytes
+from server import keycheck
 from server.body import client_of, read_body
 from server.deps import Auth, SettingsDep
-from server.pool import WorkerCrashed
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=[Auth])
 KEY_ID = Query(pattern=r"^[0-9a-f]{32}$", description="From POST /v1/keys.")
+SEGMENT = Query(
+    0, ge=0, le=1024, description="Client-aided plans: which segment these ciphertexts are for."
+)
 BINARY_BODY = {
     "requestBody": {
         "required": True,
@@ -45,61 +48,51 @@ def _checked(request: Request, name: str, key_id: str):
     return state.models[name], state.keys.ctx_path(key_id)
 
 
-def _want(model, name: str, count: int) -> None:
-    want = model.plan.n_input_ciphertexts
+def _expected(model, name: str, segment: int) -> int:
+    """How many ciphertexts this model's segment takes (422 for a segment it lacks)."""
+    try:
+        return model.plan.input_count(segment)
+    except ContextError as exc:
+        raise HTTPException(422, f"model {name!r}: {exc}") from None
+
+
+def _want(model, name: str, count: int, segment: int) -> None:
+    want = _expected(model, name, segment)
     if count != want:
         per = "one per input value" if model.plan.packing == "batch" else "one image's layouts"
-        raise HTTPException(422, f"{count} ciphertexts; model {name!r} takes {want} ({per})")
+        if model.plan.scheme == "bfv":
+            per += ", per plaintext prime"
+        at = f" at segment {segment}" if segment else ""
+        raise HTTPException(422, f"{count} ciphertexts; model {name!r} takes {want}{at} ({per})")
 
 
-def _payloads(body: bytes, model, name: str) -> list[bytes]:
-    _, payloads = framing.unpack(body, max_count=model.plan.n_input_ciphertexts, nonempty=True)
-    _want(model, name, len(payloads))
+def _most(model) -> int:
+    """The most ciphertexts any request to this model may carry (the wrong count for a
+    segment then gets the message that names the segment, not a framing error)."""
+    segments = getattr(model.plan, "segment_count", 1)
+    return max(model.plan.input_count(k) for k in range(segments))
+
+
+def _payloads(body: bytes, model, name: str, segment: int) -> list[bytes]:
+    _, payloads = framing.unpack(body, max_count=_most(model), nonempty=True)
+    _want(model, name, len(payloads), segment)
     for i, blob in enumerate(payloads):
         seal_bytes.check_whole(blob, what=f"input {i}")
     return payloads
 
 
-def _check_job_input(path, model, name: str) -> int:
+def _check_job_input(path, model, name: str, segment: int) -> int:
     """A job's input on disk: the header and every blob's SEAL header, read with seeks."""
     with path.open("rb") as f:
         head = f.read(framing.MAX_HEADER + len(framing.MAGIC) + 1)
         header, offset = framing.read_header(head)
-        sizes = framing.header_sizes(
-            header, max_count=model.plan.n_input_ciphertexts, nonempty=True
-        )
-        _want(model, name, len(sizes))
+        sizes = framing.header_sizes(header, max_count=_most(model), nonempty=True)
+        _want(model, name, len(sizes), segment)
         for i, size in enumerate(sizes):
             f.seek(offset)
             seal_bytes.check_header(f.read(seal_bytes.HEADER_BYTES), size, what=f"input {i}")
             offset += size
     return len(sizes)
-
-
-async def evaluate(
-    request: Request, settings, model, key_id: str, ctx_path, payloads, progress_path=None
-) -> bytes:
-    """Run one evaluation in a worker process. A crash fails this request only (500): the
-    worker is replaced and the requests waiting for a worker never see it."""
-    try:
-        outputs = await request.app.state.workers.run(
-            worker.evaluate,
-            str(model.checkpoint),
-            model.plan.packing,
-            settings.calibration_images,
-            key_id,
-            str(ctx_path),
-            payloads,
-            settings.cache_size,
-            None if progress_path is None else str(progress_path),
-        )
-    except WorkerCrashed:
-        raise HTTPException(
-            500,
-            "the evaluation worker crashed on this request and has been replaced; the "
-            "inputs or keys are malformed in a way the checks did not catch",
-        ) from None
-    return framing.pack(outputs)
 
 
 def _read(request: Request, settings, **kwargs):
@@ -108,7 +101,7 @@ def _read(request: Request, settings, **kwargs):
         limit=settings.max_infer_bytes,
         magic=framing.MAGIC,
         declared_length=framing.declared_length,
-        what="cryptorobust ciphertext list (crypto_nn.framing)",
+        what="cryptorobust ciphertext list (crypto_nn.wire.framing)",
         idle_timeout_s=settings.body_idle_timeout_s,
         total_timeout_s=settings.body_timeout_s,
         **kwargs,
@@ -117,32 +110,44 @@ def _read(request: Request, settings, **kwargs):
 
 @router.post("/{name}/infer", response_class=Response, openapi_extra=BINARY_BODY)
 async def infer(
-    name: str, request: Request, settings: SettingsDep, key_id: str = KEY_ID
+    name: str,
+    request: Request,
+    settings: SettingsDep,
+    key_id: str = KEY_ID,
+    segment: int = SEGMENT,
 ) -> Response:
-    """Encrypted batch in (crypto_nn.framing bytes), encrypted logits out (same framing).
+    """Encrypted batch in (crypto_nn.wire.framing bytes), encrypted logits out (same framing).
 
-    The body is read (bounded in size and time) before an evaluation slot is taken."""
+    Client-aided BFV plans take one request per segment, naming it (``segment``): the
+    server keeps nothing between them. The body is read (bounded in size and time)
+    before an evaluation slot is taken."""
     model, ctx_path = _checked(request, name, key_id)
+    _expected(model, name, segment)
     state = request.app.state
     with state.uploads.slot(client_of(request)) as ticket:
         body = await _read(request, settings, ticket=ticket)
-        payloads = _payloads(body, model, name)
+        payloads = _payloads(body, model, name, segment)
         del body
         with state.gate.slot():
-            result = await evaluate(request, settings, model, key_id, ctx_path, payloads)
+            outputs, _ = await state.backend.evaluate(model, key_id, ctx_path, payloads, segment)
         del payloads
-    return Response(result, media_type="application/octet-stream")
+    return Response(framing.pack(outputs), media_type="application/octet-stream")
 
 
 @router.post("/{name}/jobs", status_code=202, openapi_extra=BINARY_BODY)
 async def submit_job(
-    name: str, request: Request, settings: SettingsDep, key_id: str = KEY_ID
+    name: str,
+    request: Request,
+    settings: SettingsDep,
+    key_id: str = KEY_ID,
+    segment: int = SEGMENT,
 ) -> dict:
     """Queue a batch; poll ``GET /v1/jobs/{id}``, fetch ``GET /v1/jobs/{id}/result``.
 
     The input streams to disk; at most ``max_jobs`` jobs (``max_jobs_per_key`` per key)
     are queued or running — past that, 503 + Retry-After before the body is read."""
     model, ctx_path = _checked(request, name, key_id)
+    _expected(model, name, segment)
     state = request.app.state
     jobs = state.jobs
     jobs.admit(key_id)
@@ -150,7 +155,7 @@ async def submit_job(
     try:
         with state.uploads.slot(client_of(request)):
             await _read(request, settings, to_file=input_path)
-        n_inputs = _check_job_input(input_path, model, name)
+        n_inputs = _check_job_input(input_path, model, name, segment)
         jobs.admit(key_id)  # others may have been admitted while this body arrived
     except BaseException:
         jobs.discard(job_id)
@@ -161,25 +166,23 @@ async def submit_job(
         try:
             async with state.job_slots:
                 jobs.update(job_id, state="running", progress=0.0)
-                if state.ray is not None:
+                if state.ray is not None:  # Ray gets values: no shared disk there
                     payloads = framing.unpack(input_path.read_bytes(), nonempty=True)[1]
                     outputs, ran_on = await state.ray.evaluate(
-                        model.plan, key_id, ctx_path.read_bytes(), payloads
+                        model, key_id, ctx_path, payloads, segment
                     )
                     del payloads
-                    jobs.update(job_id, ran_on=ran_on)
-                    result = framing.pack(outputs)
                 else:
-                    jobs.update(job_id, ran_on={"backend": "process"})
-                    result = await evaluate(
-                        request,
-                        settings,
+                    outputs, ran_on = await state.backend.evaluate(
                         model,
                         key_id,
                         ctx_path,
                         str(input_path),
+                        segment,
                         progress_path=jobs.progress_path(job_id),
                     )
+                jobs.update(job_id, ran_on=ran_on)
+                result = framing.pack(outputs)
         except asyncio.CancelledError:
             jobs.fail(job_id, "the server stopped during the job; submit it again")
             raise

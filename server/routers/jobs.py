@@ -22,7 +22,7 @@ def job_status(request: Request, job_id: str = JOB_ID) -> dict:
 
 @router.get("/{job_id}/result", response_class=FileResponse)
 def job_result(request: Request, job_id: str = JOB_ID) -> FileResponse:
-    """The encrypted logits (crypto_nn.framing bytes) of a finished job."""
+    """The encrypted logits (crypto_nn.wire.framing bytes) of a finished job."""
     jobs = _existing(request, job_id)
     status = jobs.status(job_id)
     if status["state"] != "done":

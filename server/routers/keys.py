@@ -2,7 +2,7 @@ import hashlib
 
 from fastapi import APIRouter, HTTPException, Request
 
-from crypto_nn import context as ctx_format
+from crypto_nn.wire import context as ctx_format
 from server import keycheck
 from server.body import client_of, read_body
 from server.deps import Auth, SettingsDep
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[Auth])
     },
 )
 async def register_key(request: Request, settings: SettingsDep) -> dict:
-    """Register a public evaluation context (crypto_nn.context bytes) → ``key_id``.
+    """Register a public evaluation context (crypto_nn.wire.context bytes) → ``key_id``.
 
     Refused (422, nothing stored): not a context, a part that is not exactly one SEAL
     object or not needed by the plans it matches, parameters outside the 128-bit table or

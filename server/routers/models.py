@@ -1,6 +1,6 @@
 from fastapi import APIRouter, HTTPException, Request
 
-from crypto_nn.plan import VERSION
+from crypto_nn.roles import VERSION
 from server.deps import Auth
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Auth])

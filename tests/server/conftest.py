@@ -5,8 +5,8 @@ import shutil
 import pytest
 from fastapi.testclient import TestClient
 
-from crypto_nn.keys import ClientKeys
-from crypto_nn.plan import ClientPlan
+from crypto_nn.ckks.client import ClientKeys
+from crypto_nn.ckks.plan import ClientPlan
 from server.app import create_app
 from server.settings import Settings
 
@@ -56,7 +56,7 @@ def _run_job(api, keys, images, *, timeout_s: float = 150.0) -> dict:
     """Register ``keys``, submit ``images`` as a job on digits-mlp, poll until it ends."""
     import time
 
-    from crypto_nn import framing
+    from crypto_nn.wire import framing
 
     key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
     submitted = api.post(

@@ -13,8 +13,8 @@ import struct
 
 import zstandard
 
-from crypto_nn import context as ctx_format
-from crypto_nn import framing
+from crypto_nn.wire import context as ctx_format
+from crypto_nn.wire import framing
 
 
 def _body(blob: bytes) -> bytes:

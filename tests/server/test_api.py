@@ -6,8 +6,8 @@ import numpy as np
 import tenseal as ts
 import torch
 
-from crypto_nn import framing
-from crypto_nn.keys import ClientKeys
+from crypto_nn.ckks.client import ClientKeys
+from crypto_nn.wire import framing
 from nets import checkpoint, data
 
 
@@ -20,14 +20,16 @@ def _problem(response, status, needle):
 
 def test_models_and_health(api):
     health = api.get("/healthz")
-    assert health.json()["models"] == ["digits-mlp", "digits-mlp-single"]
+    assert health.json()["models"] == ["digits-mlp", "digits-mlp-bfv", "digits-mlp-single"]
     assert "x-process-time" in health.headers
     listed = api.get("/v1/models").json()["models"]
     assert [(m["name"], m["packing"]) for m in listed] == [
         ("digits-mlp", "batch"),
         ("digits-mlp-single", "single"),
+        ("digits-mlp-bfv", "batch"),
     ]
     assert listed[0]["scheme"] == "ckks" and listed[0]["rotations"] == []
+    assert listed[2]["scheme"] == "bfv" and listed[2]["keys"][0]["plain_modulus"] > 1
     assert listed[1]["rotations"] and listed[1]["input"]["layouts"]
     _problem(api.get("/v1/models/vgg"), 404, "unknown model 'vgg'")
 
@@ -52,7 +54,7 @@ def test_encrypted_round_trip_matches_plain(api, models_dir, client_keys):
 def test_single_packing_round_trip_and_missing_rotation_keys(api, models_dir):
     import dataclasses
 
-    from crypto_nn.plan import ClientPlan
+    from crypto_nn.ckks.plan import ClientPlan
 
     plan = ClientPlan.from_description(api.get("/v1/models/digits-mlp-single").json())
     short = ClientKeys(dataclasses.replace(plan, rotations=plan.rotations[1:]))
@@ -101,7 +103,7 @@ def test_refused_contexts_store_nothing(api, tmp_path, client_keys):
     _problem(api.post("/v1/keys", content=b"\x00" * 100), 422, "not a cryptorobust context")
     _problem(api.post("/v1/keys", content=b""), 400, "empty body")
     keys = client_keys(api)
-    from crypto_nn import context as ctx_format
+    from crypto_nn.wire import context as ctx_format
 
     _, parts = ctx_format.unpack(keys.public_context())
     _problem(
@@ -113,7 +115,7 @@ def test_refused_contexts_store_nothing(api, tmp_path, client_keys):
 
 
 def test_mismatched_parameters_are_refused(api, models_dir):
-    from crypto_nn import plan as plan_mod
+    from crypto_nn.ckks import plan as plan_mod
 
     net, _ = checkpoint.load(models_dir / "digits-mlp.pt")
     other = plan_mod.compile(net, data.load("digits", "train").images[:100], n=16384)

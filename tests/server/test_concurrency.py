@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from client.api import Client
-from crypto_nn.keys import ClientKeys
-from crypto_nn.plan import ClientPlan
+from crypto_nn.ckks.client import ClientKeys
+from crypto_nn.ckks.plan import ClientPlan
 from nets import data
 from server.local import local_server
 

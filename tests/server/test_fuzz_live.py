@@ -7,9 +7,9 @@ import httpx
 import numpy as np
 import pytest
 
-from crypto_nn import framing
-from crypto_nn.keys import ClientKeys
-from crypto_nn.plan import ClientPlan
+from crypto_nn.ckks.client import ClientKeys
+from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.wire import framing
 from nets import data
 from server.local import local_server
 

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from crypto_nn import context as ctx_format
-from crypto_nn import framing, seal_bytes
-from crypto_nn.plan import ClientPlan
+from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.wire import context as ctx_format
+from crypto_nn.wire import framing, seal_bytes
 from nets import data
 from server.keycheck import CHECK_VERSION
 from tests.server.hostile import (
@@ -31,7 +31,7 @@ def _problem(response, status, needle=""):
 
 @pytest.fixture
 def single_keys(api):
-    from crypto_nn.keys import ClientKeys
+    from crypto_nn.ckks.client import ClientKeys
 
     return ClientKeys(ClientPlan.from_description(api.get(SINGLE).json()))
 
@@ -119,13 +119,13 @@ def test_a_crashing_worker_fails_only_the_request_that_crashed_it(api, client_ke
     assert api.app.state.workers.crashes == 1
 
 
-def crash_for_dead_keys(model_path, packing, calibration, key_id, *args):
+def crash_for_dead_keys(plan_path, key_id, *args):
     """Runs in the worker (imported by name there, where server.worker is unpatched)."""
     import server.worker
 
     if key_id.startswith("dead"):
         os.kill(os.getpid(), 9)
-    return server.worker.evaluate(model_path, packing, calibration, key_id, *args)
+    return server.worker.evaluate(plan_path, key_id, *args)
 
 
 # --- finding 4 and 10: malformed framing and part headers --------------------------------

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from crypto_nn import context as ctx_format
-from crypto_nn import framing
+from crypto_nn.wire import context as ctx_format
+from crypto_nn.wire import framing
 from nets import data
 
 OK = {200, 201, 400, 404, 413, 422}

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import torch
 
-from crypto_nn import framing
+from crypto_nn.wire import framing
 from nets import checkpoint, data
 
 

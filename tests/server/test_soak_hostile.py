@@ -19,10 +19,10 @@ import psutil
 import pytest
 
 from client.api import Client, ServiceError
-from crypto_nn import context as ctx_format
-from crypto_nn import framing
-from crypto_nn.keys import ClientKeys
-from crypto_nn.plan import ClientPlan
+from crypto_nn.ckks.client import ClientKeys
+from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.wire import context as ctx_format
+from crypto_nn.wire import framing
 from nets import data
 from server.local import server_process
 from tests.server.hostile import context_mutations, drop_component, framing_mutations

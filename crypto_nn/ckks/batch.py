@@ -16,12 +16,12 @@ from collections.abc import Callable
 import numpy as np
 import tenseal.sealapi as seal
 
-from crypto_nn import context as ctx_format
-from crypto_nn import seal_bytes
+from crypto_nn.ckks.layers import Affine, Poly, Square
+from crypto_nn.ckks.plan import Plan
 from crypto_nn.errors import ContextError
-from crypto_nn.key_checks import load_relin_keys
-from crypto_nn.layers import Affine, Poly, Square
-from crypto_nn.plan import Plan
+from crypto_nn.roles import check_segment
+from crypto_nn.wire import seal_bytes
+from crypto_nn.wire.key_checks import load_keys
 
 ACTIVATION_UNITS = 10  # a square + relinearisation + rescale ≈ 10 weighted-sum terms
 
@@ -30,19 +30,9 @@ class BatchEvaluator:
     """Runs one plan on ciphertexts made for the given public context."""
 
     def __init__(self, plan: Plan, public_context: bytes) -> None:
-        _, parts = ctx_format.unpack(public_context)
-        parms = ctx_format.read_params(parts)
-        ctx_format.check_matches(parms, plan.params)
+        (keys,) = load_keys(public_context, plan.key_specs())
         self.plan = plan
-        self.context = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
-        self.relin_keys = None
-        if plan.needs_relin_keys:
-            if "relin_keys" not in parts:
-                raise ContextError(
-                    "this plan multiplies ciphertexts: the context must carry "
-                    "relinearisation keys (relin_keys part)"
-                )
-            self.relin_keys = load_relin_keys(parts["relin_keys"], self.context)
+        self.context, self.relin_keys = keys.context, keys.relin_keys
         self.encoder = seal.CKKSEncoder(self.context)
         self.evaluator = seal.Evaluator(self.context)
 
@@ -187,7 +177,7 @@ class BatchEvaluator:
             width = layer.weight.shape[0] if isinstance(layer, Affine) else width
         return max(total, 1)
 
-    def run(
+    def evaluate(
         self, xs: list[seal.Ciphertext], on_progress: Callable[[float], None] | None = None
     ) -> list[seal.Ciphertext]:
         """``on_progress(fraction)``: called as the work advances (every 1 %)."""
@@ -216,8 +206,14 @@ class BatchEvaluator:
     def load_inputs(self, payloads: list[bytes]) -> list[seal.Ciphertext]:
         return seal_bytes.load_fresh_ciphertexts(self.context, payloads)
 
-    def run_bytes(
-        self, payloads: list[bytes], on_progress: Callable[[float], None] | None = None
+    def run(
+        self,
+        payloads: list[bytes],
+        on_progress: Callable[[float], None] | None = None,
+        *,
+        segment: int = 0,
     ) -> list[bytes]:
-        outputs = self.run(self.load_inputs(payloads), on_progress)
+        """The :class:`crypto_nn.roles.Evaluator` role: input bytes → output bytes."""
+        check_segment(segment, 1)
+        outputs = self.evaluate(self.load_inputs(payloads), on_progress)
         return [seal_bytes.dumps(ct) for ct in outputs]

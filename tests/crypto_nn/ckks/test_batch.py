@@ -7,14 +7,14 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from crypto_nn import context as ctx_format
-from crypto_nn import plan as plan_mod
-from crypto_nn.ckks_batch import BatchEvaluator
+from crypto_nn.ckks import plan as plan_mod
+from crypto_nn.ckks.batch import BatchEvaluator
+from crypto_nn.ckks.client import make_keys
+from crypto_nn.ckks.layers import Affine, Square
+from crypto_nn.ckks.params import choose_ckks
 from crypto_nn.errors import CompileError, ContextError
-from crypto_nn.keys import make_keys
-from crypto_nn.layers import Affine, Square
-from crypto_nn.params import choose_ckks
 from crypto_nn.security import MAX_LOG_Q_128
+from crypto_nn.wire import context as ctx_format
 from nets import data, models
 from nets.layers import Square as Square_
 from nets.train import TrainConfig, train
@@ -67,7 +67,7 @@ def error_bound(plan, images) -> float:
 def test_encrypted_logits_match_plain_within_derived_bound(square_plan, digits):
     images = digits[1].images[:200]
     keys, public = make_keys(square_plan)
-    outputs = BatchEvaluator(square_plan, public).run_bytes(keys.encrypt_batch(images))
+    outputs = BatchEvaluator(square_plan, public).run(keys.encrypt_batch(images))
     logits = keys.decrypt_batch(outputs, len(images))
     plain = square_plan.forward_plain(images)
     bound = error_bound(square_plan, images)
@@ -96,7 +96,7 @@ def test_relu_becomes_fitted_polynomial_and_runs(digits, degree):
     images = digits[1].images[:64]
     keys, public = make_keys(plan)
     logits = keys.decrypt_batch(
-        BatchEvaluator(plan, public).run_bytes(keys.encrypt_batch(images)), len(images)
+        BatchEvaluator(plan, public).run(keys.encrypt_batch(images)), len(images)
     )
     assert np.abs(logits - plan.forward_plain(images)).max() < 1e-2
 
@@ -184,7 +184,7 @@ def test_bad_ciphertexts_are_refused(square_plan, digits):
     evaluator = BatchEvaluator(square_plan, public)
     cts = keys.encrypt_batch(digits[1].images[:4])
     with pytest.raises(ContextError, match="63 input ciphertexts; the plan takes 64"):
-        evaluator.run(evaluator.load_inputs(cts[:63]))
+        evaluator.evaluate(evaluator.load_inputs(cts[:63]))
     with pytest.raises(ContextError, match="input 0 is not a SEAL object"):
         evaluator.load_inputs([b"x" * 40] + cts[1:])
     with pytest.raises(ContextError, match="input 0 declares .* bytes but .* were sent"):
@@ -222,7 +222,7 @@ def test_two_squares_stay_within_bound(digits):
     images = digits[1].images[:100]
     keys, public = make_keys(plan)
     logits = keys.decrypt_batch(
-        BatchEvaluator(plan, public).run_bytes(keys.encrypt_batch(images)), len(images)
+        BatchEvaluator(plan, public).run(keys.encrypt_batch(images)), len(images)
     )
     plain = plan.forward_plain(images)
     assert np.abs(logits - plain).max() <= error_bound(plan, images)
@@ -232,7 +232,7 @@ def test_two_squares_stay_within_bound(digits):
 def test_progress_is_reported_as_the_work_advances(square_plan, digits):
     keys, public = make_keys(square_plan)
     seen = []
-    BatchEvaluator(square_plan, public).run_bytes(
+    BatchEvaluator(square_plan, public).run(
         keys.encrypt_batch(digits[1].images[:4]), on_progress=seen.append
     )
     assert len(seen) >= 20 and seen == sorted(seen)

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from torch import nn
 
-from crypto_nn import layers as plan_layers
-from crypto_nn import single
+from crypto_nn import slots
+from crypto_nn.ckks import layers as plan_layers
+from crypto_nn.ckks.params import CkksParams, choose_ckks, choose_ckks_single, value_bits
 from crypto_nn.errors import CompileError
-from crypto_nn.params import CkksParams, choose_ckks, choose_ckks_single, value_bits
+from crypto_nn.roles import FORMAT, VERSION, key_description, parse_description
+from crypto_nn.wire.key_checks import KeySpec
 
-FORMAT = "cryptorobust.plan"
-VERSION = 1
+__all__ = ["FORMAT", "VERSION", "ClientPlan", "Plan", "compile", "parse_description"]
 SCHEMES = ("ckks",)
 PACKINGS = ("batch", "single")
 
@@ -35,7 +37,7 @@ class Plan:
     classes: tuple[str, ...]
     max_abs_value: float  # largest |value| of any layer on calibration data
     rotations: list[int] = field(default_factory=list)  # Galois steps the plan needs (batch: none)
-    program: single.Program | None = None  # single packing: slot layouts and diagonals
+    program: slots.Program | None = None  # single packing: slot layouts and diagonals
 
     @property
     def input_layouts(self) -> list[np.ndarray]:
@@ -64,6 +66,27 @@ class Plan:
     @property
     def n_outputs(self) -> int:
         return self.layers[-1].weight.shape[0]
+
+    def input_count(self, segment: int = 0) -> int:
+        return self.n_input_ciphertexts
+
+    def key_specs(self) -> list[KeySpec]:
+        return key_specs(self.params, self.needs_relin_keys, self.rotations)
+
+    def evaluator(self, public_context: bytes):
+        """The server side for one client's public context (batch or single packing)."""
+        if self.packing == "single":
+            from crypto_nn.ckks.single import SingleEvaluator
+
+            return SingleEvaluator(self, public_context)
+        from crypto_nn.ckks.batch import BatchEvaluator
+
+        return BatchEvaluator(self, public_context)
+
+    def save(self, path: str | Path, source: dict | None = None) -> Path:
+        from crypto_nn import roles
+
+        return roles.save(self, path, source)
 
     def forward_plain(self, images: np.ndarray) -> np.ndarray:
         """The plan in float64, unencrypted: (N, C, H, W) → (N, classes)."""
@@ -94,6 +117,8 @@ class Plan:
                 if self.packing == "batch"
                 else "slot j of the output ciphertext = logit j",
             },
+            "keys": key_description(self.key_specs()),
+            "segments": 1,
             "max_abs_value": self.max_abs_value,
             **(
                 {"zero_diagonals_skipped": self.program.skipped_diagonals}
@@ -122,25 +147,22 @@ class Plan:
         return json.dumps(self.describe())
 
 
-def parse_description(text: str) -> dict[str, object]:
-    """A Plan description from JSON, checked for format and version (client side)."""
-    try:
-        desc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CompileError(f"plan description is not JSON ({exc})") from None
-    if not isinstance(desc, dict) or desc.get("format") != FORMAT:
-        raise CompileError("not a cryptorobust plan description")
-    if not isinstance(desc.get("version"), int) or desc["version"] > VERSION:
-        raise CompileError(
-            f"plan format version {desc.get('version')}; this cryptorobust "
-            f"reads up to {VERSION} — upgrade it"
+def key_specs(params: CkksParams, relin: bool, rotations) -> list[KeySpec]:
+    """One CKKS key set: rotations (single packing) come with relinearisation keys."""
+    return [
+        KeySpec(
+            "ckks",
+            params.poly_modulus_degree,
+            tuple(params.coeff_mod_bit_sizes),
+            relin=relin or bool(rotations),
+            rotations=tuple(rotations),
         )
-    return desc
+    ]
 
 
 def _fusable(layers: list) -> bool:
     try:
-        single.check_shape(layers)
+        slots.check_shape(layers)
     except CompileError:
         return False
     return True
@@ -182,12 +204,12 @@ def compile(
         max_abs = max(max_abs, float(np.abs(x).max()))
     program = None
     if packing == "single":
-        single.check_shape(layers)
+        slots.check_shape(layers)
         activations = sum(layer.kind != "affine" for layer in layers)
         params = choose_ckks_single(
-            activations, value_bits(max_abs), min_slots=single.min_slots(layers), n=n
+            activations, value_bits(max_abs), min_slots=slots.min_slots(layers), n=n
         )
-        program = single.program(layers, params.slots, params.encodes_to_zero())
+        program = slots.program(layers, params.slots, params.encodes_to_zero())
     else:
         params = None
         if fused and scale_bits is None and _fusable(layers):
@@ -228,9 +250,12 @@ class ClientPlan:
     rotations: tuple[int, ...] = ()
     input_layouts: tuple[np.ndarray, ...] = ()
 
+    def key_specs(self) -> list[KeySpec]:
+        return key_specs(self.params, self.needs_relin_keys, self.rotations)
+
     @classmethod
     def from_description(cls, desc: dict) -> ClientPlan:
-        desc = parse_description(json.dumps(desc)) if "format" in desc else desc
+        desc = parse_description(desc) if "format" in desc else desc
         try:
             p = desc["params"]
             params = CkksParams(

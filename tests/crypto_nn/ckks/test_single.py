@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from crypto_nn import plan as plan_mod
-from crypto_nn import single
-from crypto_nn.ckks_single import SingleEvaluator
+from crypto_nn import slots as schedule
+from crypto_nn.ckks import plan as plan_mod
+from crypto_nn.ckks.client import ClientKeys, make_keys
+from crypto_nn.ckks.layers import Affine, Square
+from crypto_nn.ckks.single import SingleEvaluator
 from crypto_nn.errors import CompileError, ContextError
-from crypto_nn.keys import ClientKeys, make_keys
-from crypto_nn.layers import Affine, Square
 from nets import data
 from nets.layers import Square as TorchSquare
 
@@ -94,9 +94,7 @@ def _run(plan, images, keys=None, public=None):
     if keys is None:
         keys, public = make_keys(plan)
     evaluator = SingleEvaluator(plan, public)
-    return np.stack(
-        [keys.decrypt_single(evaluator.run_bytes(keys.encrypt_single(i))) for i in images]
-    )
+    return np.stack([keys.decrypt_single(evaluator.run(keys.encrypt_single(i))) for i in images])
 
 
 @pytest.mark.parametrize("act", ["square", "relu"])
@@ -145,7 +143,7 @@ def test_wrong_number_of_inputs_and_batch_plans_are_refused(square_plan, digits)
     evaluator = SingleEvaluator(square_plan, public)
     cts = keys.encrypt_single(digits[1].images[0])
     with pytest.raises(ContextError, match="this plan takes 1"):
-        evaluator.run_bytes(cts * 2)
+        evaluator.run(cts * 2)
     with pytest.raises(ContextError, match="packs batches"):
         batch = plan_mod.compile(_conv_net(TorchSquare()), digits[0].images[:50])
         ClientKeys(batch).encrypt_single(digits[1].images[0])
@@ -183,7 +181,7 @@ def _layer_case(draw):
         entries[np.sort(draw(st.permutations(range(period)))[:count])] = np.arange(
             n_in, n_in + count
         )
-        blocks.append(single.Block(entries, period))
+        blocks.append(schedule.Block(entries, period))
         n_in += count
     rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     weight = rng.normal(size=(m, n_in)) * (rng.random((m, n_in)) < 0.6)
@@ -195,8 +193,8 @@ def _layer_case(draw):
 def test_diagonal_schedule_computes_the_matrix_product(case):
     slots, weight, bias, blocks, x = case
     xs = [np.tile(np.concatenate([x, [0.0]])[b.entries], slots // b.period) for b in blocks]
-    diag = single.diagonals(weight, bias, blocks, slots)
-    y = single.apply_plain(diag, xs)
+    diag = schedule.diagonals(weight, bias, blocks, slots)
+    y = schedule.apply_plain(diag, xs)
     expected = weight @ x + bias
     for s in range(0, slots, diag.out_period):  # every period holds the whole output
         np.testing.assert_allclose(y[s : s + len(expected)], expected, atol=1e-9)
@@ -210,8 +208,8 @@ def test_im2col_schedule_computes_the_first_layer(seed, m, n, slots):
     weight = rng.normal(size=(m, n)) * (rng.random((m, n)) < 0.3)
     bias = rng.normal(size=m)
     x = rng.random(n)
-    first = single.im2col(weight, slots)
-    outs = single.apply_im2col_plain(first, bias, single.encode_image(first.layouts, x))
+    first = schedule.im2col(weight, slots)
+    outs = schedule.apply_im2col_plain(first, bias, schedule.encode_image(first.layouts, x))
     got = np.full(m, np.nan)
     for block, out in zip(first.blocks, outs, strict=True):
         for s, e in enumerate(block.entries):
@@ -229,12 +227,12 @@ def test_diagonals_that_encode_to_zero_are_skipped_and_counted(case, data_):
     """A diagonal whose values all round to 0 at the weight scale encodes to the zero
     plaintext (SEAL would refuse its product): it is left out, counted, and the product
     loses only those sub-resolution terms."""
-    from crypto_nn.params import CkksParams
+    from crypto_nn.ckks.params import CkksParams
 
     slots, weight, bias, blocks, x = case
     params = CkksParams(8192, (46, 57, 57, 57), 25, weight_scale_bits=16)
     tiny = data_.draw(st.floats(1e-12, 1e-8))
-    full = single.diagonals(weight, bias, blocks, slots)
+    full = schedule.diagonals(weight, bias, blocks, slots)
     picked = data_.draw(st.sets(st.sampled_from(sorted(full.plain)) if full.plain else st.nothing(),
                                 max_size=len(full.plain)))  # fmt: skip
     for key in picked:  # make these diagonals tiny (the rest keep their values)
@@ -243,12 +241,12 @@ def test_diagonals_that_encode_to_zero_are_skipped_and_counted(case, data_):
     kept = {k: v for k, v in full.plain.items() if not test(v)}
     dropped = set(full.plain) - set(kept)
     assert set(picked) <= dropped  # every tiny diagonal encodes to 0 (a sparse one may too)
-    assert single.diagonals(weight * 0, bias, blocks, slots).plain == {}
-    diag = single.Diagonals(kept, full.baby, full.giants, full.out_period, full.in_period,
+    assert schedule.diagonals(weight * 0, bias, blocks, slots).plain == {}
+    diag = schedule.Diagonals(kept, full.baby, full.giants, full.out_period, full.in_period,
                             full.bias, full.out, skipped=len(dropped))  # fmt: skip
     xs = [np.tile(np.concatenate([x, [0.0]])[b.entries], slots // b.period) for b in blocks]
-    y = single.apply_plain(diag, xs)
-    reference = single.apply_plain(full, xs)  # with every diagonal
+    y = schedule.apply_plain(diag, xs)
+    reference = schedule.apply_plain(full, xs)  # with every diagonal
     # what is lost is at most the dropped diagonals' terms: each below the weight scale
     lost = sum(np.abs(full.plain[k]).max() for k in dropped) * max(np.abs(x).max(), 1.0)
     np.testing.assert_allclose(y, reference, atol=lost + 1e-9)

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import tenseal.sealapi as seal
 
-from crypto_nn import seal_bytes
+from crypto_nn.ckks.params import CkksParams
 from crypto_nn.errors import ContextError
-from crypto_nn.params import CkksParams
+from crypto_nn.wire import seal_bytes
 
 SCALE_BITS = 40
 PARAMS = CkksParams(16384, (60, 40, 40, 40, 40, 40, 40, 40, 60), SCALE_BITS)

@@ -5,7 +5,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto_nn.bfv import BfvClient, BfvEvaluator, compile_bfv, crt_combine
+from crypto_nn.bfv.batch import BfvEvaluator
+from crypto_nn.bfv.client import BfvClient
+from crypto_nn.bfv.params import crt_combine
+from crypto_nn.bfv.plan import compile_bfv
 from crypto_nn.errors import CompileError
 from integer_nn.model import IntModel
 from integer_nn.ops import IntFlatten, IntLinear, IntSquare, IntTable
@@ -66,7 +69,7 @@ def test_bfv_decrypts_to_exactly_the_integer_forward(case):
     plan = compile_bfv(model)
     assert math.prod(plan.params.plain_moduli) > 2 * plan.logit_bound
     client = BfvClient(plan)
-    outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
+    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
     got = client.decrypt_batch(outputs, len(x))
     assert got.tolist() == model.forward(x).tolist()
 
@@ -118,7 +121,7 @@ def test_outputs_no_input_reaches_are_folded_constants():
     assert plan.constant_outputs == {1: -7}
     client = BfvClient(plan)
     x = np.array([[[[7, 0]]], [[[3, 5]]]])
-    outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
+    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
     assert client.decrypt_batch(outputs, 2).tolist() == model.forward(x).tolist()
 
 
@@ -137,7 +140,7 @@ def test_measured_noise_headroom_buys_fewer_wider_primes():
     client = BfvClient(plan)
     x = rng.integers(0, 4, size=(16, 1, 2, 2))
     x[0] = 3
-    outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
+    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
     assert client.decrypt_batch(outputs, len(x)).tolist() == model.forward(x).tolist()
     assert min(client.noise_budgets(outputs)) >= 10
 
@@ -159,5 +162,5 @@ def test_bfv_is_exact_where_the_integer_model_passes_int64():
     assert expected.dtype == object and max(abs(v) for v in expected.ravel()) > 2**63
     plan = compile_bfv(model)
     client = BfvClient(plan)
-    outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
+    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
     assert client.decrypt_batch(outputs, len(x)).tolist() == expected.tolist()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from crypto_nn import header as _header
 from crypto_nn.errors import ContextError
+from crypto_nn.wire import header as _header
 
 MAGIC = b"CRCTS\n"
 FORMAT = "cryptorobust.ciphertexts"

@@ -13,10 +13,12 @@ from collections.abc import Callable
 import numpy as np
 import tenseal.sealapi as seal
 
-from crypto_nn import context as ctx_format
-from crypto_nn import seal_bytes, single
+from crypto_nn import slots
+from crypto_nn.ckks.plan import Plan
 from crypto_nn.errors import ContextError
-from crypto_nn.plan import Plan
+from crypto_nn.roles import Send, timed
+from crypto_nn.wire import context as ctx_format
+from crypto_nn.wire import seal_bytes
 
 
 class ClientKeys:
@@ -58,13 +60,13 @@ class ClientKeys:
 
         ``on_progress(done, total)`` is called after each ciphertext (for a progress bar)."""
         images = np.asarray(images, dtype=np.float64)
-        n, slots = len(images), self.plan.params.slots
+        n, n_slots = len(images), self.plan.params.slots
         if images.shape[1:] != tuple(self.plan.in_shape):
             raise ContextError(
                 f"images of shape {images.shape[1:]}, the plan takes {tuple(self.plan.in_shape)}"
             )
-        if not 1 <= n <= slots:
-            raise ContextError(f"{n} images: a batch holds 1 to {slots} (one per slot)")
+        if not 1 <= n <= n_slots:
+            raise ContextError(f"{n} images: a batch holds 1 to {n_slots} (one per slot)")
         _check_pixels(images)
         flat = images.reshape(n, -1).T  # (inputs, n): row i = input value i of every image
         out = []
@@ -87,9 +89,9 @@ class ClientKeys:
             )
         _check_pixels(image)
         out = []
-        for slots in single.encode_image(self.plan.input_layouts, image):
+        for values in slots.encode_image(self.plan.input_layouts, image):
             pt = seal.Plaintext()
-            self.encoder.encode(slots.tolist(), self.plan.params.scale, pt)
+            self.encoder.encode(values.tolist(), self.plan.params.scale, pt)
             out.append(seal_bytes.dumps(self._encryptor.encrypt_symmetric(pt)))
         return out
 
@@ -115,6 +117,33 @@ class ClientKeys:
             self._decryptor.decrypt(ct, pt)
             logits[:, j] = np.asarray(self.encoder.decode_double(pt))[:n]
         return logits
+
+    def infer(
+        self,
+        images: np.ndarray,
+        send: Send,
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> np.ndarray:
+        """(n, C, H, W) floats in [0, 1] → (n, classes) logits: one request for a batch
+        plan, one per image for a single plan. ``on_progress`` counts ciphertexts
+        (batch) or images (single)."""
+        images = np.asarray(images, dtype=np.float64)
+        if self.plan.packing == "single":
+            logits = []
+            for i, image in enumerate(images):
+                cts = timed(timings, "encrypt_s", lambda image=image: self.encrypt_single(image))
+                outs = timed(timings, "server_s", lambda cts=cts: send(0, cts))
+                logits.append(
+                    timed(timings, "decrypt_s", lambda outs=outs: self.decrypt_single(outs))
+                )
+                if on_progress is not None:
+                    on_progress(i + 1, len(images))
+            return np.stack(logits)
+        cts = timed(timings, "encrypt_s", lambda: self.encrypt_batch(images, on_progress))
+        outs = timed(timings, "server_s", lambda: send(0, cts))
+        return timed(timings, "decrypt_s", lambda: self.decrypt_batch(outs, len(images)))
 
 
 def _check_pixels(images: np.ndarray) -> None:

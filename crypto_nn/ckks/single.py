@@ -1,4 +1,4 @@
-"""Server side of a single-image CKKS plan: the :mod:`crypto_nn.single` schedule on SEAL.
+"""Server side of a single-image CKKS plan: the :mod:`crypto_nn.slots` schedule on SEAL.
 
 Levels are spent only where needed: an affine layer's products (scale Δ·Δw) are not
 rescaled; the activation squares them (Δ²Δw²) and one rescale by an (s + 2w)-bit prime
@@ -6,8 +6,9 @@ brings them back to ≈ Δ. The last affine layer is never rescaled; its output 
 Δ·Δw from the first prime. Weight plaintexts are encoded once per plan and level and
 shared by every evaluator (every client key) of that plan.
 
-Rotation keys are checked when the evaluator is built — at key registration — so a
-context without a step the plan uses is refused there, never halfway through a request.
+Rotation keys are checked when the evaluator is built (``wire.key_checks``, as at key
+registration), so a context without a step the plan uses is refused there, never halfway
+through a request.
 """
 
 from __future__ import annotations
@@ -17,44 +18,15 @@ import threading
 import numpy as np
 import tenseal.sealapi as seal
 
-from crypto_nn import context as ctx_format
-from crypto_nn import seal_bytes
+from crypto_nn.ckks.plan import Plan
 from crypto_nn.errors import ContextError
-from crypto_nn.key_checks import check_galois_keys, load_relin_keys
-from crypto_nn.plan import Plan
-from crypto_nn.single import Program, run_diagonals
+from crypto_nn.roles import check_segment
+from crypto_nn.slots import Program, run_diagonals
+from crypto_nn.wire import seal_bytes
+from crypto_nn.wire.key_checks import load_keys
 
 _encoded: dict[int, tuple[Program, list]] = {}
 _lock = threading.Lock()
-
-
-def galois_elements(context: seal.SEALContext, steps: list[int]) -> list[int]:
-    tool = context.key_context_data().galois_tool()
-    return [tool.get_elt_from_step(step) for step in steps]
-
-
-def load_rotation_keys(
-    plan: Plan, parts: dict[str, bytes], context: seal.SEALContext | None = None
-) -> seal.GaloisKeys:
-    """The context's Galois keys, refused unless they cover every step the plan rotates by
-    (and relinearisation keys are there too): called at key registration."""
-    for part in ("relin_keys", "galois_keys"):
-        if part not in parts:
-            raise ContextError(
-                f"single packing needs rotation and relinearisation keys: the context has "
-                f"no {part} part; make it with ClientKeys for this plan"
-            )
-    context = context or plan.params.seal_context()
-    keys = seal_bytes.loads(seal.GaloisKeys, parts["galois_keys"], context, what="rotation keys")
-    elts = galois_elements(context, plan.rotations)
-    check_galois_keys(keys, context, elts)
-    missing = [s for s, e in zip(plan.rotations, elts, strict=True) if not keys.has_key(e)]
-    if missing:
-        raise ContextError(
-            f"the context lacks rotation keys for steps {missing}; this plan rotates by "
-            f"{plan.rotations} — make the keys with ClientKeys for this plan"
-        )
-    return keys
 
 
 def _encode_program(plan: Plan, context: seal.SEALContext) -> list:
@@ -92,13 +64,10 @@ class SingleEvaluator:
     def __init__(self, plan: Plan, public_context: bytes) -> None:
         if plan.program is None:
             raise ContextError(f"plan {plan.name} is not a single-packing plan")
-        _, parts = ctx_format.unpack(public_context)
-        parms = ctx_format.read_params(parts)
-        ctx_format.check_matches(parms, plan.params)
+        (keys,) = load_keys(public_context, plan.key_specs())
         self.plan = plan
-        self.context = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
-        self.galois_keys = load_rotation_keys(plan, parts, self.context)
-        self.relin_keys = load_relin_keys(parts["relin_keys"], self.context)
+        self.context = keys.context
+        self.galois_keys, self.relin_keys = keys.galois_keys, keys.relin_keys
         self.encoder = seal.CKKSEncoder(self.context)
         self.evaluator = seal.Evaluator(self.context)
         self.weights = _encode_program(plan, self.context)
@@ -171,7 +140,7 @@ class SingleEvaluator:
             out.append(y)
         return out
 
-    def run(self, xs: list[seal.Ciphertext]) -> seal.Ciphertext:
+    def evaluate(self, xs: list[seal.Ciphertext]) -> seal.Ciphertext:
         for step, weights in zip(self.plan.program.steps, self.weights, strict=True):
             if step.kind == "im2col":
                 xs = self._im2col(step, weights, xs)
@@ -187,5 +156,7 @@ class SingleEvaluator:
             raise ContextError(f"{len(payloads)} input ciphertexts; this plan takes {want}")
         return seal_bytes.load_fresh_ciphertexts(self.context, payloads)
 
-    def run_bytes(self, payloads: list[bytes]) -> list[bytes]:
-        return [seal_bytes.dumps(self.run(self.load_inputs(payloads)))]
+    def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
+        """The :class:`crypto_nn.roles.Evaluator` role: one image's bytes → the logits'."""
+        check_segment(segment, 1)
+        return [seal_bytes.dumps(self.evaluate(self.load_inputs(payloads)))]

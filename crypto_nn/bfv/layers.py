@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crypto_nn.bfv_tables import IntPolyTable
+from crypto_nn.bfv.tables import IntPolyTable
 from crypto_nn.errors import CompileError
 from integer_nn.model import IntModel
 from integer_nn.ops import Interval
 
-_LINEAR_KINDS = ("conv2d", "linear", "sumpool2d", "flatten")
+LINEAR_KINDS = ("conv2d", "linear", "sumpool2d", "flatten")
 
 
 @dataclass
@@ -102,7 +102,7 @@ def layers_from_ops(
     pending_shape = shape
     probe = np.zeros((1, *shape), np.int64)
     for i, op in enumerate(ops, start=first_index):
-        if op.kind in _LINEAR_KINDS:
+        if op.kind in LINEAR_KINDS:
             if not pending:
                 pending_shape = tuple(probe.shape[1:])
             pending.append(op)

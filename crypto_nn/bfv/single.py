@@ -1,6 +1,6 @@
 """BFV single packing: one image per request, exact — the CKKS single schedule on integers.
 
-The slot schedule is :mod:`crypto_nn.single` (client-side im2col, hybrid diagonals with
+The slot schedule is :mod:`crypto_nn.slots` (client-side im2col, hybrid diagonals with
 baby-step/giant-step, power-of-two rotations). BFV's batching holds two rows of N/2 slots
 that ``rotate_rows`` turns independently, so every vector is written into both rows and
 row 0 is read back. There are no scales: weights are integers mod t and the logits are
@@ -14,25 +14,28 @@ is chosen by trial runs on the extreme input — the smallest N that ends with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tenseal.sealapi as seal
 
-from crypto_nn import context as ctx_format
-from crypto_nn import seal_bytes, single
-from crypto_nn.bfv import (
+from crypto_nn import slots
+from crypto_nn.bfv.client import flatten, key_sets, public_parts, split
+from crypto_nn.bfv.layers import layers_from_int_model
+from crypto_nn.bfv.params import (
     MIN_NOISE_BUDGET,
     BfvParams,
-    _moduli,
+    batching_primes,
     crt_combine,
-    key_sets,
-    layers_from_int_model,
-    load_prime,
-    public_parts,
+    default_coeff,
 )
-from crypto_nn.ckks_single import galois_elements
+from crypto_nn.bfv.plan import served
 from crypto_nn.errors import CompileError, ContextError
+from crypto_nn.roles import FORMAT, VERSION, Send, check_segment, key_description, timed
+from crypto_nn.wire import seal_bytes
+from crypto_nn.wire.key_checks import KeySpec, load_keys
 from integer_nn.model import IntModel
 
 SINGLE_PLAIN_BITS = (50, 40, 30)  # widest first; a vector plaintext costs ≈ log2(N·t) bits
@@ -40,12 +43,18 @@ SINGLE_PLAIN_BITS = (50, 40, 30)  # widest first; a vector plaintext costs ≈ l
 
 @dataclass
 class BfvSinglePlan:
-    program: single.Program
+    program: slots.Program
     params: BfvParams
     in_shape: tuple[int, ...]
     input_max: int
     logit_bound: int
     n_outputs: int
+    name: str = "model-bfv-single"
+    classes: tuple[str, ...] = ()
+    pixel_max: int = 0
+    output_scale: float = 1.0
+    scheme = "bfv"
+    packing = "single"
 
     @property
     def rotations(self) -> list[int]:
@@ -55,27 +64,54 @@ class BfvSinglePlan:
     def input_layouts(self) -> list[np.ndarray]:
         return self.program.layouts
 
+    def key_specs(self) -> list[KeySpec]:
+        return self.params.key_specs(relin=True, rotations=self.rotations)
+
+    def input_count(self, segment: int = 0) -> int:
+        check_segment(segment, 1)
+        return len(self.input_layouts) * len(self.params.plain_moduli)
+
+    def evaluator(self, public_context: bytes) -> BfvSingleEvaluator:
+        return BfvSingleEvaluator(self, public_context)
+
+    def save(self, path: str | Path, source: dict | None = None) -> Path:
+        from crypto_nn import roles
+
+        return roles.save(self, path, source)
+
     def describe(self) -> dict[str, object]:
         return {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": self.name,
             "scheme": "bfv",
             "packing": "single",
-            "params": {
-                "poly_modulus_degree": self.params.poly_modulus_degree,
-                "coeff_mod_bit_sizes": list(self.params.coeff_mod_bit_sizes),
-                "plain_moduli": list(self.params.plain_moduli),
-            },
+            "tables": "none",
+            "params": self.params.describe(),
             "logit_bound": str(self.logit_bound),
             "rotations": self.rotations,
+            "keys": key_description(self.key_specs()),
             "zero_diagonals_skipped": self.program.skipped_diagonals,
+            "segments": 1,
             "round_trips": 0,
-            "input": {"layouts": [layout.tolist() for layout in self.input_layouts]},
+            "input": {
+                "shape": list(self.in_shape),
+                "pixel_max": self.pixel_max,
+                "input_max": self.input_max,
+                "layouts": [layout.tolist() for layout in self.input_layouts],
+            },
+            "output": {
+                "logits": self.n_outputs,
+                "classes": list(self.classes),
+                "output_scale": self.output_scale,
+            },
         }
 
 
-def _ints(values: np.ndarray, t: int, slots: int) -> list[int]:
+def _ints(values: np.ndarray, t: int, n_slots: int) -> list[int]:
     """A slot vector (integers as floats or ints) mod t, written into both batching rows."""
     row = np.rint(np.asarray(values, dtype=np.float64)).astype(np.int64) % t
-    row = np.resize(row, slots)
+    row = np.resize(row, n_slots)
     return np.concatenate([row, row]).astype(np.uint64).tolist()
 
 
@@ -84,10 +120,10 @@ class BfvSingleClient:
 
     def __init__(self, plan: BfvSinglePlan) -> None:
         self.plan = plan
-        self._sets = key_sets(plan.params)
+        self._sets = key_sets(plan.key_specs())
 
     def public_context(self) -> bytes:
-        return public_parts(self._sets, self.plan.rotations)
+        return public_parts(self._sets)
 
     def encrypt_single(self, x_int: np.ndarray) -> list[list[bytes]]:
         """One integer image (C, H, W) in [0, input_max] → per prime, one ciphertext per chunk."""
@@ -96,9 +132,9 @@ class BfvSingleClient:
             raise ContextError(f"an image of shape {x.shape}; the plan takes {self.plan.in_shape}")
         if x.min() < 0 or x.max() > self.plan.input_max:
             raise ContextError(f"inputs must be integers in [0, {self.plan.input_max}]")
-        vectors = single.encode_image(self.plan.input_layouts, x)
+        vectors = slots.encode_image(self.plan.input_layouts, x)
         out = []
-        for _, _, enc, _, encoder, t in self._sets:
+        for _, _, enc, _, encoder, t, _ in self._sets:
             cts = []
             for v in vectors:
                 pt = seal.Plaintext()
@@ -109,7 +145,7 @@ class BfvSingleClient:
 
     def decrypt_single(self, outputs: list[list[bytes]]) -> np.ndarray:
         residues = []
-        for (ctx, _, _, dec, encoder, _), cts in zip(self._sets, outputs, strict=True):
+        for (ctx, _, _, dec, encoder, _, _), cts in zip(self._sets, outputs, strict=True):
             pt = seal.Plaintext()
             dec.decrypt(seal_bytes.loads(seal.Ciphertext, cts[0], ctx, what="output"), pt)
             values = encoder.decode_uint64(pt)
@@ -119,30 +155,50 @@ class BfvSingleClient:
     def noise_budget(self, outputs: list[list[bytes]]) -> int:
         return min(
             dec.invariant_noise_budget(seal_bytes.loads(seal.Ciphertext, cts[0], ctx))
-            for (ctx, _, _, dec, _, _), cts in zip(self._sets, outputs, strict=True)
+            for (ctx, _, _, dec, _, _, _), cts in zip(self._sets, outputs, strict=True)
         )
+
+    def infer(
+        self,
+        images: np.ndarray,
+        send: Send,
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> np.ndarray:
+        """The Client role: float images in [0, 1], one request per image → exact logits."""
+        images = np.asarray(images, dtype=np.float64)
+        if images.size and (images.min() < 0.0 or images.max() > 1.0):
+            raise ContextError("pixel values must lie in [0, 1]")
+        primes = len(self.plan.params.plain_moduli)
+        logits = []
+        for i, image in enumerate(np.rint(images * self.plan.pixel_max).astype(np.int64)):
+            cts = timed(timings, "encrypt_s", lambda x=image: flatten(self.encrypt_single(x)))
+            outs = timed(timings, "server_s", lambda cts=cts: send(0, cts))
+            logits.append(
+                timed(timings, "decrypt_s", lambda o=outs: self.decrypt_single(split(o, primes)))
+            )
+            if on_progress is not None:
+                on_progress(i + 1, len(images))
+        return np.stack(logits)
 
 
 class BfvSingleEvaluator:
     """Server side: the single schedule under each plaintext prime."""
 
     def __init__(self, plan: BfvSinglePlan, public_context: bytes) -> None:
-        _, parts = ctx_format.unpack(public_context)
         self.plan = plan
-        self._sets = []
-        for i, t in enumerate(plan.params.plain_moduli):
-            ctx, relin = load_prime(parts, i, t)
-            name = f"galois_keys.{i}"
-            if name not in parts:
-                raise ContextError(f"BFV single context lacks {name} (rotation keys)")
-            galois = seal_bytes.loads(seal.GaloisKeys, parts[name], ctx, what=name)
-            elts = galois_elements(ctx, plan.rotations)
-            missing = [
-                s for s, e in zip(plan.rotations, elts, strict=True) if not galois.has_key(e)
-            ]
-            if missing:
-                raise ContextError(f"{name} lacks rotation keys for steps {missing}")
-            self._sets.append((ctx, seal.Evaluator(ctx), relin, galois, t, self._encode(ctx, t)))
+        self._sets = [
+            (
+                k.context,
+                seal.Evaluator(k.context),
+                k.relin_keys,
+                k.galois_keys,
+                k.spec.plain_modulus,
+                self._encode(k.context, k.spec.plain_modulus),
+            )
+            for k in load_keys(public_context, plan.key_specs())
+        ]
 
     def _encode(self, ctx: seal.SEALContext, t: int) -> list:
         encoder, half = (
@@ -182,11 +238,11 @@ class BfvSingleEvaluator:
             ev.add_inplace(a, b)
             return a
 
-        xs = [seal_bytes.loads(seal.Ciphertext, d, ctx, what="input") for d in payloads]
-        if len(xs) != len(self.plan.input_layouts):
+        if len(payloads) != len(self.plan.input_layouts):
             raise ContextError(
-                f"{len(xs)} ciphertexts; the plan takes {len(self.plan.input_layouts)}"
+                f"{len(payloads)} ciphertexts; the plan takes {len(self.plan.input_layouts)}"
             )
+        xs = seal_bytes.load_fresh_ciphertexts(ctx, payloads)
         for step, enc in zip(self.plan.program.steps, encoded, strict=True):
             if step.kind == "square":
                 for x in xs:
@@ -206,7 +262,7 @@ class BfvSingleEvaluator:
                 xs = out
             else:
                 plains, bias = enc
-                acc = single.run_diagonals(
+                acc = slots.run_diagonals(
                     step.diagonals, xs, plains, rotate=rotate, multiply=multiply, add=add
                 )
                 if acc is None:
@@ -215,7 +271,12 @@ class BfvSingleEvaluator:
                 xs = [acc]
         return seal_bytes.dumps(xs[0])
 
-    def run_bytes(self, payloads: list[list[bytes]]) -> list[list[bytes]]:
+    def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
+        """The Evaluator role: one image's prime-major bytes → the logits' (one per prime)."""
+        check_segment(segment, 1)
+        return flatten(self.run_primes(split(payloads, len(self._sets))))
+
+    def run_primes(self, payloads: list[list[bytes]]) -> list[list[bytes]]:
         if len(payloads) != len(self._sets):
             raise ContextError(
                 f"{len(payloads)} ciphertext sets; the plan has {len(self._sets)} primes"
@@ -224,7 +285,7 @@ class BfvSingleEvaluator:
 
 
 def compile_bfv_single(
-    model: IntModel, *, n: int | None = None, verify: bool = True
+    model: IntModel, *, n: int | None = None, verify: bool = True, name: str = "model-bfv-single"
 ) -> BfvSinglePlan:
     """A single-packing BFV plan for a polynomial IntModel (affine (x² affine)*).
 
@@ -235,29 +296,29 @@ def compile_bfv_single(
     logit_bound = max(abs(model.stats[-1].worst.lo), abs(model.stats[-1].worst.hi))
     left, tried = None, []
     for degree in [n] if n else [8192, 16384, 32768]:
-        coeff = seal.CoeffModulus.BFVDefault(degree, seal.SEC_LEVEL_TYPE.TC128)
-        bits = tuple(m.bit_count() for m in coeff)
-        primes = {m.value() for m in seal.CoeffModulus.Create(degree, list(bits))}
-        program = single.program(layers, degree // 2)
+        bits, primes = default_coeff(degree)
+        program = slots.program(layers, degree // 2)
         for plain_bits in SINGLE_PLAIN_BITS:
             plan = BfvSinglePlan(
                 program=program,
-                params=BfvParams(degree, bits, _moduli(degree, plain_bits, logit_bound, primes)),
+                params=BfvParams(
+                    degree, bits, batching_primes(degree, plain_bits, logit_bound, primes)
+                ),
                 in_shape=tuple(model.in_shape),
                 input_max=model.input_max,
                 logit_bound=logit_bound,
                 n_outputs=layers[-1].weight.shape[0],
             )
             if not verify:
-                return plan
+                return served(plan, model, name)
             client = BfvSingleClient(plan)
-            out = BfvSingleEvaluator(plan, client.public_context()).run_bytes(
+            out = BfvSingleEvaluator(plan, client.public_context()).run_primes(
                 client.encrypt_single(np.full(plan.in_shape, plan.input_max, np.int64))
             )
             left = client.noise_budget(out)
             tried.append(f"N={degree}, {plain_bits}-bit t: {left} bits left")
             if left >= MIN_NOISE_BUDGET:
-                return plan
+                return served(plan, model, name)
     raise CompileError(
         f"BFV single packing runs out of noise budget ({'; '.join(tried)}; need ≥ "
         f"{MIN_NOISE_BUDGET}); use batch packing or a shallower model"

@@ -11,47 +11,38 @@ names its segment.
 What the client learns beyond the logits: every pre-activation at every cut (the inputs
 to the tables) — see docs/threat-model.md. The server learns nothing new: it sees only
 ciphertexts under the client's keys, and which segment each belongs to.
+
+The client's side of the protocol is ``bfv.client.BatchClient`` (one segment or many
+alike), the server's ``bfv.batch.SegmentEvaluators``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from crypto_nn.bfv import (
-    _LINEAR_KINDS,
-    BfvClient,
-    BfvEvaluator,
-    BfvPlan,
-    compile_layers,
-    layers_from_ops,
-)
-from crypto_nn.errors import CompileError, ContextError
+from crypto_nn.bfv.layers import LINEAR_KINDS, layers_from_ops
+from crypto_nn.bfv.plan import BfvPlan, SegmentedPlan, compile_layers, served
+from crypto_nn.errors import CompileError
 from integer_nn.model import IntModel
 
-_POLYNOMIAL = (*_LINEAR_KINDS, "square")
+_POLYNOMIAL = (*LINEAR_KINDS, "square")
 
 
 @dataclass
-class ClientAidedPlan:
+class ClientAidedPlan(SegmentedPlan):
     segments: list[BfvPlan]
     client_ops: list[list]  # after segment k: the ops the client applies (len = segments − 1)
     cut_shapes: list[tuple[int, ...]]  # (C, H, W) of segment k's output, for those ops
+    name: str = "model-bfv"
+    classes: tuple[str, ...] = field(default_factory=tuple)
+    pixel_max: int = 0
+    output_scale: float = 1.0
 
     @property
     def round_trips(self) -> int:
         return len(self.client_ops)
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "scheme": "bfv",
-            "packing": "batch",
-            "tables": "client-aided",
-            "round_trips": self.round_trips,
-            "segments": [s.describe() for s in self.segments],
-            "client_ops": [[op.describe() for op in ops] for ops in self.client_ops],
-        }
 
 
 def _split(model: IntModel) -> list[tuple[list[int], list[int]]]:
@@ -69,7 +60,9 @@ def _split(model: IntModel) -> list[tuple[list[int], list[int]]]:
     return parts
 
 
-def compile_client_aided(model: IntModel, *, n: int = 8192, verify: bool = True) -> ClientAidedPlan:
+def compile_client_aided(
+    model: IntModel, *, n: int = 8192, verify: bool = True, name: str = "model-bfv"
+) -> ClientAidedPlan:
     """Segments between the model's non-polynomial ops, each compiled as an exact BFV plan
     for the input range and output bound integer_nn's range analysis gives it."""
     parts = _split(model)
@@ -104,47 +97,4 @@ def compile_client_aided(model: IntModel, *, n: int = 8192, verify: bool = True)
             cut_shapes.append(shapes[server[-1] + 1])
             out = model.stats[client[-1]].worst
             in_range = (out.lo, out.hi)
-    return ClientAidedPlan(segments, client_ops, cut_shapes)
-
-
-class ClientAidedSession:
-    """The client's keys (one set per segment) and the protocol, against any ``server``
-    callable ``(segment index, ciphertext sets) → ciphertext sets`` — in process, or HTTP."""
-
-    def __init__(self, plan: ClientAidedPlan) -> None:
-        self.plan = plan
-        self.clients = [BfvClient(segment) for segment in plan.segments]
-
-    def public_contexts(self) -> list[bytes]:
-        return [client.public_context() for client in self.clients]
-
-    def run(self, x_int: np.ndarray, server) -> np.ndarray:
-        """Exact logits of ``x_int`` (n, C, H, W), one server call per segment."""
-        n, x = len(x_int), np.asarray(x_int, dtype=np.int64)
-        for k, client in enumerate(self.clients):
-            values = client.decrypt_batch(server(k, client.encrypt_batch(x)), n)
-            values = np.asarray(values.astype(np.int64))  # |v| ≤ bound < 2^63 by range analysis
-            if k == len(self.clients) - 1:
-                return values
-            x = values.reshape(n, *self.plan.cut_shapes[k])
-            for op in self.plan.client_ops[k]:  # in the clear: the client's share of the work
-                x = op.forward(x)
-        raise ContextError("the plan has no segments")
-
-
-class ClientAidedEvaluator:
-    """Server side: one BfvEvaluator per segment, for the contexts the client registered."""
-
-    def __init__(self, plan: ClientAidedPlan, public_contexts: list[bytes]) -> None:
-        if len(public_contexts) != len(plan.segments):
-            raise ContextError(
-                f"{len(public_contexts)} contexts; the plan has {len(plan.segments)} segments"
-            )
-        self.evaluators = [
-            BfvEvaluator(seg, ctx) for seg, ctx in zip(plan.segments, public_contexts, strict=True)
-        ]
-
-    def __call__(self, segment: int, payloads: list[list[bytes]]) -> list[list[bytes]]:
-        if not 0 <= segment < len(self.evaluators):
-            raise ContextError(f"segment {segment}; the plan has {len(self.evaluators)}")
-        return self.evaluators[segment].run_bytes(payloads)
+    return served(ClientAidedPlan(segments, client_ops, cut_shapes), model, name)

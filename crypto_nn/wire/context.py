@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import json
 
-import tenseal.sealapi as seal
-
-from crypto_nn import header as _header
-from crypto_nn import seal_bytes
 from crypto_nn.errors import ContextError
-from crypto_nn.params import CkksParams
-from crypto_nn.security import is_secure
+from crypto_nn.wire import header as _header
 
 MAGIC = b"CRCTX\n"
 FORMAT = "cryptorobust.context"
@@ -86,31 +81,6 @@ def unpack(data: bytes) -> tuple[dict[str, object], dict[str, bytes]]:
     if not any(name.partition(".")[0] == "params" for name in parts):
         raise ContextError("context has no 'params' part")
     return header, parts
-
-
-def read_params(parts: dict[str, bytes]) -> seal.EncryptionParameters:
-    return seal_bytes.loads(seal.EncryptionParameters, parts["params"], what="context params")
-
-
-def check_matches(parms: seal.EncryptionParameters, expected: CkksParams) -> None:
-    """Refuse parameters outside the 128-bit table or different from the plan's."""
-    n = parms.poly_modulus_degree()
-    bits = [m.bit_count() for m in parms.coeff_modulus()]
-    if not is_secure(n, bits):
-        raise ContextError(
-            f"parameters N={n}, {sum(bits)} modulus bits are outside the 128-bit security table"
-        )
-    if parms.scheme() != seal.SCHEME_TYPE.CKKS:
-        raise ContextError("context is not a CKKS context")
-    want = expected.seal_parameters()
-    if n != expected.poly_modulus_degree or [m.value() for m in parms.coeff_modulus()] != [
-        m.value() for m in want.coeff_modulus()
-    ]:
-        raise ContextError(
-            f"context parameters (N={n}, bits {bits}) do not match the plan "
-            f"(N={expected.poly_modulus_degree}, bits "
-            f"{list(expected.coeff_mod_bit_sizes)})"
-        )
 
 
 def declared_length(prefix: bytes) -> int | None:

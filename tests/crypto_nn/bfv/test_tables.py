@@ -5,13 +5,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto_nn.bfv import BfvClient, BfvEvaluator, compile_bfv
-from crypto_nn.bfv_client_aided import (
-    ClientAidedEvaluator,
-    ClientAidedSession,
-    compile_client_aided,
-)
-from crypto_nn.bfv_tables import eval_poly_plain, interpolate_mod
+import crypto_nn
+from crypto_nn.bfv.batch import BfvEvaluator
+from crypto_nn.bfv.client import BfvClient
+from crypto_nn.bfv.client_aided import compile_client_aided
+from crypto_nn.bfv.plan import compile_bfv
+from crypto_nn.bfv.tables import eval_poly_plain, interpolate_mod
 from crypto_nn.errors import CompileError
 from integer_nn.model import IntModel
 from integer_nn.ops import IntFlatten, IntLinear, IntMaxPool2d, IntTable
@@ -60,11 +59,16 @@ def test_client_aided_plan_is_exact(seed, hidden, bits):
     model = _table_model(rng, hidden, bits)
     plan = compile_client_aided(model, verify=False)
     assert plan.round_trips == 1 and [op.kind for op in plan.client_ops[0]] == ["table"]
-    session = ClientAidedSession(plan)
-    server = ClientAidedEvaluator(plan, session.public_contexts())
     x = rng.integers(0, 2**bits, size=(5, 1, 4, 4))
     x[0] = 2**bits - 1
-    assert session.run(x, server).tolist() == model.forward(x).tolist()
+    assert _run_client_aided(plan, x).tolist() == model.forward(x).tolist()
+
+
+def _run_client_aided(plan, x):
+    """The client built from the plan's JSON alone, against the plan's evaluator."""
+    client = crypto_nn.client_for(plan.describe())
+    server = plan.evaluator(client.public_context())
+    return client.infer_int(x, lambda segment, cts: server.run(cts, segment=segment))
 
 
 def test_client_aided_cuts_start_from_the_table_output_range():
@@ -84,10 +88,8 @@ def test_client_aided_cuts_start_from_the_table_output_range():
     )
     plan = compile_client_aided(model, verify=False)
     assert plan.segments[1].input_min == -5
-    session = ClientAidedSession(plan)
     x = rng.integers(0, 4, size=(6, 1, 4, 4))
-    got = session.run(x, ClientAidedEvaluator(plan, session.public_contexts()))
-    assert got.tolist() == model.forward(x).tolist()
+    assert _run_client_aided(plan, x).tolist() == model.forward(x).tolist()
 
 
 def test_model_starting_with_a_client_op_is_refused():
@@ -115,7 +117,7 @@ def test_polynomial_table_runs_non_interactively_and_exactly():
     client = BfvClient(plan)
     x = rng.integers(0, 2, size=(8, 1, 4, 4))
     x[0], x[1] = 1, 0
-    outputs = BfvEvaluator(plan, client.public_context()).run_bytes(client.encrypt_batch(x))
+    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
     assert client.decrypt_batch(outputs, len(x)).tolist() == model.forward(x).tolist()
 
 
@@ -139,7 +141,7 @@ def test_tables_are_refused_without_a_mode_and_when_too_wide():
 
 
 def test_bfv_single_packing_is_exact_and_needs_its_rotation_keys():
-    from crypto_nn.bfv_single import BfvSingleClient, BfvSingleEvaluator, compile_bfv_single
+    from crypto_nn.bfv.single import BfvSingleClient, BfvSingleEvaluator, compile_bfv_single
     from crypto_nn.errors import ContextError
     from integer_nn.ops import IntConv2d, IntSquare
 
@@ -162,7 +164,7 @@ def test_bfv_single_packing_is_exact_and_needs_its_rotation_keys():
     x = rng.integers(0, 4, size=(3, 1, 4, 4))
     x[0] = 3
     for image, expected in zip(x, model.forward(x), strict=True):
-        got = client.decrypt_single(evaluator.run_bytes(client.encrypt_single(image)))
+        got = client.decrypt_single(evaluator.run_primes(client.encrypt_single(image)))
         assert got.tolist() == expected.tolist()
     with pytest.raises(
         ContextError, match=rf"lacks rotation keys for steps \[{plan.rotations[0]}\]"
@@ -172,15 +174,22 @@ def test_bfv_single_packing_is_exact_and_needs_its_rotation_keys():
 
 def _context_with_rotations(client, steps):
     """The client's public context, but with Galois keys for ``steps`` only."""
-    from crypto_nn.bfv import public_parts
+    import dataclasses
 
-    return public_parts(client._sets, steps)
+    from crypto_nn.bfv.client import public_parts
+
+    return public_parts(
+        [
+            ks._replace(spec=dataclasses.replace(ks.spec, rotations=tuple(steps)))
+            for ks in client._sets
+        ]
+    )
 
 
 def test_one_compile_entry_point_dispatches_by_scheme_packing_and_tables():
     import crypto_nn
-    from crypto_nn.bfv import BfvPlan
-    from crypto_nn.bfv_client_aided import ClientAidedPlan
+    from crypto_nn.bfv.client_aided import ClientAidedPlan
+    from crypto_nn.bfv.plan import BfvPlan
 
     model = _table_model(np.random.default_rng(2), 3, 2)
     assert isinstance(

@@ -1,0 +1,109 @@
+"""Server side of a BFV batch plan: one ciphertext per input value, one image per slot,
+the integer network op by op under each plaintext prime (exact: ring operations only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from crypto_nn.bfv.client import flatten, split
+from crypto_nn.bfv.layers import IntSquareLayer
+from crypto_nn.bfv.tables import IntPolyTable, PolyEvaluator
+from crypto_nn.errors import ContextError
+from crypto_nn.roles import check_segment
+from crypto_nn.wire import seal_bytes
+from crypto_nn.wire.key_checks import LoadedKeys, load_keys
+
+
+class BfvEvaluator:
+    """One exact segment under each of its primes, for one client's keys."""
+
+    def __init__(self, plan, public_context: bytes | list[LoadedKeys]) -> None:
+        """``public_context``: the client's context bytes, or its key sets already loaded
+        (a client-aided plan loads the context once for all its segments)."""
+        keys = (
+            load_keys(public_context, plan.key_specs())
+            if isinstance(public_context, bytes)
+            else public_context
+        )
+        self.plan = plan
+        self._sets = [
+            (k.context, seal.Evaluator(k.context), k.relin_keys, k.spec.plain_modulus) for k in keys
+        ]
+
+    def _run_one(self, ctx, ev, relin, t, payloads: list[bytes]) -> list[bytes]:
+        if len(payloads) != self.plan.n_inputs:
+            raise ContextError(
+                f"{len(payloads)} input ciphertexts; the plan takes {self.plan.n_inputs}"
+            )
+        xs = seal_bytes.load_fresh_ciphertexts(ctx, payloads)
+        scratch = seal.Ciphertext()
+        for layer in self.plan.layers:
+            if isinstance(layer, IntSquareLayer):
+                for x in (x for x in xs if x is not None):  # None: a folded constant
+                    ev.square_inplace(x)
+                    ev.relinearize_inplace(x, relin)
+                continue
+            if isinstance(layer, IntPolyTable):
+                poly = PolyEvaluator(ev, relin, t)
+                xs = [None if x is None else poly.run(x, layer) for x in xs]
+                continue
+            out = []
+            for row, b in zip(layer.weight, layer.bias, strict=True):
+                acc = None
+                for i in np.flatnonzero(row):
+                    w = int(row[i])
+                    # multiply by |w| and subtract for w < 0: noise grows by |w|, not by t - |w|
+                    pw = seal.Plaintext(format(abs(w) % t, "x"))
+                    if acc is None:
+                        acc = seal.Ciphertext()
+                        ev.multiply_plain(xs[i], pw, acc)
+                        if w < 0:
+                            ev.negate_inplace(acc)
+                    else:
+                        ev.multiply_plain(xs[i], pw, scratch)
+                        (ev.sub_inplace if w < 0 else ev.add_inplace)(acc, scratch)
+                if acc is None:  # a constant, folded into what reads it (fold_constants)
+                    out.append(None)
+                    continue
+                if int(b) % t:
+                    ev.add_plain_inplace(acc, seal.Plaintext(format(int(b) % t, "x")))
+                out.append(acc)
+            xs = out
+        return [b"" if x is None else seal_bytes.dumps(x) for x in xs]
+
+    def run_primes(self, payloads: list[list[bytes]]) -> list[list[bytes]]:
+        """Per prime, its ciphertexts → per prime, the outputs (b"": a constant logit)."""
+        if len(payloads) != len(self._sets):
+            raise ContextError(
+                f"{len(payloads)} ciphertext sets; the plan has {len(self._sets)} plaintext primes"
+            )
+        return [self._run_one(*s, p) for s, p in zip(self._sets, payloads, strict=True)]
+
+    def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
+        """The :class:`crypto_nn.roles.Evaluator` role: prime-major bytes in and out."""
+        check_segment(segment, 1)
+        return flatten(self.run_primes(split(payloads, len(self._sets))))
+
+
+class SegmentEvaluators:
+    """The Evaluator role for a served BFV plan: the client's context loaded once, one
+    :class:`BfvEvaluator` per segment on its share of the key sets; a request names its
+    segment, so the server keeps no state between a client-aided plan's round trips."""
+
+    def __init__(self, plan, public_context: bytes) -> None:
+        keys = load_keys(public_context, plan.key_specs())
+        self.evaluators, first = [], 0
+        for segment in plan.segments:
+            k = len(segment.params.plain_moduli)
+            self.evaluators.append(BfvEvaluator(segment, keys[first : first + k]))
+            first += k
+
+    def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
+        check_segment(segment, len(self.evaluators))
+        return self.evaluators[segment].run(payloads)
+
+    def __call__(self, segment: int, payloads: list[list[bytes]]) -> list[list[bytes]]:
+        """Per-prime lists in and out (in-process callers, benchmarks)."""
+        check_segment(segment, len(self.evaluators))
+        return self.evaluators[segment].run_primes(payloads)

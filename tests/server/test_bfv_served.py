@@ -1,0 +1,152 @@
+"""BFV served over HTTP: decrypted logits equal ``IntModel.forward`` bit for bit, for the
+x² batch plan and a client-aided ReLU model (one request per segment); workers run from
+the saved plan and never import a data set."""
+
+import asyncio
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from rich.console import Console
+
+import crypto_nn
+from crypto_nn.wire import framing
+from nets import checkpoint, data, models
+from nets.runinfo import run_info
+from nets.train import TrainConfig, train
+from server import worker
+from server.app import create_app
+from server.models import quantized
+from server.pool import ProcessSlots
+from server.settings import Settings
+
+CALIBRATION = 200
+
+
+@pytest.fixture(scope="module")
+def bfv_models(tmp_path_factory, square_mlp_checkpoint):
+    folder = tmp_path_factory.mktemp("bfv-models")
+    shutil.copy(square_mlp_checkpoint, folder / "digits-mlp.pt")
+    torch.manual_seed(1)
+    net = models.build("mlp", (1, 8, 8), 10, hidden=8, layers=1, act="relu")
+    train(
+        net,
+        data.load("digits", "train"),
+        TrainConfig(epochs=4, batch_size=32, lr=5e-3),
+        console=Console(quiet=True),
+    )
+    meta = checkpoint.Checkpoint(
+        "mlp",
+        {"hidden": 8, "layers": 1, "act": "relu"},
+        (1, 8, 8),
+        10,
+        data.DIGIT_CLASSES,
+        "digits",
+        run=run_info(seed=1, device="cpu"),
+    )
+    checkpoint.save(folder / "digits-relu.pt", net, meta)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bfv_api(bfv_models, tmp_path_factory):
+    settings = Settings(
+        models_dir=bfv_models,
+        state_dir=tmp_path_factory.mktemp("bfv-state"),
+        calibration_images=CALIBRATION,
+        packings=("bfv",),
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _infer(api, name, images):
+    desc = api.get(f"/v1/models/{name}").json()
+    keys = crypto_nn.client_for(desc)
+    registered = api.post("/v1/keys", content=keys.public_context())
+    assert registered.status_code == 201, registered.text
+    key_id = registered.json()["key_id"]
+    calls = []
+
+    def send(segment, cts):
+        calls.append(segment)
+        response = api.post(
+            f"/v1/models/{name}/infer",
+            params={"key_id": key_id, "segment": segment},
+            content=framing.pack(cts),
+        )
+        assert response.status_code == 200, response.text
+        return framing.unpack(response.content)[1]
+
+    return desc, key_id, keys.infer(images, send), calls
+
+
+@pytest.mark.parametrize(("stem", "round_trips"), [("digits-mlp", 0), ("digits-relu", 1)])
+def test_served_bfv_logits_equal_the_integer_model_bit_for_bit(
+    bfv_api, bfv_models, stem, round_trips
+):
+    images = data.load("digits", "test").images[:40]
+    desc, _, logits, calls = _infer(bfv_api, f"{stem}-bfv", images)
+    assert desc["scheme"] == "bfv" and desc["round_trips"] == round_trips
+    assert calls == list(range(round_trips + 1))  # one request per segment, in order
+    int_model = quantized(bfv_models / f"{stem}.pt", CALIBRATION, 4)
+    expected = int_model.forward(int_model.quantize_input(images))
+    assert logits.tolist() == expected.tolist()
+
+
+def test_a_segment_the_plan_lacks_or_a_wrong_count_is_refused(bfv_api):
+    desc = bfv_api.get("/v1/models/digits-relu-bfv").json()
+    keys = crypto_nn.client_for(desc)
+    key_id = bfv_api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
+    cts = keys.clients[0].encrypt_batch(np.zeros((1, 64), np.int64))
+    body = framing.pack([c for per_prime in cts for c in per_prime])
+    url = "/v1/models/digits-relu-bfv/infer"
+    far = bfv_api.post(url, params={"key_id": key_id, "segment": 5}, content=body)
+    assert far.status_code == 422 and "segment 5" in far.json()["detail"]
+    wrong = bfv_api.post(url, params={"key_id": key_id, "segment": 1}, content=body)
+    assert wrong.status_code == 422 and "at segment 1" in wrong.json()["detail"]
+
+
+def test_a_ckks_context_is_refused_by_a_bfv_only_server(bfv_api, square_mlp_checkpoint):
+    from crypto_nn.ckks.client import make_keys
+
+    net, meta = checkpoint.load(square_mlp_checkpoint)
+    plan = crypto_nn.compile(net, data.load("digits", "train").images[:100])
+    _, public = make_keys(plan)
+    refused = bfv_api.post("/v1/keys", content=public)
+    assert refused.status_code == 422 and "serves BFV" in refused.json()["detail"]
+
+
+def test_worker_evaluates_from_the_plan_file_without_importing_a_data_set(bfv_api):
+    state = bfv_api.app.state
+    model = state.models["digits-mlp-bfv"]
+    keys = crypto_nn.client_for(model.plan.describe())
+    key_id = bfv_api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
+    x = np.arange(64).reshape(1, 1, 8, 8) % (model.plan.pixel_max + 1)
+    cts = [c for per_prime in keys.clients[0].encrypt_batch(x) for c in per_prime]
+    slots = ProcessSlots(1, "test worker")
+
+    async def go():
+        out = await slots.run(
+            worker.evaluate,
+            str(model.plan_path),
+            key_id,
+            str(state.keys.ctx_path(key_id)),
+            cts,
+            2,
+        )
+        return out, await slots.run(worker.loaded_modules)
+
+    try:
+        outputs, modules = asyncio.run(go())
+    finally:
+        slots.shutdown()
+    assert "nets.data" not in modules and "sklearn" not in modules
+    primes = len(model.plan.params.plain_moduli)
+    from crypto_nn.bfv.client import split
+
+    got = keys.clients[0].decrypt_batch(split(outputs, primes), 1)
+    int_model = quantized(model.checkpoint, CALIBRATION, 4)
+    assert got.tolist() == int_model.forward(x).tolist()
