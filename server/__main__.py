@@ -29,6 +29,9 @@ def serve(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
     ] = None,
+    bfv_bits: Annotated[
+        int | None, typer.Option(help="Bits of NAME-bfv's weights and activations (default 4).")
+    ] = None,
 ) -> None:
     """Run the HTTP service (uvicorn)."""
     import uvicorn
@@ -46,6 +49,7 @@ def serve(
         workers=workers,
         backend=backend,
         ray_address=ray_address,
+        **({"bfv_bits": bfv_bits} if bfv_bits is not None else {}),
     )
     if token is None and not _loopback(host):
         print(

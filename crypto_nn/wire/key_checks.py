@@ -188,7 +188,7 @@ def load_key_set(parts: dict[str, bytes], spec: KeySpec) -> LoadedKeys:
             kind = "relinearisation" if part == "relin_keys" else "rotation"
             raise ContextError(
                 f"this plan {why} ciphertexts, so it needs {kind} keys: the context must "
-                f"carry them — it has no {name} part; make it with this plan's Client"
+                f"carry {kind} keys, and it has no {name} part — make it with this plan's Client"
             )
     if spec.relin:
         loaded.relin_keys = load_relin_keys(parts["relin_keys" + spec.suffix], context)
