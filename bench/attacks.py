@@ -15,7 +15,8 @@ import torch
 
 from adversarial import attacks
 from adversarial.metrics import summary
-from bench.he import _model
+from bench import report
+from bench.common import trained_model
 from nets import data
 from nets.runinfo import resolve_device, run_info
 
@@ -41,7 +42,7 @@ def run(
     import torchattacks
 
     dev = resolve_device(device)
-    net, model_name, model_info = _model(model_name, data_name, checkpoint, seed, epochs)
+    net, model_name, model_info = trained_model(model_name, data_name, checkpoint, seed, epochs)
     net = net.to(dev).eval()
     test = data.load(data_name, "test").subset(n)
     x = torch.from_numpy(test.images).to(dev)
@@ -98,3 +99,40 @@ def run(
         "quick": quick,
         "run": run_info(seed=seed, device=str(dev)),
     }
+
+
+def table(r: dict) -> str:
+    """The markdown table ``bench attacks`` prints and writes beside its JSON."""
+    a = r["attacks"]
+    header = [
+        "attack",
+        "ours s",
+        "torchattacks s",
+        "ratio",
+        "identical",
+        "ours success",
+        "theirs success",
+        "ours mean L2",
+        "theirs mean L2",
+    ]
+    rows = [
+        [
+            name,
+            c["ours_s"],
+            c["torchattacks_s"],
+            c.get("ratio", "-"),
+            c.get("identical", "-"),
+            c["ours"]["success_rate"],
+            c["torchattacks"]["success_rate"],
+            c["ours"]["mean_l2"],
+            c["torchattacks"]["mean_l2"],
+        ]
+        for name, c in a.items()
+    ]
+    md = (
+        f"Attacks on {r['model']} ({r['data']}, {r['n_images']} images, {r['device']}); baseline: "
+        "torchattacks 3.5.1, same model, batch and seed\n\n"
+        + report.markdown_table(header, rows)
+        + f"\nC&W: {a['cw']['note']} ({a['cw']['n_images']} images)\n"
+    )
+    return md

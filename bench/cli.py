@@ -1,4 +1,5 @@
-"""``python -m bench``: each benchmark prints its table and writes JSON + markdown."""
+"""``python -m bench``: options only. Each benchmark module has ``run(...)`` → a dict and
+``table(dict)`` → markdown; this module wires the options to ``run`` and shows the table."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ console = Console()
 @app.callback()
 def main() -> None:
     """Benchmarks."""
+
+
+def _show(result: dict, markdown: str, json_path: Path | None) -> None:
+    """Every benchmark: its ``table()`` printed, its ``run()`` dict written as JSON + .md."""
+    console.print(markdown, markup=False, highlight=False, soft_wrap=True)
+    report.write(result, json_path, markdown)
 
 
 @app.command("kernels")
@@ -45,42 +52,7 @@ def kernels_cmd(
         quick=quick,
         seed=seed,
     )
-    header = [
-        "batch",
-        "numba img/s",
-        "numpy img/s",
-        "torch img/s",
-        "numba/numpy",
-        "numba/torch",
-        "exact",
-    ]
-    rows = [
-        [
-            bs,
-            r["numba_images_per_s"],
-            r["numpy_images_per_s"],
-            r["torch_images_per_s"],
-            r["numba_over_numpy"],
-            r["numba_over_torch"],
-            r["identical_to_reference"],
-        ]
-        for bs, r in result["batches"].items()
-    ]
-    md = (
-        f"IntModel kernels: {result['model']} on {result['data']} "
-        f"(baseline: numpy int64 reference, torch float32 CPU)\n\n"
-        + report.markdown_table(header, rows)
-    )
-    console.print(md, markup=False, highlight=False, soft_wrap=True)
-    report.write(result, json_out, md)
-
-
-def _baseline_cell(b: dict, per_image: bool) -> str:
-    if per_image and b.get("baseline"):
-        return f"{b['baseline_e2e_s']:.3g} s e2e"
-    if "baseline_eval_images_per_s" in b:
-        return f"{b['baseline_eval_images_per_s']:.3g} img/s"
-    return b.get("baseline_reason", "-")
+    _show(result, kernels.table(result), json_out)
 
 
 @app.command("he")
@@ -118,7 +90,7 @@ def he_cmd(
     ] = None,
 ) -> None:
     """Encrypted vs plain inference: time, size and accuracy (thesis Table 3.1)."""
-    from bench import he, he_bfv
+    from bench import he
     from nets.errors import UserError
 
     if scheme not in ("ckks", "bfv"):
@@ -137,7 +109,8 @@ def he_cmd(
     from nets.cli_util import parse_options
 
     options = parse_options(arg or [], model_registry.options(model)) if not checkpoint else {}
-    result = (he.run if scheme == "ckks" else he_bfv.run)(
+    result = he.run(
+        scheme=scheme,
         **extra,
         options=options,
         model_name=model,
@@ -148,63 +121,7 @@ def he_cmd(
         seed=seed,
         epochs=epochs,
     )
-    header = [
-        "packing",
-        "images",
-        "e2e s",
-        "eval s",
-        "eval img/s",
-        "baseline",
-        "speedup",
-        "upload KB/img",
-        "context MB",
-        "plain ms/img",
-        "overhead",
-        "agreement",
-    ]
-    rows = []
-    for name, b in result["packings"].items():
-        per_image = name == "single"
-        rows.append(
-            [
-                name,
-                b["n_images"],
-                b["e2e_s"],
-                b["eval_s"],
-                1 / b["eval_s"] if per_image else b["eval_images_per_s"],
-                _baseline_cell(b, per_image),
-                b.get("speedup_vs_baseline", "-"),
-                b["upload_bytes_per_image"] / 1000,
-                b["public_context_bytes"] / 1e6,
-                (b["plain_torch_batch1_s"] if per_image else b["plain_torch_batch1000_per_image_s"])
-                * 1000,
-                b["overhead_vs_plain"],
-                b["argmax_agreement"],
-            ]
-        )
-    first = next(iter(result["packings"].values()))
-    md = (
-        f"Encrypted vs plain ({result['scheme']}): {result['model']} on {result['data']}; "
-        "baselines: single — the TenSEAL tutorial's im2col + mm way (e2e per image); batch — "
-        f"TenSEAL {'CKKS' if scheme == 'ckks' else 'BFV'}Vector per input value"
-        f"{' (sampled, extrapolated)' if first.get('baseline_extrapolated') else ''}\n\n"
-        + report.markdown_table(header, rows)
-        + (
-            f"\nbit-exact rate {first['bit_exact_rate']:.4f} over {first['n_images']} images, "
-            f"tables: {first['tables']}, round trips {first['round_trips']}, "
-            f"plaintext moduli {first['plaintext_moduli']}"
-            if scheme == "bfv"
-            else ""
-        )
-        + "".join(
-            f"\n{name}: plain accuracy {b['plain_accuracy']:.4f}, encrypted "
-            f"{b['encrypted_accuracy']:.4f}"
-            for name, b in result["packings"].items()
-        )
-        + "\nthesis Table 3.1: 0.1 ms plain vs 300 s encrypted per image\n"
-    )
-    console.print(md, markup=False, highlight=False, soft_wrap=True)
-    report.write(result, json_out, md)
+    _show(result, he.table(result), json_out)
 
 
 @app.command("attacks")
@@ -236,40 +153,7 @@ def attacks_cmd(
         epochs=epochs,
         device=device,
     )
-    a = r["attacks"]
-    header = [
-        "attack",
-        "ours s",
-        "torchattacks s",
-        "ratio",
-        "identical",
-        "ours success",
-        "theirs success",
-        "ours mean L2",
-        "theirs mean L2",
-    ]
-    rows = [
-        [
-            name,
-            c["ours_s"],
-            c["torchattacks_s"],
-            c.get("ratio", "-"),
-            c.get("identical", "-"),
-            c["ours"]["success_rate"],
-            c["torchattacks"]["success_rate"],
-            c["ours"]["mean_l2"],
-            c["torchattacks"]["mean_l2"],
-        ]
-        for name, c in a.items()
-    ]
-    md = (
-        f"Attacks on {r['model']} ({r['data']}, {r['n_images']} images, {r['device']}); baseline: "
-        "torchattacks 3.5.1, same model, batch and seed\n\n"
-        + report.markdown_table(header, rows)
-        + f"\nC&W: {a['cw']['note']} ({a['cw']['n_images']} images)\n"
-    )
-    console.print(md, markup=False, highlight=False, soft_wrap=True)
-    report.write(r, json_out, md)
+    _show(r, bench_attacks.table(r), json_out)
 
 
 @app.command("defenses")
@@ -303,25 +187,7 @@ def defenses_cmd(
         seed=seed,
         device=device,
     )
-    header = ["method", "train s", "× standard", "× PGD-AT", "clean", "PGD-20×5 robust"]
-    rows = [
-        [name, c["train_seconds"], c["time_vs_standard"], c["time_vs_pgd_at"],
-         c["clean_accuracy"], c["pgd20x5_robust_accuracy"]]
-        for name, c in r["training"].items()
-    ]  # fmt: skip
-    c = r["certify"]
-    md = (
-        f"Defenses: {r['model']} on {r['data']} ({r['n_train']} training images, "
-        f"{r['epochs']} epochs, ε = {r['eps']}, {r['eval_images']} test images attacked; "
-        f"{r['run']['device']}); baseline: standard training of the same model\n\n"
-        + report.markdown_table(header, rows)
-        + f"\nCertification (σ 0.25, n {c['n']}): ours {c['ours_images_per_s']:.2f} images/s, "
-        f"Cohen et al.'s reference sampling loop {c['cohen_reference_images_per_s']:.2f} "
-        f"images/s: {c['ratio']:.2f}×\n\nPublished (other data sizes and schedules):\n"
-        + "".join(f"- {v}\n" for v in r["published"].values())
-    )
-    console.print(md, markup=False, highlight=False, soft_wrap=True)
-    report.write(r, json_out, md)
+    _show(r, bench_defenses.table(r), json_out)
 
 
 @app.command("demo")
@@ -337,45 +203,4 @@ def demo_cmd(
     from bench import demo
 
     r = demo.run(model_path=checkpoint, n=n, n_single=n_single, workdir=workdir)
-    header = ["", "images", "accuracy", "agreement", "time", "per image", "upload"]
-    rows = [
-        [
-            "plain (torch, CPU, one batch)",
-            r["n_images"],
-            r["plain_accuracy"],
-            "-",
-            f"{r['plain_s']:.4f} s",
-            f"{r['plain_s'] / r['n_images'] * 1000:.4f} ms",
-            "-",
-        ]
-    ]
-    for packing, p in r["packings"].items():
-        total = p["keygen_register_s"] + p["encrypt_s"] + p["server_s"] + p["decrypt_s"]
-        label = f"encrypted CKKS {packing} via HTTP ({p['requests']} requests)"
-        if p.get("scheme") == "bfv":
-            label = (
-                f"encrypted BFV exact via HTTP ({p['requests']} requests, "
-                f"{p['round_trips']} round trips), bit-exact vs integer model "
-                f"{p['bit_exact_rate']:.3f}"
-            )
-        rows.append(
-            [
-                label,
-                p["n_images"],
-                p["encrypted_accuracy"],
-                p["argmax_agreement"],
-                f"{total:.1f} s",
-                f"{total / p['n_images'] * 1000:.1f} ms",
-                f"{p['upload_bytes'] / 1e6:.1f} MB",
-            ]
-        )
-    md = (
-        f"{r['model']} on {r['data']}: server {r['server']}\n\n"
-        + report.markdown_table(header, rows)
-        + "\ntime = keygen + key registration + encrypt + server round trips + decrypt; BFV "
-        "runs the checkpoint quantised to 4 bits (integer_nn): its accuracy is the integer "
-        "model's; "
-        "thesis Table 3.1: 0.1 ms plain vs 300 s encrypted per image\n"
-    )
-    console.print(md, markup=False, highlight=False, soft_wrap=True)
-    report.write(r, workdir / "demo.json", md)
+    _show(r, demo.table(r), workdir / "demo.json")

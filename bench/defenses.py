@@ -22,6 +22,7 @@ from adversarial import defenses
 from adversarial.attacks.pgd import LinfPGD
 from adversarial.defenses.judge import accuracy
 from adversarial.defenses.smoothing import Smoothed
+from bench import report
 from nets import data, models
 from nets.runinfo import resolve_device, run_info, seed_everything
 from nets.train import TrainConfig, train
@@ -144,3 +145,25 @@ def run(
         "published": PUBLISHED,
         "run": run_info(seed=seed, device=str(dev)),
     }
+
+
+def table(r: dict) -> str:
+    """The markdown table ``bench defenses`` prints and writes beside its JSON."""
+    header = ["method", "train s", "× standard", "× PGD-AT", "clean", "PGD-20×5 robust"]
+    rows = [
+        [name, c["train_seconds"], c["time_vs_standard"], c["time_vs_pgd_at"],
+         c["clean_accuracy"], c["pgd20x5_robust_accuracy"]]
+        for name, c in r["training"].items()
+    ]  # fmt: skip
+    c = r["certify"]
+    md = (
+        f"Defenses: {r['model']} on {r['data']} ({r['n_train']} training images, "
+        f"{r['epochs']} epochs, ε = {r['eps']}, {r['eval_images']} test images attacked; "
+        f"{r['run']['device']}); baseline: standard training of the same model\n\n"
+        + report.markdown_table(header, rows)
+        + f"\nCertification (σ 0.25, n {c['n']}): ours {c['ours_images_per_s']:.2f} images/s, "
+        f"Cohen et al.'s reference sampling loop {c['cohen_reference_images_per_s']:.2f} "
+        f"images/s: {c['ratio']:.2f}×\n\nPublished (other data sizes and schedules):\n"
+        + "".join(f"- {v}\n" for v in r["published"].values())
+    )
+    return md

@@ -1,228 +1,97 @@
-"""``bench he``: the same model plain (torch), and encrypted with CKKS, time and accuracy.
+"""``bench he``: encrypted vs plain inference, one result shape for CKKS and BFV.
 
-Reproduces thesis Table 3.1 (0.1 ms plain vs 300 s encrypted per image) on this machine.
-Baseline, measured in the same run: the straightforward TenSEAL way of the same batch
-plan — one ``CKKSVector`` per input value, ``Σ x_i·w_ij + b_j`` with TenSEAL's automatic
-rescaling after every product, ``square()`` for x². Its cost per output is uniform
-within a layer, so with ``--quick`` it runs ``baseline_outputs`` outputs of each layer and
-scales by the layer's width (``baseline_extrapolated`` says so in the JSON).
+``run(scheme=...)`` returns ``{"scheme", "model", "data", "packings": {name: row}}`` where
+every row has the same core fields (``n_images``, ``e2e_s``, ``eval_s``, upload and
+context sizes, plain times, accuracy, agreement, baseline and speedup) and BFV rows add
+their exactness fields; ``table(result)`` renders any of them. The runners are
+``bench.he_ckks`` (with ``bench.he_single``) and ``bench.he_bfv``.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
+from bench import report
 
-import numpy as np
-import tenseal as ts
-import torch
-from rich.console import Console
-
-from bench import he_single
-from crypto_nn.ckks import plan as plan_mod
-from crypto_nn.ckks.batch import BatchEvaluator
-from crypto_nn.ckks.client import make_keys
-from crypto_nn.ckks.layers import Affine, Poly, Square
-from crypto_nn.ckks.params import choose_ckks, value_bits
-from crypto_nn.wire import seal_bytes
-from nets import checkpoint as ckpt_io
-from nets import data, models
-from nets.runinfo import run_info, seed_everything
-from nets.train import TrainConfig, train
+SCHEMES = ("ckks", "bfv")
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
+def run(*, scheme: str = "ckks", **options) -> dict:
+    from nets.errors import UserError
+
+    if scheme == "ckks":
+        from bench import he_ckks
+
+        return he_ckks.run(**options)
+    if scheme == "bfv":
+        from bench import he_bfv
+
+        return he_bfv.run(**options)
+    raise UserError(f"--scheme {scheme}: choose ckks or bfv")
 
 
-def _model(
-    model_name: str,
-    data_name: str,
-    checkpoint: str | None,
-    seed: int,
-    epochs: int,
-    options: dict | None = None,
-):
-    if checkpoint:
-        net, meta = ckpt_io.load(checkpoint)
-        return net, meta.model_name, {"checkpoint": checkpoint, **meta.metrics}
-    seed_everything(seed)
-    train_set = data.load(data_name, "train")
-    net = models.build(model_name, train_set.shape, len(train_set.classes), **(options or {}))
-    result = train(
-        net,
-        train_set,
-        TrainConfig(epochs=epochs, seed=seed),
-        console=Console(stderr=True, quiet=True),
+def _baseline_cell(b: dict, per_image: bool) -> str:
+    if per_image and b.get("baseline"):
+        return f"{b['baseline_e2e_s']:.3g} s e2e"
+    if "baseline_eval_images_per_s" in b:
+        return f"{b['baseline_eval_images_per_s']:.3g} img/s"
+    return b.get("baseline_reason", "-")
+
+
+HEADER = [
+    "packing",
+    "images",
+    "e2e s",
+    "eval s",
+    "eval img/s",
+    "baseline",
+    "speedup",
+    "upload KB/img",
+    "context MB",
+    "plain ms/img",
+    "overhead",
+    "agreement",
+]
+
+
+def _row(name: str, b: dict) -> list:
+    per_image = name == "single"
+    plain = b["plain_torch_batch1_s"] if per_image else b["plain_torch_batch1000_per_image_s"]
+    return [
+        name,
+        b["n_images"],
+        b["e2e_s"],
+        b["eval_s"],
+        1 / b["eval_s"] if per_image else b["eval_images_per_s"],
+        _baseline_cell(b, per_image),
+        b.get("speedup_vs_baseline", "-"),
+        b["upload_bytes_per_image"] / 1000,
+        b["public_context_bytes"] / 1e6,
+        plain * 1000,
+        b["overhead_vs_plain"],
+        b["argmax_agreement"],
+    ]
+
+
+def table(result: dict) -> str:
+    scheme = result["scheme"]
+    first = next(iter(result["packings"].values()))
+    exact = (
+        f"\nbit-exact rate {first['bit_exact_rate']:.4f} over {first['n_images']} images, "
+        f"tables: {first['tables']}, round trips {first['round_trips']}, "
+        f"plaintext moduli {first['plaintext_moduli']}"
+        if scheme == "bfv"
+        else ""
     )
-    return net.eval(), model_name, {"trained_epochs": epochs, "train_s": result.train_seconds}
-
-
-def plain_timings(net, images: np.ndarray) -> dict:
-    """Torch float32 on the CPU: median batch-1 latency, per-image time at batch 1,000
-    (the images repeated as needed), and the predictions."""
-    with torch.no_grad():
-        x1 = torch.from_numpy(images[:1])
-        net(x1)
-        t1 = statistics.median(_timed(lambda: net(x1))[1] for _ in range(50))
-        xb = torch.from_numpy(images[np.arange(1000) % len(images)])
-        tb = statistics.median(_timed(lambda: net(xb))[1] for _ in range(5))
-        pred = net(torch.from_numpy(images)).argmax(1).numpy()
-    return {
-        "plain_torch_batch1_s": t1,
-        "plain_torch_batch1000_per_image_s": tb / len(xb),
-        "plain_pred": pred,
-    }
-
-
-def _baseline_eval_s(plan, images: np.ndarray, outputs_per_layer: int | None) -> tuple[float, bool]:
-    """Seconds for the TenSEAL-vector way of the whole plan (extrapolated when sampling)."""
-    # The straightforward way has one level per layer (TenSEAL rescales after every
-    # product), so it gets the one-level-per-layer parameters, not a fused plan's chain.
-    params = choose_ckks(plan.depth, value_bits(plan.max_abs_value))
-    ctx = ts.context(
-        ts.SCHEME_TYPE.CKKS,
-        params.poly_modulus_degree,
-        coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
+    return (
+        f"Encrypted vs plain ({scheme}): {result['model']} on {result['data']}; "
+        "baselines: single — the TenSEAL tutorial's im2col + mm way (e2e per image); batch — "
+        f"TenSEAL {scheme.upper()}Vector per input value"
+        f"{' (sampled, extrapolated)' if first.get('baseline_extrapolated') else ''}\n\n"
+        + report.markdown_table(HEADER, [_row(n, b) for n, b in result["packings"].items()])
+        + exact
+        + "".join(
+            f"\n{name}: plain accuracy {b['plain_accuracy']:.4f}, encrypted "
+            f"{b['encrypted_accuracy']:.4f}"
+            for name, b in result["packings"].items()
+        )
+        + "\nthesis Table 3.1: 0.1 ms plain vs 300 s encrypted per image\n"
     )
-    ctx.global_scale = params.scale
-    xs = [ts.ckks_vector(ctx, row.tolist()) for row in images.reshape(len(images), -1).T]
-    total, extrapolated = 0.0, False
-    for layer in plan.layers:
-        t0 = time.perf_counter()
-        if isinstance(layer, Affine):
-            rows = layer.rows()
-            k = len(rows) if outputs_per_layer is None else min(outputs_per_layer, len(rows))
-            outs = []
-            for (idx, weights), bias in list(zip(rows, layer.bias, strict=True))[:k]:
-                acc = None
-                for i, w in zip(idx, weights, strict=True):
-                    term = xs[i] * float(w)
-                    acc = term if acc is None else acc + term
-                outs.append(acc + float(bias))
-            elapsed = time.perf_counter() - t0
-            total += elapsed * len(rows) / k
-            extrapolated |= k < len(rows)
-            xs = outs + [outs[-1]] * (len(rows) - k)  # stand-ins keep the next layer's shape
-        elif isinstance(layer, Square):
-            xs = [x.square() for x in xs]
-            total += time.perf_counter() - t0
-        elif isinstance(layer, Poly):
-            xs = [x.polyval(layer.coeffs) for x in xs]
-            total += time.perf_counter() - t0
-    return total, extrapolated
-
-
-def run(
-    *,
-    model_name: str,
-    data_name: str,
-    checkpoint: str | None,
-    n_images: int,
-    quick: bool,
-    seed: int,
-    epochs: int,
-    packings: tuple[str, ...] = ("single", "batch"),
-    options: dict | None = None,
-) -> dict:
-    net, model_name, model_info = _model(model_name, data_name, checkpoint, seed, epochs, options)
-    calib = data.load(data_name, "train").subset(2000).images
-    test = data.load(data_name, "test").subset(n_images)
-    result = {
-        "benchmark": "he",
-        "scheme": "ckks",
-        "model": model_name,
-        "data": data_name,
-        "model_info": {**model_info, "options": options or {}},
-        "plans": {},
-        "compile_s": {},
-        "packings": {},
-        "quick": quick,
-        "run": run_info(seed=seed, device="cpu"),
-    }
-    for packing in packings:
-        plan, compile_s = _timed(
-            lambda packing=packing: plan_mod.compile(
-                net, calib, packing=packing, name=model_name, classes=test.classes
-            )
-        )
-        result["plans"][packing] = plan.describe()
-        result["compile_s"][packing] = compile_s
-        bench = _single if packing == "single" else _batch
-        result["packings"][packing] = bench(net, plan, test, quick)
-    return result
-
-
-def _accuracy(logits: np.ndarray, plain_pred: np.ndarray, labels: np.ndarray, plan, images):
-    enc_pred = logits.argmax(1)
-    return {
-        "plain_accuracy": float((plain_pred == labels).mean()),
-        "encrypted_accuracy": float((enc_pred == labels).mean()),
-        "argmax_agreement": float((enc_pred == plain_pred).mean()),
-        "max_abs_logit_error": float(np.abs(logits - plan.forward_plain(images)).max()),
-    }
-
-
-def _single(net, plan, test, quick: bool) -> dict:
-    """Every test image through our single packing; the tutorial's way on a sample."""
-    n = min(len(test.images), 50 if quick else len(test.images))
-    images, labels = test.images[:n], test.labels[:n]
-    ours = he_single.run_single(plan, images)
-    logits = ours.pop("logits")
-    base = he_single.tutorial_baseline(net, images[: 3 if quick else 20])
-    base_logits = base.pop("baseline_logits", None)
-    plain = plain_timings(net, images)
-    plain_pred = plain.pop("plain_pred")
-    out = {"n_images": n, **ours, **base, **plain}
-    out.update(_accuracy(logits, plain_pred, labels, plan, images))
-    out["overhead_vs_plain"] = ours["e2e_s"] / plain["plain_torch_batch1_s"]
-    if base_logits is not None:
-        out["baseline_n_images"] = len(base_logits)
-        out["baseline_argmax_agreement"] = float(
-            (base_logits.argmax(1) == plain_pred[: len(base_logits)]).mean()
-        )
-        out["speedup_vs_baseline"] = base["baseline_e2e_s"] / ours["e2e_s"]
-        out["eval_speedup_vs_baseline"] = base["baseline_eval_s"] / ours["eval_s"]
-    return out
-
-
-def _batch(net, plan, test, quick: bool) -> dict:
-    images = test.images[: plan.params.slots]
-    (keys, public), keygen_s = _timed(lambda: make_keys(plan))
-    cts, encrypt_s = _timed(lambda: keys.encrypt_batch(images))
-    evaluator = BatchEvaluator(plan, public)
-    inputs, load_s = _timed(lambda: evaluator.load_inputs(cts))
-    outs, eval_s = _timed(lambda: evaluator.evaluate(inputs))
-    out_bytes = [seal_bytes.dumps(c) for c in outs]
-    logits, decrypt_s = _timed(lambda: keys.decrypt_batch(out_bytes, len(images)))
-    e2e_s = keygen_s + encrypt_s + load_s + eval_s + decrypt_s
-
-    plain = plain_timings(net, images)
-    plain_pred = plain.pop("plain_pred")
-    baseline_s, extrapolated = _baseline_eval_s(plan, images, 8 if quick else None)
-    n = len(images)
-    return {
-        "n_images": n,
-        "slots": plan.params.slots,
-        "keygen_s": keygen_s,
-        "encrypt_s": encrypt_s,
-        "load_s": load_s,
-        "eval_s": eval_s,
-        "decrypt_s": decrypt_s,
-        "e2e_s": e2e_s,
-        "e2e_per_image_s": e2e_s / n,
-        "eval_images_per_s": n / eval_s,
-        "eval_images_per_s_full_batch": plan.params.slots / eval_s,  # eval time is per batch
-        "baseline_eval_s": baseline_s,
-        "baseline_extrapolated": extrapolated,
-        "baseline_eval_images_per_s": n / baseline_s,
-        "speedup_vs_baseline": baseline_s / eval_s,
-        "public_context_bytes": len(public),
-        "upload_bytes_per_image": sum(map(len, cts)) / n,
-        "upload_bytes_per_image_full_batch": sum(map(len, cts)) / plan.params.slots,
-        **plain,
-        "overhead_vs_plain": (e2e_s / n) / plain["plain_torch_batch1000_per_image_s"],
-        **_accuracy(logits, plain_pred, test.labels[:n], plan, images),
-    }

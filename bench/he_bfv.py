@@ -17,7 +17,7 @@ import numpy as np
 import tenseal as ts
 
 import crypto_nn
-from bench.he import _model, _timed, plain_timings
+from bench.common import plain_timings, timed, trained_model
 from crypto_nn.bfv.client_aided import compile_client_aided
 from crypto_nn.bfv.layers import IntSquareLayer
 from crypto_nn.bfv.plan import compile_bfv
@@ -58,8 +58,8 @@ def _baseline_eval_s(plan, x_int: np.ndarray, outputs_per_layer: int | None) -> 
 def _run_plan(plan, x):
     """Any BFV batch plan — polynomial, tables as polynomials, or client-aided — through
     its roles: the Client from the plan's JSON alone, one ``send`` per segment."""
-    client, keygen_s = _timed(lambda: crypto_nn.client_for(plan.describe()))
-    public, ctx_s = _timed(client.public_context)
+    client, keygen_s = timed(lambda: crypto_nn.client_for(plan.describe()))
+    public, ctx_s = timed(client.public_context)
     server = plan.evaluator(public)
     times = {"encrypt_s": 0.0, "server_s": 0.0, "decrypt_s": 0.0, "clear_s": 0.0}
     upload = 0
@@ -91,15 +91,15 @@ def _run_plan(plan, x):
 
 def _single(int_model, x, reference, plain, labels, plain_pred) -> dict:
     """BFV single packing over a few images: medians per image, keygen once."""
-    plan, compile_s = _timed(lambda: compile_bfv_single(int_model))
-    client, keygen_s = _timed(lambda: BfvSingleClient(plan))
-    public, ctx_s = _timed(client.public_context)
+    plan, compile_s = timed(lambda: compile_bfv_single(int_model))
+    client, keygen_s = timed(lambda: BfvSingleClient(plan))
+    public, ctx_s = timed(client.public_context)
     evaluator = BfvSingleEvaluator(plan, public)
     rows, exact, preds = [], [], []
     for image, expected in zip(x, reference, strict=False):
-        cts, enc_s = _timed(lambda image=image: client.encrypt_single(image))
-        out, eval_s = _timed(lambda cts=cts: evaluator.run_primes(cts))
-        got, dec_s = _timed(lambda out=out: client.decrypt_single(out))
+        cts, enc_s = timed(lambda image=image: client.encrypt_single(image))
+        out, eval_s = timed(lambda cts=cts: evaluator.run_primes(cts))
+        got, dec_s = timed(lambda out=out: client.decrypt_single(out))
         rows.append((enc_s, eval_s, dec_s))
         exact.append(got.tolist() == expected.tolist())
         preds.append(int(np.argmax(got)))
@@ -146,18 +146,20 @@ def run(
 ) -> dict:
     """``tables``: none (x² models, exact polynomials), poly (tables as polynomials over
     Z_t) or client (client-aided tables: one round trip per cut)."""
-    net, model_name, model_info = _model(model_name, data_name, checkpoint, seed, epochs, options)
+    net, model_name, model_info = trained_model(
+        model_name, data_name, checkpoint, seed, epochs, options
+    )
     model_info = {**model_info, "options": options or {}}
     calib = data.load(data_name, "train").subset(2000).images
     test = data.load(data_name, "test").subset(n_images)
     square = "exact" if tables == "none" else "table"
     int_model = quantize(net, calib, weight_bits=bits, act_bits=bits, square=square)
     if tables == "client":
-        plan, compile_s = _timed(lambda: compile_client_aided(int_model))
+        plan, compile_s = timed(lambda: compile_client_aided(int_model))
         slots = plan.segments[0].params.poly_modulus_degree
     else:
         mode = "poly" if tables == "poly" else "refuse"
-        plan, compile_s = _timed(lambda: compile_bfv(int_model, tables=mode))
+        plan, compile_s = timed(lambda: compile_bfv(int_model, tables=mode))
         slots = plan.params.poly_modulus_degree
     x = int_model.quantize_input(test.images[:slots])
     logits, timings = _run_plan(plan, x)

@@ -18,18 +18,13 @@ import tenseal as ts
 import torch
 from torch import nn
 
+from bench.common import timed
 from crypto_nn.ckks.client import make_keys
 from crypto_nn.ckks.single import SingleEvaluator
 from crypto_nn.wire import seal_bytes
 from nets.layers import Square
 
 TUTORIAL_BITS = [31, 26, 26, 26, 26, 26, 26, 31]
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
 
 
 def _tutorial_layers(net: nn.Module):
@@ -62,7 +57,7 @@ def tutorial_baseline(net: nn.Module, images: np.ndarray) -> dict:
         ctx.generate_galois_keys()
         return ctx
 
-    ctx, keygen_s = _timed(keygen)
+    ctx, keygen_s = timed(keygen)
     public = ctx.copy()
     public.make_context_public()
     public_bytes = len(public.serialize())
@@ -107,13 +102,13 @@ def _tutorial_rows(ctx, images, k, stride, pad, kernels, conv_bias, w1, b1, w2, 
 
 def run_single(plan, images: np.ndarray) -> dict:
     """Our single packing over ``images``: medians per image; keygen once."""
-    (keys, public), keygen_s = _timed(lambda: make_keys(plan))
-    evaluator, setup_s = _timed(lambda: SingleEvaluator(plan, public))
+    (keys, public), keygen_s = timed(lambda: make_keys(plan))
+    evaluator, setup_s = timed(lambda: SingleEvaluator(plan, public))
     rows, logits = [], []
     for image in images:
-        cts, enc_s = _timed(lambda image=image: keys.encrypt_single(image))
-        out, eval_s = _timed(lambda cts=cts: evaluator.run(cts))
-        lg, dec_s = _timed(lambda out=out: keys.decrypt_single(out))
+        cts, enc_s = timed(lambda image=image: keys.encrypt_single(image))
+        out, eval_s = timed(lambda cts=cts: evaluator.run(cts))
+        lg, dec_s = timed(lambda out=out: keys.decrypt_single(out))
         rows.append((enc_s, eval_s, dec_s))
         logits.append(lg)
     return {

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from bench import report
 from integer_nn import quantize, reference
 from nets import checkpoint as ckpt_io
 from nets import data, models
@@ -89,3 +90,34 @@ def run(
         "batches": rows,
         "run": run_info(seed=seed, device="cpu"),
     }
+
+
+def table(result: dict) -> str:
+    """The markdown table ``bench kernels`` prints and writes beside its JSON."""
+    header = [
+        "batch",
+        "numba img/s",
+        "numpy img/s",
+        "torch img/s",
+        "numba/numpy",
+        "numba/torch",
+        "exact",
+    ]
+    rows = [
+        [
+            bs,
+            r["numba_images_per_s"],
+            r["numpy_images_per_s"],
+            r["torch_images_per_s"],
+            r["numba_over_numpy"],
+            r["numba_over_torch"],
+            r["identical_to_reference"],
+        ]
+        for bs, r in result["batches"].items()
+    ]
+    md = (
+        f"IntModel kernels: {result['model']} on {result['data']} "
+        f"(baseline: numpy int64 reference, torch float32 CPU)\n\n"
+        + report.markdown_table(header, rows)
+    )
+    return md

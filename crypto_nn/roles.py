@@ -74,6 +74,17 @@ class Client(Protocol):
     ) -> np.ndarray: ...
 
 
+def check_pixels(images: np.ndarray) -> None:
+    """Every client's inputs: pixels in [0, 1], what the plans' parameters were chosen for."""
+    from crypto_nn.errors import ContextError
+
+    if images.size and (images.min() < 0.0 or images.max() > 1.0):
+        raise ContextError(
+            f"pixel values span [{images.min():.3g}, {images.max():.3g}]; the "
+            "plan's parameters were chosen for images in [0, 1]"
+        )
+
+
 def check_segment(segment: int, segments: int) -> None:
     from crypto_nn.errors import ContextError
 

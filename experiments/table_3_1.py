@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from bench import he, he_bfv
+from bench import he
 from crypto_nn.ckks.logreg import sigmoid_poly, train_encrypted, train_plain
 from experiments import register
 from experiments.common import datasets, fit, is_digits
@@ -52,7 +52,7 @@ def _inference(ctx: Context) -> dict:
               "quick": quick, "seed": ctx.seed, "epochs": epochs}  # fmt: skip
     out: dict = {}
     ctx.log("CKKS single and batch")
-    ckks = he.run(checkpoint=square, **common)
+    ckks = he.run(scheme="ckks", checkpoint=square, **common)
     out["ckks_single"] = ckks["packings"]["single"]
     out["ckks_batch"] = ckks["packings"]["batch"]
     for key, tables, path in (
@@ -63,7 +63,7 @@ def _inference(ctx: Context) -> dict:
         if path is None:
             path = _checkpoint(ctx, "relu", epochs, n_train)
         try:
-            r = he_bfv.run(checkpoint=path, bits=4, tables=tables, **common)
+            r = he.run(scheme="bfv", checkpoint=path, bits=4, tables=tables, **common)
             out[key] = r["packings"]["batch"]
         except UserError as exc:  # e.g. a worst-case accumulator past what BFV holds
             out[key] = {"refused": str(exc)}

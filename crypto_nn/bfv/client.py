@@ -18,7 +18,7 @@ import tenseal.sealapi as seal
 
 from crypto_nn.bfv.params import BfvParams, crt_combine
 from crypto_nn.errors import ContextError
-from crypto_nn.roles import Send, parse_description, timed
+from crypto_nn.roles import Send, check_pixels, parse_description, timed
 from crypto_nn.wire import context as ctx_format
 from crypto_nn.wire import seal_bytes
 from crypto_nn.wire.key_checks import KeySpec, galois_elements
@@ -242,11 +242,7 @@ class BatchClient:
             raise ContextError(
                 f"images of shape {images.shape[1:]}, the plan takes {self.in_shape}"
             )
-        if images.size and (images.min() < 0.0 or images.max() > 1.0):
-            raise ContextError(
-                f"pixel values span [{images.min():.3g}, {images.max():.3g}]; the plan "
-                "takes images in [0, 1]"
-            )
+        check_pixels(images)
         return np.rint(images * self.pixel_max).astype(np.int64)
 
     def infer(

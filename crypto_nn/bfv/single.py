@@ -33,7 +33,15 @@ from crypto_nn.bfv.params import (
 )
 from crypto_nn.bfv.plan import served
 from crypto_nn.errors import CompileError, ContextError
-from crypto_nn.roles import FORMAT, VERSION, Send, check_segment, key_description, timed
+from crypto_nn.roles import (
+    FORMAT,
+    VERSION,
+    Send,
+    check_pixels,
+    check_segment,
+    key_description,
+    timed,
+)
 from crypto_nn.wire import seal_bytes
 from crypto_nn.wire.key_checks import KeySpec, load_keys
 from integer_nn.model import IntModel
@@ -168,8 +176,7 @@ class BfvSingleClient:
     ) -> np.ndarray:
         """The Client role: float images in [0, 1], one request per image → exact logits."""
         images = np.asarray(images, dtype=np.float64)
-        if images.size and (images.min() < 0.0 or images.max() > 1.0):
-            raise ContextError("pixel values must lie in [0, 1]")
+        check_pixels(images)
         primes = len(self.plan.params.plain_moduli)
         logits = []
         for i, image in enumerate(np.rint(images * self.plan.pixel_max).astype(np.int64)):

@@ -16,7 +16,7 @@ import tenseal.sealapi as seal
 from crypto_nn import slots
 from crypto_nn.ckks.plan import Plan
 from crypto_nn.errors import ContextError
-from crypto_nn.roles import Send, timed
+from crypto_nn.roles import Send, check_pixels, timed
 from crypto_nn.wire import context as ctx_format
 from crypto_nn.wire import seal_bytes
 
@@ -67,7 +67,7 @@ class ClientKeys:
             )
         if not 1 <= n <= n_slots:
             raise ContextError(f"{n} images: a batch holds 1 to {n_slots} (one per slot)")
-        _check_pixels(images)
+        check_pixels(images)
         flat = images.reshape(n, -1).T  # (inputs, n): row i = input value i of every image
         out = []
         for row in flat:
@@ -87,7 +87,7 @@ class ClientKeys:
             raise ContextError(
                 f"an image of shape {image.shape}; the plan takes {tuple(self.plan.in_shape)}"
             )
-        _check_pixels(image)
+        check_pixels(image)
         out = []
         for values in slots.encode_image(self.plan.input_layouts, image):
             pt = seal.Plaintext()
@@ -144,14 +144,6 @@ class ClientKeys:
         cts = timed(timings, "encrypt_s", lambda: self.encrypt_batch(images, on_progress))
         outs = timed(timings, "server_s", lambda: send(0, cts))
         return timed(timings, "decrypt_s", lambda: self.decrypt_batch(outs, len(images)))
-
-
-def _check_pixels(images: np.ndarray) -> None:
-    if images.min() < 0.0 or images.max() > 1.0:
-        raise ContextError(
-            f"pixel values span [{images.min():.3g}, {images.max():.3g}]; the "
-            "plan's parameters were chosen for images in [0, 1]"
-        )
 
 
 def make_keys(plan: Plan) -> tuple[ClientKeys, bytes]:

@@ -1,0 +1,180 @@
+"""``bench he``: the same model plain (torch), and encrypted with CKKS, time and accuracy.
+
+Reproduces thesis Table 3.1 (0.1 ms plain vs 300 s encrypted per image) on this machine.
+Baseline, measured in the same run: the straightforward TenSEAL way of the same batch
+plan — one ``CKKSVector`` per input value, ``Σ x_i·w_ij + b_j`` with TenSEAL's automatic
+rescaling after every product, ``square()`` for x². Its cost per output is uniform
+within a layer, so with ``--quick`` it runs ``baseline_outputs`` outputs of each layer and
+scales by the layer's width (``baseline_extrapolated`` says so in the JSON).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tenseal as ts
+
+from bench import he_single
+from bench.common import plain_timings, timed, trained_model
+from crypto_nn.ckks import plan as plan_mod
+from crypto_nn.ckks.batch import BatchEvaluator
+from crypto_nn.ckks.client import make_keys
+from crypto_nn.ckks.layers import Affine, Poly, Square
+from crypto_nn.ckks.params import choose_ckks, value_bits
+from crypto_nn.wire import seal_bytes
+from nets import data
+from nets.runinfo import run_info
+
+
+def _baseline_eval_s(plan, images: np.ndarray, outputs_per_layer: int | None) -> tuple[float, bool]:
+    """Seconds for the TenSEAL-vector way of the whole plan (extrapolated when sampling)."""
+    # The straightforward way has one level per layer (TenSEAL rescales after every
+    # product), so it gets the one-level-per-layer parameters, not a fused plan's chain.
+    params = choose_ckks(plan.depth, value_bits(plan.max_abs_value))
+    ctx = ts.context(
+        ts.SCHEME_TYPE.CKKS,
+        params.poly_modulus_degree,
+        coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
+    )
+    ctx.global_scale = params.scale
+    xs = [ts.ckks_vector(ctx, row.tolist()) for row in images.reshape(len(images), -1).T]
+    total, extrapolated = 0.0, False
+    for layer in plan.layers:
+        t0 = time.perf_counter()
+        if isinstance(layer, Affine):
+            rows = layer.rows()
+            k = len(rows) if outputs_per_layer is None else min(outputs_per_layer, len(rows))
+            outs = []
+            for (idx, weights), bias in list(zip(rows, layer.bias, strict=True))[:k]:
+                acc = None
+                for i, w in zip(idx, weights, strict=True):
+                    term = xs[i] * float(w)
+                    acc = term if acc is None else acc + term
+                outs.append(acc + float(bias))
+            elapsed = time.perf_counter() - t0
+            total += elapsed * len(rows) / k
+            extrapolated |= k < len(rows)
+            xs = outs + [outs[-1]] * (len(rows) - k)  # stand-ins keep the next layer's shape
+        elif isinstance(layer, Square):
+            xs = [x.square() for x in xs]
+            total += time.perf_counter() - t0
+        elif isinstance(layer, Poly):
+            xs = [x.polyval(layer.coeffs) for x in xs]
+            total += time.perf_counter() - t0
+    return total, extrapolated
+
+
+def run(
+    *,
+    model_name: str,
+    data_name: str,
+    checkpoint: str | None,
+    n_images: int,
+    quick: bool,
+    seed: int,
+    epochs: int,
+    packings: tuple[str, ...] = ("single", "batch"),
+    options: dict | None = None,
+) -> dict:
+    net, model_name, model_info = trained_model(
+        model_name, data_name, checkpoint, seed, epochs, options
+    )
+    calib = data.load(data_name, "train").subset(2000).images
+    test = data.load(data_name, "test").subset(n_images)
+    result = {
+        "benchmark": "he",
+        "scheme": "ckks",
+        "model": model_name,
+        "data": data_name,
+        "model_info": {**model_info, "options": options or {}},
+        "plans": {},
+        "compile_s": {},
+        "packings": {},
+        "quick": quick,
+        "run": run_info(seed=seed, device="cpu"),
+    }
+    for packing in packings:
+        plan, compile_s = timed(
+            lambda packing=packing: plan_mod.compile(
+                net, calib, packing=packing, name=model_name, classes=test.classes
+            )
+        )
+        result["plans"][packing] = plan.describe()
+        result["compile_s"][packing] = compile_s
+        bench = _single if packing == "single" else _batch
+        result["packings"][packing] = bench(net, plan, test, quick)
+    return result
+
+
+def _accuracy(logits: np.ndarray, plain_pred: np.ndarray, labels: np.ndarray, plan, images):
+    enc_pred = logits.argmax(1)
+    return {
+        "plain_accuracy": float((plain_pred == labels).mean()),
+        "encrypted_accuracy": float((enc_pred == labels).mean()),
+        "argmax_agreement": float((enc_pred == plain_pred).mean()),
+        "max_abs_logit_error": float(np.abs(logits - plan.forward_plain(images)).max()),
+    }
+
+
+def _single(net, plan, test, quick: bool) -> dict:
+    """Every test image through our single packing; the tutorial's way on a sample."""
+    n = min(len(test.images), 50 if quick else len(test.images))
+    images, labels = test.images[:n], test.labels[:n]
+    ours = he_single.run_single(plan, images)
+    logits = ours.pop("logits")
+    base = he_single.tutorial_baseline(net, images[: 3 if quick else 20])
+    base_logits = base.pop("baseline_logits", None)
+    plain = plain_timings(net, images)
+    plain_pred = plain.pop("plain_pred")
+    out = {"n_images": n, **ours, **base, **plain}
+    out.update(_accuracy(logits, plain_pred, labels, plan, images))
+    out["overhead_vs_plain"] = ours["e2e_s"] / plain["plain_torch_batch1_s"]
+    if base_logits is not None:
+        out["baseline_n_images"] = len(base_logits)
+        out["baseline_argmax_agreement"] = float(
+            (base_logits.argmax(1) == plain_pred[: len(base_logits)]).mean()
+        )
+        out["speedup_vs_baseline"] = base["baseline_e2e_s"] / ours["e2e_s"]
+        out["eval_speedup_vs_baseline"] = base["baseline_eval_s"] / ours["eval_s"]
+    return out
+
+
+def _batch(net, plan, test, quick: bool) -> dict:
+    images = test.images[: plan.params.slots]
+    (keys, public), keygen_s = timed(lambda: make_keys(plan))
+    cts, encrypt_s = timed(lambda: keys.encrypt_batch(images))
+    evaluator = BatchEvaluator(plan, public)
+    inputs, load_s = timed(lambda: evaluator.load_inputs(cts))
+    outs, eval_s = timed(lambda: evaluator.evaluate(inputs))
+    out_bytes = [seal_bytes.dumps(c) for c in outs]
+    logits, decrypt_s = timed(lambda: keys.decrypt_batch(out_bytes, len(images)))
+    e2e_s = keygen_s + encrypt_s + load_s + eval_s + decrypt_s
+
+    plain = plain_timings(net, images)
+    plain_pred = plain.pop("plain_pred")
+    baseline_s, extrapolated = _baseline_eval_s(plan, images, 8 if quick else None)
+    n = len(images)
+    return {
+        "n_images": n,
+        "slots": plan.params.slots,
+        "keygen_s": keygen_s,
+        "encrypt_s": encrypt_s,
+        "load_s": load_s,
+        "eval_s": eval_s,
+        "decrypt_s": decrypt_s,
+        "e2e_s": e2e_s,
+        "e2e_per_image_s": e2e_s / n,
+        "eval_images_per_s": n / eval_s,
+        "eval_images_per_s_full_batch": plan.params.slots / eval_s,  # eval time is per batch
+        "baseline_eval_s": baseline_s,
+        "baseline_extrapolated": extrapolated,
+        "baseline_eval_images_per_s": n / baseline_s,
+        "speedup_vs_baseline": baseline_s / eval_s,
+        "public_context_bytes": len(public),
+        "upload_bytes_per_image": sum(map(len, cts)) / n,
+        "upload_bytes_per_image_full_batch": sum(map(len, cts)) / plan.params.slots,
+        **plain,
+        "overhead_vs_plain": (e2e_s / n) / plain["plain_torch_batch1000_per_image_s"],
+        **_accuracy(logits, plain_pred, test.labels[:n], plan, images),
+    }
