@@ -6,21 +6,27 @@ from __future__ import annotations
 import numpy as np
 import tenseal.sealapi as seal
 
+from crypto_nn import rns
 from crypto_nn.bfv.client import flatten, split
 from crypto_nn.bfv.layers import IntSquareLayer
 from crypto_nn.bfv.tables import IntPolyTable, PolyEvaluator
 from crypto_nn.errors import ContextError
 from crypto_nn.roles import check_segment
-from crypto_nn.wire import seal_bytes
+from crypto_nn.wire import residues, seal_bytes
 from crypto_nn.wire.key_checks import LoadedKeys, load_keys
 
 
 class BfvEvaluator:
     """One exact segment under each of its primes, for one client's keys."""
 
-    def __init__(self, plan, public_context: bytes | list[LoadedKeys]) -> None:
+    def __init__(
+        self, plan, public_context: bytes | list[LoadedKeys], *, route: str = "gemm"
+    ) -> None:
         """``public_context``: the client's context bytes, or its key sets already loaded
-        (a client-aided plan loads the context once for all its segments)."""
+        (a client-aided plan loads the context once for all its segments). ``route``:
+        "gemm" runs each affine layer as one integer matrix product over the residues
+        (``crypto_nn.rns``), "terms" term by term in SEAL — the same ciphertexts."""
+        self.route = route
         keys = (
             load_keys(public_context, plan.key_specs())
             if isinstance(public_context, bytes)
@@ -48,6 +54,11 @@ class BfvEvaluator:
                 poly = PolyEvaluator(ev, relin, t)
                 xs = [None if x is None else poly.run(x, layer) for x in xs]
                 continue
+            if self.route == "gemm":
+                gemm = self._affine_gemm(ctx, ev, t, xs, layer)
+                if gemm is not None:
+                    xs = gemm
+                    continue
             out = []
             for row, b in zip(layer.weight, layer.bias, strict=True):
                 acc = None
@@ -72,6 +83,32 @@ class BfvEvaluator:
             xs = out
         return [b"" if x is None else seal_bytes.dumps(x) for x in xs]
 
+    def _affine_gemm(self, ctx, ev, t: int, xs: list, layer) -> list | None:
+        """The term route's products and sums in one matrix product: weights as it
+        multiplies them (|w| mod t, sign kept), bias added in SEAL. None (term route):
+        weights past int64, or a folded-constant input that a weight still reads."""
+        weight = layer.weight
+        if weight.dtype != np.int64:
+            return None
+        live = [i for i, x in enumerate(xs) if x is not None]
+        dead = np.setdiff1d(np.arange(len(xs)), live)
+        if dead.size and weight[:, dead].any():
+            return None
+        w = np.sign(weight[:, live]) * (np.abs(weight[:, live]) % t)
+        rows = np.flatnonzero(w.any(axis=1))
+        out: list = [None] * len(w)  # an output no input reaches: a folded constant
+        if rows.size:
+            meta, x = residues.stack([xs[i] for i in live])
+            moduli = residues.row_moduli(ctx, xs[live[0]].parms_id(), meta.size)
+            y = rns.affine(x, moduli, rns.SparseWeights.from_dense(w[rows]))
+            if y is None:
+                return None
+            for j, ct in zip(rows, residues.unstack(ctx, meta, y), strict=True):
+                if int(layer.bias[j]) % t:
+                    ev.add_plain_inplace(ct, seal.Plaintext(format(int(layer.bias[j]) % t, "x")))
+                out[j] = ct
+        return out
+
     def run_primes(self, payloads: list[list[bytes]]) -> list[list[bytes]]:
         """Per prime, its ciphertexts → per prime, the outputs (b"": a constant logit)."""
         if len(payloads) != len(self._sets):
@@ -91,12 +128,12 @@ class SegmentEvaluators:
     :class:`BfvEvaluator` per segment on its share of the key sets; a request names its
     segment, so the server keeps no state between a client-aided plan's round trips."""
 
-    def __init__(self, plan, public_context: bytes) -> None:
+    def __init__(self, plan, public_context: bytes, *, route: str = "gemm") -> None:
         keys = load_keys(public_context, plan.key_specs())
         self.evaluators, first = [], 0
         for segment in plan.segments:
             k = len(segment.params.plain_moduli)
-            self.evaluators.append(BfvEvaluator(segment, keys[first : first + k]))
+            self.evaluators.append(BfvEvaluator(segment, keys[first : first + k], route=route))
             first += k
 
     def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:

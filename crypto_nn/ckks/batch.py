@@ -16,11 +16,12 @@ from collections.abc import Callable
 import numpy as np
 import tenseal.sealapi as seal
 
+from crypto_nn import rns
 from crypto_nn.ckks.layers import Affine, Poly, Square
 from crypto_nn.ckks.plan import Plan
 from crypto_nn.errors import ContextError
 from crypto_nn.roles import check_segment
-from crypto_nn.wire import seal_bytes
+from crypto_nn.wire import residues, seal_bytes
 from crypto_nn.wire.key_checks import load_keys
 
 ACTIVATION_UNITS = 10  # a square + relinearisation + rescale ≈ 10 weighted-sum terms
@@ -29,9 +30,12 @@ ACTIVATION_UNITS = 10  # a square + relinearisation + rescale ≈ 10 weighted-su
 class BatchEvaluator:
     """Runs one plan on ciphertexts made for the given public context."""
 
-    def __init__(self, plan: Plan, public_context: bytes) -> None:
+    def __init__(self, plan: Plan, public_context: bytes, *, route: str = "gemm") -> None:
+        """``route``: "gemm" runs each affine layer as one integer matrix product over the
+        ciphertexts' residues (``crypto_nn.rns``); "terms" runs it term by term in SEAL
+        (the reference: both give the same ciphertexts bit for bit)."""
         (keys,) = load_keys(public_context, plan.key_specs())
-        self.plan = plan
+        self.plan, self.route = plan, route
         self.context, self.relin_keys = keys.context, keys.relin_keys
         self.encoder = seal.CKKSEncoder(self.context)
         self.evaluator = seal.Evaluator(self.context)
@@ -50,6 +54,15 @@ class BatchEvaluator:
         Measured here: ~0.45 ms per term at N = 8192, 6 primes, the same as add_many."""
         ev, fused = self.evaluator, self.plan.params.weight_scale_bits > 0
         delta = 2.0**self.plan.params.weight_scale_bits if fused else self.plan.params.scale
+        if self.route == "gemm":
+            out = self._affine_gemm(xs, layer, fold, delta)
+            if out is not None:
+                for acc, bias in zip(out, layer.bias, strict=True):
+                    ev.add_plain_inplace(acc, self._constant(bias, acc, acc.scale))
+                    if not fused:
+                        ev.rescale_to_next_inplace(acc)
+                self._tick(int(np.count_nonzero(layer.weight)) + layer.weight.shape[0])
+                return out
         out = []
         scratch = seal.Ciphertext()
         for (idx, weights), bias in zip(layer.rows(), layer.bias, strict=True):
@@ -72,6 +85,23 @@ class BatchEvaluator:
             out.append(acc)
             self._tick(len(idx) + 1)
         return out
+
+    def _affine_gemm(self, xs, layer: Affine, fold: float, delta: float):
+        """The products and sums of ``_affine``, all at once: W̃ = round(w·fold·Δw) as SEAL
+        encodes each weight, an output no input reaches gets 1·x₀ (the 1/δ·x of the term
+        route), one integer matrix product per limb. None: weights too large to slice."""
+        weights = rns.seal_round(layer.weight * fold * delta)
+        empty = ~weights.any(axis=1)
+        weights[empty, 0] = 1
+        meta, x = residues.stack(xs)
+        y = rns.affine(
+            x,
+            residues.row_moduli(self.context, xs[0].parms_id(), meta.size),
+            rns.SparseWeights.from_dense(weights),
+        )
+        if y is None:
+            return None
+        return residues.unstack(self.context, meta, y, scale=xs[0].scale * delta)
 
     def _fused_activation(self, xs: list[seal.Ciphertext], layer) -> list[seal.Ciphertext]:
         """x² or z² + a·z + b (a poly's c2 moved into the next layer), on unrescaled

@@ -69,9 +69,20 @@ def test_bfv_decrypts_to_exactly_the_integer_forward(case):
     plan = compile_bfv(model)
     assert math.prod(plan.params.plain_moduli) > 2 * plan.logit_bound
     client = BfvClient(plan)
-    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
+    public, inputs = client.public_context(), client.encrypt_batch(x)
+    outputs = BfvEvaluator(plan, public).run_primes(inputs)  # the GEMM route
     got = client.decrypt_batch(outputs, len(x))
     assert got.tolist() == model.forward(x).tolist()
+    terms = BfvEvaluator(plan, public, route="terms").run_primes(inputs)
+    assert [[_residues(c) for c in per] for per in outputs] == [
+        [_residues(c) for c in per] for per in terms
+    ]  # the same ciphertexts, bit for bit
+
+
+def _residues(blob: bytes) -> bytes:
+    from crypto_nn.wire import residues
+
+    return residues.parse(blob)[1].tobytes() if blob else b""
 
 
 def test_table_models_are_refused_for_the_non_interactive_plan():

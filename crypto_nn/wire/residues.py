@@ -1,0 +1,144 @@
+"""A ciphertext's RNS residues as a numpy array, and back into SEAL — the bridge the
+batch evaluators' matrix products run on (issue 15).
+
+TenSEAL's ``sealapi`` gives no access to a ciphertext's memory, only ``save``/``load``
+through a file, and ``save`` always zstd-compresses. So residues come out as SEAL's own
+bytes, decompressed here (``zstandard``), and go back in as an *uncompressed* body, which
+SEAL loads and checks like any other (parms_id known to the context, every residue below
+its prime). Layout, read from SEAL 4.x (``../shared/notes/seal-wire-format.md``): a 16-byte
+header; parms_id (4 × u64), is_ntt_form (u8), size, N, k (u64), scale (f64), correction
+factor (u64); the coefficient array with its own 16-byte header, a u64 count and the
+residues, polynomial-major, then limb, then coefficient. Seeded ciphertexts (c1 replaced by a
+PRNG seed) are refused here: let SEAL load them first.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+
+from crypto_nn.errors import ContextError
+
+MAGIC = b"\x5e\xa1"
+HEADER = struct.Struct("<2sBBBBHQ")  # magic, header size, major, minor, compression, 0, total
+BODY = struct.Struct("<4QBQQQdQ")  # parms_id, is_ntt_form, size, N, k, scale, correction
+COUNT = struct.Struct("<Q")
+_ZSTD = zstandard.ZstdDecompressor()
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Everything of a ciphertext but its residues."""
+
+    version: tuple[int, int]
+    parms_id: tuple[int, int, int, int]
+    is_ntt_form: bool
+    size: int
+    n: int
+    k: int
+    scale: float
+    correction: int
+
+
+def _body(data: bytes) -> tuple[tuple[int, int], bytes]:
+    if len(data) < HEADER.size:
+        raise ContextError("ciphertext shorter than SEAL's header")
+    magic, hsize, major, minor, compression, _, total = HEADER.unpack_from(data)
+    if magic != MAGIC or hsize != HEADER.size or total != len(data):
+        raise ContextError("not exactly one SEAL object")
+    body = data[HEADER.size :]
+    if compression == 2:
+        body = _ZSTD.decompress(body, max_output_size=1 << 31)
+    elif compression == 1:
+        body = zlib.decompress(body)
+    elif compression != 0:
+        raise ContextError(f"SEAL compression mode {compression} is not known")
+    return (major, minor), body
+
+
+def parse(data: bytes, into: np.ndarray | None = None) -> tuple[Meta, np.ndarray]:
+    """SEAL ciphertext bytes → (meta, residues uint64 (size, k, N)): a copy, written into
+    ``into`` (any array of size·k·N uint64) when given — no intermediate arrays."""
+    version, body = _body(data)
+    fields = BODY.unpack_from(body)
+    meta = Meta(version, tuple(fields[:4]), bool(fields[4]), *fields[5:8], fields[8], fields[9])
+    offset = BODY.size
+    head = HEADER.unpack_from(body, offset)
+    if head[0] != MAGIC or head[4] != 0:
+        raise ContextError("the coefficient array is not an uncompressed SEAL array")
+    (count,) = COUNT.unpack_from(body, offset + HEADER.size)
+    start = offset + HEADER.size + COUNT.size
+    want = meta.size * meta.k * meta.n
+    if count != want or len(body) < start + 8 * count:
+        raise ContextError(
+            f"the coefficient array holds {count} residues, not size·k·N = {want}: a seeded "
+            "ciphertext (load it in SEAL first) or a truncated one"
+        )
+    view = np.frombuffer(body, dtype="<u8", count=count, offset=start)
+    if into is None:
+        return meta, view.reshape(meta.size, meta.k, meta.n).copy()
+    into.reshape(-1)[:] = view
+    return meta, into
+
+
+def serialize(meta: Meta, residues: np.ndarray, *, scale: float | None = None) -> bytes:
+    """(meta, residues) → uncompressed SEAL ciphertext bytes (every residue must already be
+    reduced below its prime: SEAL's load checks and refuses otherwise)."""
+    residues = np.ascontiguousarray(residues, dtype="<u8")
+    size, k, n = residues.shape
+    array = (
+        HEADER.pack(MAGIC, HEADER.size, *meta.version, 0, 0, HEADER.size + 8 + residues.nbytes)
+        + COUNT.pack(residues.size)
+        + residues.tobytes()
+    )
+    body = (
+        BODY.pack(
+            *meta.parms_id,
+            int(meta.is_ntt_form),
+            size,
+            n,
+            k,
+            meta.scale if scale is None else scale,
+            meta.correction,
+        )
+        + array
+    )
+    total = HEADER.size + len(body)
+    return HEADER.pack(MAGIC, HEADER.size, *meta.version, 0, 0, total) + body
+
+
+def row_moduli(context, parms_id, size: int) -> np.ndarray:
+    """The prime of every (polynomial, limb) row at this level, in the residues' order."""
+    primes = [m.value() for m in context.get_context_data(parms_id).parms().coeff_modulus()]
+    return np.tile(np.asarray(primes, np.uint64), size)
+
+
+def stack(cts: list) -> tuple[Meta, np.ndarray]:
+    """Ciphertexts at one level and scale → (their shared meta, uint64 (n, size·k, N))."""
+    from crypto_nn.wire import seal_bytes
+
+    first, _ = parse(seal_bytes.dumps(cts[0]))
+    x = np.empty((len(cts), first.size * first.k, first.n), np.uint64)
+    key = (first.parms_id, first.size, first.scale)
+    for i, ct in enumerate(cts):
+        meta, _ = parse(seal_bytes.dumps(ct), into=x[i])
+        if (meta.parms_id, meta.size, meta.scale) != key:
+            raise ContextError("ciphertexts at different levels, sizes or scales: no shared matrix")
+    return first, x
+
+
+def unstack(context, meta: Meta, y: np.ndarray, scale: float | None = None) -> list:
+    """uint64 (n, size·k, N) → n SEAL ciphertexts (loaded and checked by SEAL)."""
+    import tenseal.sealapi as seal
+
+    from crypto_nn.wire import seal_bytes
+
+    shape = (meta.size, meta.k, meta.n)
+    return [
+        seal_bytes.loads(seal.Ciphertext, serialize(meta, row.reshape(shape), scale=scale), context)
+        for row in y
+    ]
