@@ -42,8 +42,11 @@ HEADER = [
     "e2e s",
     "eval s",
     "eval img/s",
-    "baseline",
-    "speedup",
+    "TenSEAL vector",
+    "× vector",
+    "TenSEAL tensor",
+    "× tensor",
+    "× term route",
     "upload KB/img",
     "context MB",
     "plain ms/img",
@@ -63,6 +66,11 @@ def _row(name: str, b: dict) -> list:
         1 / b["eval_s"] if per_image else b["eval_images_per_s"],
         _baseline_cell(b, per_image),
         b.get("speedup_vs_baseline", "-"),
+        f"{b['tensor_baseline_eval_images_per_s']:.3g} img/s"
+        if "tensor_baseline_eval_images_per_s" in b
+        else "-",
+        b.get("speedup_vs_tensor_baseline", "-"),
+        b.get("speedup_vs_terms_route", "-"),
         b["upload_bytes_per_image"] / 1000,
         b["public_context_bytes"] / 1e6,
         plain * 1000,
@@ -84,7 +92,9 @@ def table(result: dict) -> str:
     return (
         f"Encrypted vs plain ({scheme}): {result['model']} on {result['data']}; "
         "baselines: single — the TenSEAL tutorial's im2col + mm way (e2e per image); batch — "
-        f"TenSEAL {scheme.upper()}Vector per input value"
+        f"TenSEAL {scheme.upper()}Vector per input value, and "
+        f"{'CKKSTensor batch=True, mm per conv window and FC layer' if scheme == 'ckks' else '-'}"
+        "; × term route: our evaluator without the GEMM route"
         f"{' (sampled, extrapolated)' if first.get('baseline_extrapolated') else ''}\n\n"
         + report.markdown_table(HEADER, [_row(n, b) for n, b in result["packings"].items()])
         + exact

@@ -18,6 +18,8 @@ import tenseal as ts
 
 import crypto_nn
 from bench.common import plain_timings, timed, trained_model
+from crypto_nn import rns
+from crypto_nn.bfv.batch import SegmentEvaluators
 from crypto_nn.bfv.client_aided import compile_client_aided
 from crypto_nn.bfv.layers import IntSquareLayer
 from crypto_nn.bfv.plan import compile_bfv
@@ -69,8 +71,19 @@ def _run_plan(plan, x):
         upload += sum(map(len, cts))
         return server.run(cts, segment=segment)
 
+    rns.warm_up()
     logits = client.infer_int(x, send, timings=times)
+    # the same protocol against the evaluator without the GEMM route (the same bytes out)
+    terms = SegmentEvaluators(plan, public, route="terms")
+    terms_times: dict[str, float] = {}
+    same = (
+        client.infer_int(x, lambda k, cts: terms.run(cts, segment=k), timings=terms_times).tolist()
+        == logits.tolist()
+    )
     return logits, {
+        "terms_eval_s": terms_times["server_s"],
+        "speedup_vs_terms_route": terms_times["server_s"] / times["server_s"],
+        "terms_route_same_logits": same,
         "keygen_s": keygen_s + ctx_s,
         "encrypt_s": times["encrypt_s"],
         "eval_s": times["server_s"],

@@ -7,11 +7,16 @@ and both polynomials, ``Y = W̃ · X (mod q_j)`` with X the (inputs × N) residu
 computes term by term with ``multiply_plain`` + ``add_inplace``, bit for bit, here in one
 pass (numba, both cores).
 
-Exactness without 128-bit integers: a residue x < 2^61 is cut into ``slices`` pieces of
-``bits`` bits; each piece's weighted sum stays below 2^62 in int64 (``bits`` is chosen from
-the layer's largest row sum Σ|w̃|), each is reduced mod q, and the pieces are recombined
-by Horner's rule, ``y·2^bits mod q`` with a float64 quotient estimate (exact up to ±1,
-fixed by one comparison: the quotient is < 2^bits ≤ 2^30, well inside float64's 53 bits).
+Exactness without 128-bit integers: a residue x < 2^61 is cut into ``pieces`` of ``bits``
+bits (int32); each piece's weighted sum stays below 2^62 in int64 (``bits`` follows from the
+layer's largest row sum Σ|w̃|), each is reduced mod q, and the pieces are recombined by
+Horner's rule, ``y·2^bits mod q`` with a float64 quotient estimate (exact up to ±1, fixed by
+one comparison: the quotient is < 2^bits ≤ 2^30, well inside float64's 53 bits).
+
+Speed: the product is bound by memory, not arithmetic. Rows are grouped in blocks of
+``ROWS`` outputs that read overlapping inputs (the channels of one conv window, or any
+``ROWS`` rows of a dense layer), so each input piece is read once per block, and the
+accumulators of a block cover ``BLOCK`` coefficients at a time (they stay in L1).
 """
 
 from __future__ import annotations
@@ -22,44 +27,57 @@ import numba
 import numpy as np
 
 MAX_SUM_BITS = 62  # |Σ w·piece| stays below 2^62: int64 with a bit to spare
+ROWS = 8  # outputs per block
+BLOCK = 256  # coefficients per pass
 
 
 @dataclass(frozen=True)
-class SparseWeights:
-    """A layer's integer weights as CSR rows (int64, signed)."""
+class Layer:
+    """One affine layer's integer weights, arranged for the kernel (compiled once)."""
 
-    indptr: np.ndarray
-    indices: np.ndarray
-    values: np.ndarray
     n_in: int
+    n_out: int
+    bits: int  # bits per piece
+    pieces: int
+    block_rows: np.ndarray  # int64 (blocks, ROWS): the output row of each slot, −1 none
+    cols_ptr: np.ndarray  # int64 (blocks + 1,): block b reads cols[cols_ptr[b]:cols_ptr[b+1]]
+    cols: np.ndarray  # int64: the inputs each block reads
+    weights: np.ndarray  # int64 (len(cols), ROWS): their weights per slot
 
     @classmethod
-    def from_dense(cls, weight: np.ndarray) -> SparseWeights:
+    def from_weights(cls, weight: np.ndarray, modulus_bits: int) -> Layer | None:
+        """None when the weights are too large to slice exactly (use the term route)."""
         weight = np.asarray(weight, dtype=np.int64)
-        rows, cols = np.nonzero(weight)
-        indptr = np.zeros(weight.shape[0] + 1, np.int64)
-        np.add.at(indptr, rows + 1, 1)
-        return cls(np.cumsum(indptr), cols.astype(np.int64), weight[rows, cols], weight.shape[1])
-
-    @property
-    def n_out(self) -> int:
-        return len(self.indptr) - 1
-
-    def max_row_sum(self) -> int:
-        """max_j Σ_i |w̃_ij| (Python int: no overflow in the bound itself)."""
-        sums = np.zeros(self.n_out, dtype=object)
-        np.add.at(sums, np.repeat(np.arange(self.n_out), np.diff(self.indptr)),
-                  np.abs(self.values).astype(object))  # fmt: skip
-        return int(max(sums, default=0))
-
-
-def slicing(max_row_sum: int, modulus_bits: int) -> tuple[int, int] | None:
-    """(bits per piece, pieces) keeping every partial sum below 2^62, or None when even
-    one-bit pieces would not (weights too large: use the per-term route)."""
-    bits = min(30, MAX_SUM_BITS - max(1, max_row_sum).bit_length())
-    if bits < 1:
-        return None
-    return bits, -(-modulus_bits // bits)
+        n_out, n_in = weight.shape
+        row_sum = max((sum(abs(int(v)) for v in row) for row in weight), default=0)
+        bits = min(30, MAX_SUM_BITS - max(1, row_sum).bit_length())
+        if bits < 1:
+            return None
+        first = np.where(weight.any(axis=1), (weight != 0).argmax(axis=1), n_in)
+        order = np.argsort(first, kind="stable")  # rows reading the same inputs side by side
+        blocks = -(-n_out // ROWS)
+        block_rows = np.full((blocks, ROWS), -1, np.int64)
+        block_rows.reshape(-1)[:n_out] = order
+        cols_ptr, cols, weights = [0], [], []
+        for rows in block_rows:
+            used = rows[rows >= 0]
+            sub = weight[used]
+            union = np.flatnonzero(sub.any(axis=0))
+            block = np.zeros((len(union), ROWS), np.int64)
+            block[:, : len(used)] = sub[:, union].T
+            cols.append(union)
+            weights.append(block)
+            cols_ptr.append(cols_ptr[-1] + len(union))
+        return cls(
+            n_in,
+            n_out,
+            bits,
+            -(-modulus_bits // bits),
+            block_rows,
+            np.asarray(cols_ptr, np.int64),
+            np.concatenate(cols).astype(np.int64),
+            np.concatenate(weights).astype(np.int64),
+        )
 
 
 @numba.njit(cache=True, inline="always")
@@ -87,69 +105,83 @@ def _shift_mod(y: np.int64, bits: np.int64, q: np.int64) -> np.int64:
     return r
 
 
-@numba.njit(parallel=True, cache=True)
-def _split(x, bits, pieces, out):
-    """x uint64 (n, rows, N) → out int32 (pieces, n, rows, N): the ``bits``-bit pieces."""
+@numba.njit(cache=True)
+def split_into(residues, bits, out):
+    """uint64 (rows, N) → out int32 (pieces, rows, N): the ``bits``-bit pieces."""
     mask = np.uint64((1 << bits) - 1)
-    n, rows, width = x.shape
-    for task in numba.prange(n * rows):
-        i, r = task // rows, task % rows
-        for s in range(pieces):
-            shift = np.uint64(s * bits)
-            for c in range(width):
-                out[s, i, r, c] = np.int32((x[i, r, c] >> shift) & mask)
-
-
-BLOCK = 1024  # coefficients per pass: the accumulators stay in L1
+    rows, n = residues.shape
+    for s in range(out.shape[0]):
+        shift = np.uint64(s * bits)
+        for r in range(rows):
+            for c in range(n):
+                out[s, r, c] = np.int32((residues[r, c] >> shift) & mask)
 
 
 @numba.njit(parallel=True, cache=True)
-def _affine(xs, moduli, indptr, indices, values, bits, out):
+def _affine(xs, moduli, block_rows, cols_ptr, cols, weights, bits, out):
     pieces, _, rows, n = xs.shape
-    n_out = len(indptr) - 1
-    for task in numba.prange(n_out * rows):
-        j, r = task // rows, task % rows
+    blocks = block_rows.shape[0]
+    for task in numba.prange(blocks * rows):
+        b, r = task // rows, task % rows
         q = np.int64(moduli[r])
-        acc = np.empty((pieces, BLOCK), np.int64)
+        acc = np.empty((ROWS, pieces, BLOCK), np.int64)
         for start in range(0, n, BLOCK):
             width = min(BLOCK, n - start)
-            acc[:, :width] = 0
-            for s in range(pieces):
-                for t in range(indptr[j], indptr[j + 1]):
-                    w = values[t]
-                    piece = xs[s, indices[t], r, start : start + width]
-                    for c in range(width):
-                        acc[s, c] += w * np.int64(piece[c])
-            for c in range(width):
-                y = _reduce(acc[pieces - 1, c], q)
-                for s in range(pieces - 2, -1, -1):
-                    y = _shift_mod(y, bits, q) + _reduce(acc[s, c], q)
-                    if y >= q:
-                        y -= q
-                out[j, r, start + c] = np.uint64(y)
+            acc[:] = 0
+            for u in range(cols_ptr[b], cols_ptr[b + 1]):
+                i = cols[u]
+                for s in range(pieces):
+                    piece = xs[s, i, r, start : start + width]
+                    for jj in range(ROWS):
+                        w = weights[u, jj]
+                        if w != 0:
+                            row = acc[jj, s]
+                            for c in range(width):
+                                row[c] += w * np.int64(piece[c])
+            for jj in range(ROWS):
+                j = block_rows[b, jj]
+                if j < 0:
+                    continue
+                for c in range(width):
+                    y = _reduce(acc[jj, pieces - 1, c], q)
+                    for s in range(pieces - 2, -1, -1):
+                        y = _shift_mod(y, bits, q) + _reduce(acc[jj, s, c], q)
+                        if y >= q:
+                            y -= q
+                    out[j, r, start + c] = np.uint64(y)
 
 
-def affine(x: np.ndarray, moduli: np.ndarray, weights: SparseWeights) -> np.ndarray | None:
-    """x: uint64 (inputs, rows, N) residues, row r reduced mod ``moduli[r]`` → uint64
-    (outputs, rows, N) = W̃·x mod q per row; None when the weights are too large to slice."""
-    bits_needed = int(max(int(m) for m in moduli).bit_length())
-    plan = slicing(weights.max_row_sum(), bits_needed)
-    if plan is None:
-        return None
-    bits, pieces = plan
-    split = np.empty((pieces, *x.shape), np.int32)
-    _split(x, bits, pieces, split)
-    out = np.empty((weights.n_out, x.shape[1], x.shape[2]), np.uint64)
+def affine(pieces: np.ndarray, moduli: np.ndarray, layer: Layer) -> np.ndarray:
+    """pieces: int32 (layer.pieces, inputs, rows, N) of residues reduced mod ``moduli[r]``
+    per row → uint64 (outputs, rows, N) = W̃·x mod q per row."""
+    out = np.empty((layer.n_out, pieces.shape[2], pieces.shape[3]), np.uint64)
     _affine(
-        split,
+        pieces,
         np.asarray(moduli, np.uint64),
-        weights.indptr,
-        weights.indices,
-        weights.values,
-        bits,
+        layer.block_rows,
+        layer.cols_ptr,
+        layer.cols,
+        layer.weights,
+        layer.bits,
         out,
     )
     return out
+
+
+def modulus_bits(moduli) -> int:
+    return int(max(int(m) for m in moduli).bit_length())
+
+
+def affine_residues(x: np.ndarray, moduli: np.ndarray, weight: np.ndarray) -> np.ndarray | None:
+    """The whole route on a residue array: x uint64 (inputs, rows, N) → (outputs, rows, N);
+    None when the weights are too large to slice."""
+    layer = Layer.from_weights(weight, modulus_bits(moduli))
+    if layer is None:
+        return None
+    pieces = np.empty((layer.pieces, *x.shape), np.int32)
+    for i in range(len(x)):
+        split_into(x[i], layer.bits, pieces[:, i])
+    return affine(pieces, moduli, layer)
 
 
 def seal_round(values: np.ndarray) -> np.ndarray:
@@ -160,3 +192,9 @@ def seal_round(values: np.ndarray) -> np.ndarray:
     whole = np.floor(mag)
     whole += (mag - whole) >= 0.5  # the fraction is exact for |v| < 2^52
     return (np.sign(values) * whole).astype(np.int64)
+
+
+def warm_up() -> None:
+    """Compile the kernels now (numba caches them on disk after the first time), so a
+    timed run or a worker's first request does not pay for it."""
+    affine_residues(np.zeros((1, 1, 8), np.uint64), np.array([97], np.uint64), np.ones((1, 1)))

@@ -27,6 +27,7 @@ class BfvEvaluator:
         "gemm" runs each affine layer as one integer matrix product over the residues
         (``crypto_nn.rns``), "terms" term by term in SEAL — the same ciphertexts."""
         self.route = route
+        self._buffers: dict = {}  # the GEMM route's input pieces per shape, reused
         keys = (
             load_keys(public_context, plan.key_specs())
             if isinstance(public_context, bytes)
@@ -98,11 +99,13 @@ class BfvEvaluator:
         rows = np.flatnonzero(w.any(axis=1))
         out: list = [None] * len(w)  # an output no input reaches: a folded constant
         if rows.size:
-            meta, x = residues.stack([xs[i] for i in live])
-            moduli = residues.row_moduli(ctx, xs[live[0]].parms_id(), meta.size)
-            y = rns.affine(x, moduli, rns.SparseWeights.from_dense(w[rows]))
-            if y is None:
+            live_cts = [xs[i] for i in live]
+            moduli = residues.row_moduli(ctx, live_cts[0].parms_id(), live_cts[0].size())
+            compiled = rns.Layer.from_weights(w[rows], rns.modulus_bits(moduli))
+            if compiled is None:
                 return None
+            meta, pieces = residues.stack(live_cts, compiled.bits, compiled.pieces, self._buffers)
+            y = rns.affine(pieces, moduli, compiled)
             for j, ct in zip(rows, residues.unstack(ctx, meta, y), strict=True):
                 if int(layer.bias[j]) % t:
                     ev.add_plain_inplace(ct, seal.Plaintext(format(int(layer.bias[j]) % t, "x")))

@@ -36,6 +36,8 @@ class BatchEvaluator:
         (the reference: both give the same ciphertexts bit for bit)."""
         (keys,) = load_keys(public_context, plan.key_specs())
         self.plan, self.route = plan, route
+        self._layers: dict = {}  # the GEMM route's compiled weights, per layer
+        self._buffers: dict = {}  # its input pieces per shape, reused between requests
         self.context, self.relin_keys = keys.context, keys.relin_keys
         self.encoder = seal.CKKSEncoder(self.context)
         self.evaluator = seal.Evaluator(self.context)
@@ -90,17 +92,17 @@ class BatchEvaluator:
         """The products and sums of ``_affine``, all at once: W̃ = round(w·fold·Δw) as SEAL
         encodes each weight, an output no input reaches gets 1·x₀ (the 1/δ·x of the term
         route), one integer matrix product per limb. None: weights too large to slice."""
-        weights = rns.seal_round(layer.weight * fold * delta)
-        empty = ~weights.any(axis=1)
-        weights[empty, 0] = 1
-        meta, x = residues.stack(xs)
-        y = rns.affine(
-            x,
-            residues.row_moduli(self.context, xs[0].parms_id(), meta.size),
-            rns.SparseWeights.from_dense(weights),
-        )
-        if y is None:
+        moduli = residues.row_moduli(self.context, xs[0].parms_id(), xs[0].size())
+        key = (id(layer), fold, delta)
+        if key not in self._layers:
+            weights = rns.seal_round(layer.weight * fold * delta)
+            weights[~weights.any(axis=1), 0] = 1
+            self._layers[key] = rns.Layer.from_weights(weights, rns.modulus_bits(moduli))
+        compiled = self._layers[key]
+        if compiled is None:
             return None
+        meta, pieces = residues.stack(xs, compiled.bits, compiled.pieces, self._buffers)
+        y = rns.affine(pieces, moduli, compiled)
         return residues.unstack(self.context, meta, y, scale=xs[0].scale * delta)
 
     def _fused_activation(self, xs: list[seal.Ciphertext], layer) -> list[seal.Ciphertext]:

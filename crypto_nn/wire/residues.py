@@ -60,9 +60,9 @@ def _body(data: bytes) -> tuple[tuple[int, int], bytes]:
     return (major, minor), body
 
 
-def parse(data: bytes, into: np.ndarray | None = None) -> tuple[Meta, np.ndarray]:
-    """SEAL ciphertext bytes → (meta, residues uint64 (size, k, N)): a copy, written into
-    ``into`` (any array of size·k·N uint64) when given — no intermediate arrays."""
+def parse(data: bytes, *, copy: bool = True) -> tuple[Meta, np.ndarray]:
+    """SEAL ciphertext bytes → (meta, residues uint64 (size, k, N)); ``copy=False``: a
+    read-only view into the decompressed body."""
     version, body = _body(data)
     fields = BODY.unpack_from(body)
     meta = Meta(version, tuple(fields[:4]), bool(fields[4]), *fields[5:8], fields[8], fields[9])
@@ -79,10 +79,8 @@ def parse(data: bytes, into: np.ndarray | None = None) -> tuple[Meta, np.ndarray
             "ciphertext (load it in SEAL first) or a truncated one"
         )
     view = np.frombuffer(body, dtype="<u8", count=count, offset=start)
-    if into is None:
-        return meta, view.reshape(meta.size, meta.k, meta.n).copy()
-    into.reshape(-1)[:] = view
-    return meta, into
+    view = view.reshape(meta.size, meta.k, meta.n)
+    return meta, view.copy() if copy else view
 
 
 def serialize(meta: Meta, residues: np.ndarray, *, scale: float | None = None) -> bytes:
@@ -117,18 +115,28 @@ def row_moduli(context, parms_id, size: int) -> np.ndarray:
     return np.tile(np.asarray(primes, np.uint64), size)
 
 
-def stack(cts: list) -> tuple[Meta, np.ndarray]:
-    """Ciphertexts at one level and scale → (their shared meta, uint64 (n, size·k, N))."""
+def stack(cts: list, bits: int, pieces: int, buffers: dict | None = None):
+    """Ciphertexts at one level and scale → (their shared meta, int32 (pieces, n, size·k, N)):
+    every residue cut into ``pieces`` of ``bits`` bits as it is parsed (``crypto_nn.rns``),
+    into a buffer of ``buffers`` kept per shape between calls (no page faults)."""
+    from crypto_nn import rns
     from crypto_nn.wire import seal_bytes
 
-    first, _ = parse(seal_bytes.dumps(cts[0]))
-    x = np.empty((len(cts), first.size * first.k, first.n), np.uint64)
-    key = (first.parms_id, first.size, first.scale)
+    first = None
     for i, ct in enumerate(cts):
-        meta, _ = parse(seal_bytes.dumps(ct), into=x[i])
-        if (meta.parms_id, meta.size, meta.scale) != key:
+        data = seal_bytes.dumps(ct)
+        meta, view = parse(data, copy=False)
+        if first is None:
+            first = meta
+            shape = (pieces, len(cts), meta.size * meta.k, meta.n)
+            buffers = {} if buffers is None else buffers
+            if shape not in buffers:
+                buffers[shape] = np.empty(shape, np.int32)
+            out = buffers[shape]
+        elif (meta.parms_id, meta.size, meta.scale) != (first.parms_id, first.size, first.scale):
             raise ContextError("ciphertexts at different levels, sizes or scales: no shared matrix")
-    return first, x
+        rns.split_into(view.reshape(meta.size * meta.k, meta.n), bits, out[:, i])
+    return first, out
 
 
 def unstack(context, meta: Meta, y: np.ndarray, scale: float | None = None) -> list:

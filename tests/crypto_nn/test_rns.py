@@ -29,7 +29,7 @@ def test_the_kernel_is_w_times_x_mod_q_exactly(data):
         [rng.integers(0, int(q), size=(n_in, width), dtype=np.uint64) for q in moduli], axis=1
     )
     x[0, :, 0] = moduli - 1  # the largest residues
-    got = rns.affine(x, moduli, rns.SparseWeights.from_dense(weights))
+    got = rns.affine_residues(x, moduli, weights)
     for j, r, c in [
         (0, 0, 0),
         (n_out - 1, len(moduli) - 1, width - 1),
