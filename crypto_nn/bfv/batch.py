@@ -8,11 +8,11 @@ import tenseal.sealapi as seal
 
 from crypto_nn import rns
 from crypto_nn.bfv.client import flatten, split
-from crypto_nn.bfv.layers import IntSquareLayer
+from crypto_nn.bfv.layers import IntAffine, IntSquareLayer
 from crypto_nn.bfv.tables import IntPolyTable, PolyEvaluator
 from crypto_nn.errors import ContextError
 from crypto_nn.roles import check_segment
-from crypto_nn.wire import residues, seal_bytes
+from crypto_nn.wire import residues, seal_bytes, seeded
 from crypto_nn.wire.key_checks import LoadedKeys, load_keys
 
 
@@ -43,9 +43,18 @@ class BfvEvaluator:
             raise ContextError(
                 f"{len(payloads)} input ciphertexts; the plan takes {self.plan.n_inputs}"
             )
-        xs = seal_bytes.load_fresh_ciphertexts(ctx, payloads)
+        xs = seeded.SeededInputs.parse(ctx, payloads) if self.route == "gemm" else None
+        xs = xs or seal_bytes.load_fresh_ciphertexts(ctx, payloads)
         scratch = seal.Ciphertext()
         for layer in self.plan.layers:
+            gemm = None
+            if self.route == "gemm" and isinstance(layer, IntAffine):
+                gemm = self._affine_gemm(ctx, ev, t, xs, layer)
+            if isinstance(xs, seeded.SeededInputs) and gemm is None:
+                xs = xs.load()  # anything but the first matrix product runs in SEAL
+            if gemm is not None:
+                xs = gemm
+                continue
             if isinstance(layer, IntSquareLayer):
                 for x in (x for x in xs if x is not None):  # None: a folded constant
                     ev.square_inplace(x)
@@ -55,11 +64,6 @@ class BfvEvaluator:
                 poly = PolyEvaluator(ev, relin, t)
                 xs = [None if x is None else poly.run(x, layer) for x in xs]
                 continue
-            if self.route == "gemm":
-                gemm = self._affine_gemm(ctx, ev, t, xs, layer)
-                if gemm is not None:
-                    xs = gemm
-                    continue
             out = []
             for row, b in zip(layer.weight, layer.bias, strict=True):
                 acc = None
@@ -91,7 +95,8 @@ class BfvEvaluator:
         weight = layer.weight
         if weight.dtype != np.int64:
             return None
-        live = [i for i, x in enumerate(xs) if x is not None]
+        seeded_in = isinstance(xs, seeded.SeededInputs)
+        live = list(range(len(xs))) if seeded_in else [i for i, x in enumerate(xs) if x is not None]
         dead = np.setdiff1d(np.arange(len(xs)), live)
         if dead.size and weight[:, dead].any():
             return None
@@ -99,12 +104,20 @@ class BfvEvaluator:
         rows = np.flatnonzero(w.any(axis=1))
         out: list = [None] * len(w)  # an output no input reaches: a folded constant
         if rows.size:
-            live_cts = [xs[i] for i in live]
-            moduli = residues.row_moduli(ctx, live_cts[0].parms_id(), live_cts[0].size())
+            if seeded_in:
+                meta, moduli = xs.meta, np.tile(xs.moduli, 2)
+            else:
+                live_cts = [xs[i] for i in live]
+                moduli = residues.row_moduli(ctx, live_cts[0].parms_id(), live_cts[0].size())
             compiled = rns.Layer.from_weights(w[rows], rns.modulus_bits(moduli))
             if compiled is None:
                 return None
-            meta, pieces = residues.stack(live_cts, compiled.bits, compiled.pieces, self._buffers)
+            if seeded_in:
+                pieces = xs.pieces(compiled.bits, compiled.pieces, self._buffers)
+            else:
+                meta, pieces = residues.stack(
+                    live_cts, compiled.bits, compiled.pieces, self._buffers
+                )
             y = rns.affine(pieces, moduli, compiled)
             for j, ct in zip(rows, residues.unstack(ctx, meta, y), strict=True):
                 if int(layer.bias[j]) % t:

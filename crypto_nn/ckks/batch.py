@@ -21,7 +21,7 @@ from crypto_nn.ckks.layers import Affine, Poly, Square
 from crypto_nn.ckks.plan import Plan
 from crypto_nn.errors import ContextError
 from crypto_nn.roles import check_segment
-from crypto_nn.wire import residues, seal_bytes
+from crypto_nn.wire import residues, seal_bytes, seeded
 from crypto_nn.wire.key_checks import load_keys
 
 ACTIVATION_UNITS = 10  # a square + relinearisation + rescale ≈ 10 weighted-sum terms
@@ -56,15 +56,16 @@ class BatchEvaluator:
         Measured here: ~0.45 ms per term at N = 8192, 6 primes, the same as add_many."""
         ev, fused = self.evaluator, self.plan.params.weight_scale_bits > 0
         delta = 2.0**self.plan.params.weight_scale_bits if fused else self.plan.params.scale
-        if self.route == "gemm":
-            out = self._affine_gemm(xs, layer, fold, delta)
-            if out is not None:
-                for acc, bias in zip(out, layer.bias, strict=True):
-                    ev.add_plain_inplace(acc, self._constant(bias, acc, acc.scale))
-                    if not fused:
-                        ev.rescale_to_next_inplace(acc)
-                self._tick(int(np.count_nonzero(layer.weight)) + layer.weight.shape[0])
-                return out
+        out = self._affine_gemm(xs, layer, fold, delta) if self.route == "gemm" else None
+        if isinstance(xs, seeded.SeededInputs) and out is None:
+            xs = xs.load()  # the term route runs on SEAL's own ciphertexts
+        if out is not None:
+            for acc, bias in zip(out, layer.bias, strict=True):
+                ev.add_plain_inplace(acc, self._constant(bias, acc, acc.scale))
+                if not fused:
+                    ev.rescale_to_next_inplace(acc)
+                self._tick(1)
+            return out
         out = []
         scratch = seal.Ciphertext()
         for (idx, weights), bias in zip(layer.rows(), layer.bias, strict=True):
@@ -91,8 +92,16 @@ class BatchEvaluator:
     def _affine_gemm(self, xs, layer: Affine, fold: float, delta: float):
         """The products and sums of ``_affine``, all at once: W̃ = round(w·fold·Δw) as SEAL
         encodes each weight, an output no input reaches gets 1·x₀ (the 1/δ·x of the term
-        route), one integer matrix product per limb. None: weights too large to slice."""
-        moduli = residues.row_moduli(self.context, xs[0].parms_id(), xs[0].size())
+        route), one integer matrix product per limb. ``xs``: SEAL ciphertexts, or the
+        request's seeded inputs parsed without SEAL. None: weights too large to slice."""
+        seeded_in = isinstance(xs, seeded.SeededInputs)
+        if seeded_in:
+            meta = xs.meta
+            moduli = np.tile(xs.moduli, meta.size)
+            scale = meta.scale
+        else:
+            moduli = residues.row_moduli(self.context, xs[0].parms_id(), xs[0].size())
+            scale = xs[0].scale
         key = (id(layer), fold, delta)
         if key not in self._layers:
             weights = rns.seal_round(layer.weight * fold * delta)
@@ -101,9 +110,12 @@ class BatchEvaluator:
         compiled = self._layers[key]
         if compiled is None:
             return None
-        meta, pieces = residues.stack(xs, compiled.bits, compiled.pieces, self._buffers)
+        if seeded_in:
+            pieces = xs.pieces(compiled.bits, compiled.pieces, self._buffers)
+        else:
+            meta, pieces = residues.stack(xs, compiled.bits, compiled.pieces, self._buffers)
         y = rns.affine(pieces, moduli, compiled)
-        return residues.unstack(self.context, meta, y, scale=xs[0].scale * delta)
+        return residues.unstack(self.context, meta, y, scale=scale * delta)
 
     def _fused_activation(self, xs: list[seal.Ciphertext], layer) -> list[seal.Ciphertext]:
         """x² or z² + a·z + b (a poly's c2 moved into the next layer), on unrescaled
@@ -202,7 +214,9 @@ class BatchEvaluator:
     def _work(self) -> int:
         total, width = 0, self.plan.n_inputs
         for layer in self.plan.layers:
-            if isinstance(layer, Affine):
+            if isinstance(layer, Affine) and self.route == "gemm":  # one unit per output
+                total += layer.weight.shape[0]
+            elif isinstance(layer, Affine):
                 total += int(np.count_nonzero(layer.weight)) + layer.weight.shape[0]
             else:
                 total += ACTIVATION_UNITS * getattr(layer, "degree", 1) * width
@@ -217,6 +231,8 @@ class BatchEvaluator:
         self._total = self._work()
         if len(xs) != self.plan.n_inputs:
             raise ContextError(f"{len(xs)} input ciphertexts; the plan takes {self.plan.n_inputs}")
+        if isinstance(xs, seeded.SeededInputs) and not isinstance(self.plan.layers[0], Affine):
+            xs = xs.load()
         if self.plan.params.weight_scale_bits:  # affine + activation share one level
             fold = 1.0
             for layer in self.plan.layers:
@@ -247,5 +263,8 @@ class BatchEvaluator:
     ) -> list[bytes]:
         """The :class:`crypto_nn.roles.Evaluator` role: input bytes → output bytes."""
         check_segment(segment, 1)
-        outputs = self.evaluate(self.load_inputs(payloads), on_progress)
+        inputs = None
+        if self.route == "gemm":  # seeded inputs go straight to the first matrix product
+            inputs = seeded.SeededInputs.parse(self.context, payloads)
+        outputs = self.evaluate(inputs or self.load_inputs(payloads), on_progress)
         return [seal_bytes.dumps(ct) for ct in outputs]

@@ -2,6 +2,7 @@
 evaluators give the term route's ciphertexts bit for bit (BFV: and IntModel.forward)."""
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -9,7 +10,8 @@ from hypothesis import strategies as st
 import crypto_nn
 from crypto_nn import rns
 from crypto_nn.ckks.batch import BatchEvaluator
-from crypto_nn.wire import residues
+from crypto_nn.errors import ContextError
+from crypto_nn.wire import residues, seal_bytes, seeded
 from nets.layers import Square
 
 
@@ -70,3 +72,51 @@ def test_ckks_gemm_route_gives_the_term_routes_ciphertexts(seed, hidden, n, fuse
     gemm = BatchEvaluator(plan, public, route="gemm").run(cts)
     terms = BatchEvaluator(plan, public, route="terms").run(cts)
     assert _same(gemm, terms)
+
+
+def _seeded_context(scheme: str):
+    import tenseal.sealapi as seal
+
+    parms = seal.EncryptionParameters(getattr(seal.SCHEME_TYPE, scheme.upper()))
+    parms.set_poly_modulus_degree(8192)
+    parms.set_coeff_modulus(seal.CoeffModulus.Create(8192, [49, 56, 56, 56]))
+    if scheme == "bfv":
+        parms.set_plain_modulus(seal.PlainModulus.Batching(8192, 20))
+    context = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+    secret = seal.KeyGenerator(context).secret_key()
+    encryptor = seal.Encryptor(context, secret)
+    plain = seal.Plaintext()
+    if scheme == "ckks":
+        seal.CKKSEncoder(context).encode([0.25] * 16, 2.0**30, plain)
+    else:
+        seal.BatchEncoder(context).encode([3] * 16, plain)
+    return context, [seal_bytes.dumps(encryptor.encrypt_symmetric(plain)) for _ in range(3)]
+
+
+@pytest.mark.parametrize("scheme", ["ckks", "bfv"])
+def test_seeds_expand_to_seals_own_c1_and_hostile_seeded_inputs_are_refused(scheme):
+    import tenseal.sealapi as seal
+
+    context, payloads = _seeded_context(scheme)
+    inputs = seeded.SeededInputs.parse(context, payloads)
+    got = inputs.pieces(30, 2, {})  # (2, 3, 2k, N) int32 pieces
+    joined = got[0].astype(np.uint64) | (got[1].astype(np.uint64) << np.uint64(30))
+    for i, data in enumerate(payloads):
+        _, want = residues.parse(seal_bytes.dumps(seal_bytes.loads(seal.Ciphertext, data, context)))
+        assert np.array_equal(joined[i], want.reshape(-1, want.shape[-1]))
+    meta, c0, seed = seeded.split(payloads[0])
+    c0 = c0.copy()
+    c0[0, 0] = inputs.moduli[0]  # a residue past its prime, as a hostile client may send
+    bad = residues.serialize(meta, c0[None])  # a full-size header over c0 only: refused
+    assert seeded.SeededInputs.parse(context, [bad]) is None  # not seeded: SEAL decides
+    with pytest.raises(ContextError, match="past their primes"):
+        seeded.SeededInputs.parse(context, [_with_c0(payloads[0], c0)])
+
+
+def _with_c0(data: bytes, c0: np.ndarray) -> bytes:
+    """The seeded ciphertext with its c0 replaced (uncompressed body, same seed record)."""
+    version, body = residues._body(data)
+    start = residues.BODY.size + residues.HEADER.size + residues.COUNT.size
+    body = body[:start] + c0.astype("<u8").tobytes() + body[start + c0.nbytes :]
+    head = residues.HEADER.pack(residues.MAGIC, 16, *version, 0, 0, 16 + len(body))
+    return head + body
