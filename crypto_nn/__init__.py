@@ -3,7 +3,8 @@
 Layout: ``ckks/`` and ``bfv/`` hold the same roles under the same module names
 (``params``, ``plan``, ``client``, ``batch``, ``single``); ``slots`` is the packing
 schedule both schemes' single packing runs, ``wire/`` the bytes both put on the wire
-(SEAL objects, ciphertext lists, public contexts, key checks), ``roles`` the three
+(SEAL objects, ciphertext lists, public contexts, key checks, residues), ``rns`` the
+batch layers' integer matrix product over RNS limbs, ``roles`` the three
 interfaces (Plan, Client, Evaluator) every scheme, packing and table mode implements.
 
 ``compile`` returns a Plan whatever the scheme; ``client_for(description)`` the Client
