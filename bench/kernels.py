@@ -1,5 +1,6 @@
-"""``bench kernels``: images/s of one IntModel through numba, through the numpy reference,
-and of the same float model through torch on the CPU — all measured in one run.
+"""``bench kernels``: images/s of one IntModel (its kernels: exact float layers through torch
+where the range analysis proves float32/float64 exact, numba int64 elsewhere), through the
+numpy reference, and of the same float model through torch on the CPU — in one run.
 
 Speed does not depend on the weights' values, so without ``--checkpoint`` the model is a
 freshly initialised one (seeded), quantised with calibration images from the data set.
@@ -96,11 +97,11 @@ def table(result: dict) -> str:
     """The markdown table ``bench kernels`` prints and writes beside its JSON."""
     header = [
         "batch",
-        "numba img/s",
+        "IntModel img/s",
         "numpy img/s",
         "torch img/s",
-        "numba/numpy",
-        "numba/torch",
+        "IntModel/numpy",
+        "IntModel/torch",
         "exact",
     ]
     rows = [

@@ -9,7 +9,7 @@ Overflow is excluded before any kernel runs by the range analysis in ``quantize`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit, prange
@@ -42,6 +42,7 @@ class Weights:
     bias32: np.ndarray | None
     row_l1: int  # max over outputs of Σ|w|
     bias_max: int  # max |b|
+    floats: dict = field(default_factory=dict, compare=False)  # torch copies per dtype
 
 
 def prepare(weight: np.ndarray, bias: np.ndarray, *, ndim: int) -> Weights:
@@ -73,6 +74,43 @@ def _narrowed(x: np.ndarray, wts: Weights):
         if x_mag * wts.row_l1 + wts.bias_max <= INT32_LIMIT:
             return x.astype(np.int32), wts.weight32, wts.bias32
     return x, wts.weight, wts.bias
+
+
+FLOAT32_EXACT = 1 << 24  # every integer of magnitude ≤ 2^24 is a float32
+FLOAT64_EXACT = 1 << 53
+
+
+def _exact_float(x: np.ndarray, wts: Weights):
+    """The float dtype in which this layer is exact, or None.
+
+    When |x|·max Σ|w| + |b| ≤ 2^24 (2^53), every product and every partial sum, in any
+    order BLAS or oneDNN add them, is an integer float32 (float64) holds exactly: the
+    float layer *is* the integer layer, at float speed (torch's own kernels, all cores).
+    Past 2^53 the numba int64 kernels run.
+    """
+    import torch
+
+    if not x.size:
+        return None
+    bound = max(abs(int(x.max())), abs(int(x.min()))) * wts.row_l1 + wts.bias_max
+    if bound <= FLOAT32_EXACT:
+        return torch.float32
+    if bound <= FLOAT64_EXACT:
+        return torch.float64
+    return None
+
+
+def _float_weights(wts: Weights, dtype):
+    """The layer's weights and bias as torch tensors of ``dtype`` (made once per dtype)."""
+    import torch
+
+    cache = wts.floats
+    if dtype not in cache:
+        cache[dtype] = (
+            torch.from_numpy(wts.weight).to(dtype),
+            torch.from_numpy(wts.bias).to(dtype),
+        )
+    return cache[dtype]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -167,6 +205,15 @@ def conv2d(
     wo = conv_output_size(x.shape[3], kw, stride, padding)
     if ho < 1 or wo < 1:
         raise QuantizationError(f"conv2d: kernel {(kh, kw)} larger than input {x.shape[2:]}")
+    dtype = _exact_float(x, wts)
+    if dtype is not None:
+        import torch
+
+        w, b = _float_weights(wts, dtype)
+        y = torch.nn.functional.conv2d(
+            torch.from_numpy(x).to(dtype), w, b, stride=stride, padding=padding
+        )
+        return y.to(torch.int64).numpy()
     out = np.empty((x.shape[0], o, ho, wo), dtype=np.int64)
     xn, wn, bn = _narrowed(x, wts)
     if stride == 1:
@@ -201,6 +248,12 @@ def linear(
     x = _as_int64("x", x, 2)
     if wts.weight.shape[1] != x.shape[1]:
         raise QuantizationError(f"linear: input {x.shape}, weight {wts.weight.shape}")
+    dtype = _exact_float(x, wts)
+    if dtype is not None:
+        import torch
+
+        w, b = _float_weights(wts, dtype)
+        return torch.addmm(b, torch.from_numpy(x).to(dtype), w.T).to(torch.int64).numpy()
     out = np.empty((x.shape[0], wts.weight.shape[0]), dtype=np.int64)
     _linear_kernel(*_narrowed(x, wts), out)
     return out

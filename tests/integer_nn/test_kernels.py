@@ -156,3 +156,28 @@ def test_table_lookup_equals_reference(entries, shift, lo, seed):
 def test_kernels_validate(call, match):
     with pytest.raises(QuantizationError, match=match):
         call()
+
+
+def test_float_routes_are_exact_at_their_edges():
+    """|x|·Σ|w| + |b| = 2^24 runs in float32, 2^53 in float64, one past in the next route;
+    each must still equal the int64 result exactly."""
+    for edge in (2**24, 2**53):
+        x = np.full((1, 2), 2 ** (edge.bit_length() // 2), dtype=np.int64)
+        w = np.array([[2 ** (edge.bit_length() // 2 - 2)] * 2], dtype=np.int64)
+        room = edge - 2 * int(x[0, 0]) * int(w[0, 0])
+        for b in (room, room + 1, -room):
+            bias = np.array([b], dtype=np.int64)
+            assert kernels.linear(x, w, bias)[0, 0] == int(x[0] @ w[0]) + b
+
+
+def test_a_wide_3x3_conv_on_the_float32_route_is_exact():
+    """Many channels, 3×3, stride 1: where a float library could pick an inexact
+    algorithm (Winograd); the float32 route must equal the integer reference."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 16, size=(4, 32, 16, 16))
+    w = rng.integers(-7, 8, size=(32, 32, 3, 3))
+    b = rng.integers(-100, 101, size=32)
+    assert 15 * np.abs(w).reshape(32, -1).sum(1).max() + 100 <= kernels.FLOAT32_EXACT
+    np.testing.assert_array_equal(
+        kernels.conv2d(x, w, b, padding=1), reference.conv2d(x, w, b, padding=1)
+    )
