@@ -44,19 +44,29 @@ class Meta:
     correction: int
 
 
-def _body(data: bytes) -> tuple[tuple[int, int], bytes]:
+def _body(data: bytes, max_body: int = 1 << 31) -> tuple[tuple[int, int], bytes]:
+    """(SEAL version, the decompressed body), at most ``max_body`` bytes of it: a client's
+    few compressed bytes cannot unfold into more than its ciphertext can hold."""
     if len(data) < HEADER.size:
         raise ContextError("ciphertext shorter than SEAL's header")
     magic, hsize, major, minor, compression, _, total = HEADER.unpack_from(data)
     if magic != MAGIC or hsize != HEADER.size or total != len(data):
         raise ContextError("not exactly one SEAL object")
     body = data[HEADER.size :]
-    if compression == 2:
-        body = _ZSTD.decompress(body, max_output_size=1 << 31)
-    elif compression == 1:
-        body = zlib.decompress(body)
-    elif compression != 0:
-        raise ContextError(f"SEAL compression mode {compression} is not known")
+    try:
+        if compression == 2:
+            body = _ZSTD.decompress(body, max_output_size=max_body)
+        elif compression == 1:
+            inflate = zlib.decompressobj()
+            body = inflate.decompress(body, max_body)
+            if inflate.unconsumed_tail:
+                raise ContextError(f"the body unfolds past {max_body} bytes")
+        elif compression != 0:
+            raise ContextError(f"SEAL compression mode {compression} is not known")
+    except (zstandard.ZstdError, zlib.error) as exc:
+        raise ContextError(f"the body does not decompress ({exc})") from None
+    if len(body) > max_body:
+        raise ContextError(f"the body unfolds past {max_body} bytes")
     return (major, minor), body
 
 

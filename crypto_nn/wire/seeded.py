@@ -171,10 +171,10 @@ def _expand_many(seeds, moduli, n, iv, sigma, out):
         _expand(seeds[i], moduli, n, iv, sigma, out[i])
 
 
-def split(data: bytes) -> tuple[residues.Meta, np.ndarray, np.ndarray]:
+def split(data: bytes, max_body: int = 1 << 31) -> tuple[residues.Meta, np.ndarray, np.ndarray]:
     """A seeded ciphertext's bytes → (meta, c0 uint64 (k, N), seed uint64 (8,)).
     ContextError for anything else (a full ciphertext, another PRNG, a malformed record)."""
-    version, body = residues._body(data)
+    version, body = residues._body(data, max_body)
     fields = residues.BODY.unpack_from(body)
     meta = residues.Meta(
         version, tuple(fields[:4]), bool(fields[4]), *fields[5:8], fields[8], fields[9]
@@ -220,11 +220,13 @@ class SeededInputs:
         ContextError when one is seeded but not a fresh input for these parameters."""
         if not payloads:
             return None
+        first = context.first_context_data()
+        n, k = first.parms().poly_modulus_degree(), len(first.parms().coeff_modulus())
+        most = 8 * 2 * k * n + 4096  # a full ciphertext at this level, and then some
         try:
-            parts = [split(data) for data in payloads]
+            parts = [split(data, most) for data in payloads]
         except (ContextError, struct.error, ValueError):
             return None
-        first = context.first_context_data()
         moduli = np.array([m.value() for m in first.parms().coeff_modulus()], np.uint64)
         ntt = first.parms().scheme() == seal.SCHEME_TYPE.CKKS  # BFV keeps coefficient form
         want = (tuple(context.first_parms_id()), first.parms().poly_modulus_degree(), len(moduli))

@@ -120,3 +120,14 @@ def _with_c0(data: bytes, c0: np.ndarray) -> bytes:
     body = body[:start] + c0.astype("<u8").tobytes() + body[start + c0.nbytes :]
     head = residues.HEADER.pack(residues.MAGIC, 16, *version, 0, 0, 16 + len(body))
     return head + body
+
+
+def test_a_small_body_that_unfolds_past_a_ciphertext_is_refused():
+    import zstandard
+
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))  # 64 MB of zeros
+    data = residues.HEADER.pack(residues.MAGIC, 16, 4, 3, 2, 0, 16 + len(bomb)) + bomb
+    with pytest.raises(ContextError, match="unfolds past|does not decompress"):
+        residues._body(data, max_body=1 << 20)
+    context, _ = _seeded_context("ckks")
+    assert seeded.SeededInputs.parse(context, [data]) is None  # SEAL's load then refuses it
