@@ -98,6 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         sweeper = asyncio.create_task(_sweep(app))
+        if settings.warm_workers:  # start the workers now, not in the first request
+            for _ in range(settings.workers):
+                app.state.tasks.add(task := asyncio.create_task(_warm(app)))
+                task.add_done_callback(app.state.tasks.discard)
         try:
             yield
         finally:
@@ -161,6 +165,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     return app
+
+
+async def _warm(app: FastAPI) -> None:
+    """One worker process started and its imports and numba kernels loaded, in the
+    background: the first request then meets a ready worker (seconds saved)."""
+    from server import worker
+
+    try:
+        await app.state.workers.run(worker.warm_up)
+    except Exception as exc:  # a failed warm-up costs only the time it would have saved
+        log.warning("worker warm-up failed: %s", exc)
 
 
 async def _sweep(app: FastAPI) -> None:

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     max_queued: int = Field(default=2, ge=1)  # requests waiting or running; more get 503
     calibration_images: int = 500  # training images used to compile each plan
     cache_size: int = 4  # loaded contexts kept per worker
+    warm_workers: bool = True  # start workers (imports, kernels) at start-up, not on first use
     packings: tuple[str, ...] = ("batch", "single", "bfv")  # name.pt → name, name-single, name-bfv
     bfv_bits: int = Field(default=4, ge=2, le=16)  # weights and activations of name-bfv
     backend: Literal["process", "ray"] = "process"  # where batch jobs run

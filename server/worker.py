@@ -46,6 +46,21 @@ def evaluate(
     return run(evaluator, payloads, progress, segment)
 
 
+def warm_up() -> int:
+    """Import the evaluators and load the GEMM route's kernels (→ this worker's pid)."""
+    import os
+
+    import crypto_nn.bfv.batch  # noqa: F401
+    import crypto_nn.ckks.batch  # noqa: F401
+    import crypto_nn.ckks.single  # noqa: F401
+    from crypto_nn import rns
+    from crypto_nn.wire import seeded
+
+    rns.warm_up()
+    seeded.warm_up()
+    return os.getpid()
+
+
 def loaded_modules() -> list[str]:
     """The modules this worker has imported (tests: no data set module, ever)."""
     import sys

@@ -269,3 +269,8 @@ class SeededInputs:
         from crypto_nn.wire import seal_bytes
 
         return seal_bytes.load_fresh_ciphertexts(self.context, self.payloads)
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the expansion kernels now."""
+    expand(np.zeros((1, 8), np.uint64), np.array([97], np.uint64), 8)

@@ -20,6 +20,7 @@ def models_dir(tmp_path_factory, square_mlp_checkpoint):
 
 
 def make_client(models_dir, state_dir, **overrides):
+    overrides.setdefault("warm_workers", False)  # most tests never evaluate: spawn lazily
     settings = Settings(
         models_dir=models_dir, state_dir=state_dir, calibration_images=200, **overrides
     )

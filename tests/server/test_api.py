@@ -247,3 +247,21 @@ def test_a_worker_killed_between_requests_is_replaced_unnoticed(api, client_keys
     _time.sleep(0.5)
     assert api.post(url, params={"key_id": key_id}, content=body).status_code == 200
     assert api.app.state.workers.pids() != [pid]
+
+
+def test_workers_start_and_load_their_kernels_at_start_up(new_api, tmp_path):
+    import os
+    import time
+
+    import pytest
+
+    with new_api(tmp_path / "state", warm_workers=True) as api:
+        deadline = time.monotonic() + 120
+        while not api.app.state.workers.pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (pid,) = api.app.state.workers.pids()  # spawned before any request
+        while api.app.state.tasks and time.monotonic() < deadline:
+            time.sleep(0.1)  # the warm-up task finished: imports and kernels loaded
+        assert not api.app.state.tasks and api.get("/healthz").status_code == 200
+    with pytest.raises(ProcessLookupError):  # stopped with the app
+        os.kill(pid, 0)
