@@ -29,10 +29,9 @@ from nets import data
 from nets.runinfo import run_info
 
 
-def _baseline_eval_s(plan, images: np.ndarray, outputs_per_layer: int | None) -> tuple[float, bool]:
-    """Seconds for the TenSEAL-vector way of the whole plan (extrapolated when sampling)."""
-    # The straightforward way has one level per layer (TenSEAL rescales after every
-    # product), so it gets the one-level-per-layer parameters, not a fused plan's chain.
+def _tenseal_context(plan) -> ts.Context:
+    """The baselines' TenSEAL context. TenSEAL rescales after every product, one level per
+    layer, so it gets the one-level-per-layer parameters, not a fused plan's chain."""
     params = choose_ckks(plan.depth, value_bits(plan.max_abs_value))
     ctx = ts.context(
         ts.SCHEME_TYPE.CKKS,
@@ -40,6 +39,12 @@ def _baseline_eval_s(plan, images: np.ndarray, outputs_per_layer: int | None) ->
         coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
     )
     ctx.global_scale = params.scale
+    return ctx
+
+
+def _baseline_eval_s(plan, images: np.ndarray, outputs_per_layer: int | None) -> tuple[float, bool]:
+    """Seconds for the TenSEAL-vector way of the whole plan (extrapolated when sampling)."""
+    ctx = _tenseal_context(plan)
     xs = [ts.ckks_vector(ctx, row.tolist()) for row in images.reshape(len(images), -1).T]
     total, extrapolated = 0.0, False
     for layer in plan.layers:
@@ -80,13 +85,7 @@ def _tensor_baseline_eval_s(net, plan, images: np.ndarray) -> dict:
         return {"tensor_baseline_reason": "model is not conv → x² → fc → x² → fc"}
     conv, fc1, fc2 = layers
     k, stride, pad = conv.kernel_size[0], conv.stride[0], conv.padding[0]
-    params = choose_ckks(plan.depth, value_bits(plan.max_abs_value))
-    ctx = ts.context(
-        ts.SCHEME_TYPE.CKKS,
-        params.poly_modulus_degree,
-        coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
-    )
-    ctx.global_scale = params.scale
+    ctx = _tenseal_context(plan)
     with torch.no_grad():
         x = torch.nn.functional.pad(torch.from_numpy(images).double(), (pad,) * 4)
         windows = torch.nn.functional.unfold(x, k, stride=stride)  # (B, k², L)

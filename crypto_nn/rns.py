@@ -49,7 +49,11 @@ class Layer:
         """None when the weights are too large to slice exactly (use the term route)."""
         weight = np.asarray(weight, dtype=np.int64)
         n_out, n_in = weight.shape
-        row_sum = max((sum(abs(int(v)) for v in row) for row in weight), default=0)
+        peak = int(np.abs(weight).max()) if weight.size else 0
+        if peak * max(n_in, 1) < 1 << 62:  # no int64 overflow in the sums themselves
+            row_sum = int(np.abs(weight).sum(axis=1).max()) if weight.size else 0
+        else:
+            row_sum = max(sum(abs(int(v)) for v in row) for row in weight)
         bits = min(30, MAX_SUM_BITS - max(1, row_sum).bit_length())
         if bits < 1:
             return None

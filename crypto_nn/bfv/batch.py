@@ -28,6 +28,7 @@ class BfvEvaluator:
         (``crypto_nn.rns``), "terms" term by term in SEAL — the same ciphertexts."""
         self.route = route
         self._buffers: dict = {}  # the GEMM route's input pieces per shape, reused
+        self._layers: dict = {}  # its arranged weights per (layer, prime)
         keys = (
             load_keys(public_context, plan.key_specs())
             if isinstance(public_context, bytes)
@@ -109,7 +110,10 @@ class BfvEvaluator:
             else:
                 live_cts = [xs[i] for i in live]
                 moduli = residues.row_moduli(ctx, live_cts[0].parms_id(), live_cts[0].size())
-            compiled = rns.Layer.from_weights(w[rows], rns.modulus_bits(moduli))
+            key = (id(layer), t, rns.modulus_bits(moduli))
+            if key not in self._layers:  # arranged once per layer and prime, not per request
+                self._layers[key] = rns.Layer.from_weights(w[rows], key[2])
+            compiled = self._layers[key]
             if compiled is None:
                 return None
             if seeded_in:

@@ -7,15 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
-from rich.console import Console
 
 import crypto_nn
 from crypto_nn.wire import framing
-from nets import checkpoint, data, models
-from nets.runinfo import run_info
-from nets.train import TrainConfig, train
+from nets import checkpoint, data
 from server import worker
 from server.app import create_app
 from server.models import quantized
@@ -26,27 +22,10 @@ CALIBRATION = 200
 
 
 @pytest.fixture(scope="module")
-def bfv_models(tmp_path_factory, square_mlp_checkpoint):
+def bfv_models(tmp_path_factory, square_mlp_checkpoint, digits_mlp_trainer):
     folder = tmp_path_factory.mktemp("bfv-models")
     shutil.copy(square_mlp_checkpoint, folder / "digits-mlp.pt")
-    torch.manual_seed(1)
-    net = models.build("mlp", (1, 8, 8), 10, hidden=8, layers=1, act="relu")
-    train(
-        net,
-        data.load("digits", "train"),
-        TrainConfig(epochs=4, batch_size=32, lr=5e-3),
-        console=Console(quiet=True),
-    )
-    meta = checkpoint.Checkpoint(
-        "mlp",
-        {"hidden": 8, "layers": 1, "act": "relu"},
-        (1, 8, 8),
-        10,
-        data.DIGIT_CLASSES,
-        "digits",
-        run=run_info(seed=1, device="cpu"),
-    )
-    checkpoint.save(folder / "digits-relu.pt", net, meta)
+    digits_mlp_trainer(folder / "digits-relu.pt", act="relu", seed=1, epochs=4)
     return folder
 
 
