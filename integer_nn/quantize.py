@@ -46,17 +46,17 @@ TABLE_ACTIVATIONS: dict[type[nn.Module], str] = {
     nn.Sigmoid: "sigmoid",
     nn.Tanh: "tanh",
 }
-_SKIPPED = (nn.Dropout, nn.Identity)
+SKIPPED = (nn.Dropout, nn.Identity)
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
+def leaf_layers(model: nn.Module) -> list[nn.Module]:
     """The model's layers in order, nested Sequentials expanded."""
     if isinstance(model, nn.Sequential):
-        return [leaf for child in model for leaf in _layers(child)]
+        return [leaf for child in model for leaf in leaf_layers(child)]
     return [model]
 
 
-def _fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor, bn: nn.Module):
+def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor, bn: nn.Module):
     """W' = W·γ/σ, b' = (b - μ)·γ/σ + β (the BN in eval mode folded into the layer)."""
     gamma, beta = bn.weight.detach().double(), bn.bias.detach().double()
     inv = gamma / torch.sqrt(bn.running_var.double() + bn.eps)
@@ -139,7 +139,7 @@ def quantize(
     in_max = (1 << act_bits) - 1
     calib_int = np.rint(np.clip(calibration, 0, 1) * in_max).astype(np.int64)
     b = _Builder(calib_int, 1.0 / in_max, act_bits, max_table_entries)
-    layers = _layers(model.eval())
+    layers = leaf_layers(model.eval())
 
     i = 0
     with torch.no_grad():
@@ -155,7 +155,7 @@ def quantize(
                     else torch.zeros(weight.shape[0], dtype=torch.float64)
                 )
                 if isinstance(nxt, nn.BatchNorm2d | nn.BatchNorm1d):
-                    weight, bias = _fold_batchnorm(weight, bias, nxt)
+                    weight, bias = fold_batchnorm(weight, bias, nxt)
                     i += 1
                 w_int, w_scale = _quantize_weights(weight.numpy(), weight_bits)
                 if b.raw:
@@ -169,7 +169,7 @@ def quantize(
                     )
                 b_int = b_real.astype(np.int64)
                 if isinstance(layer, nn.Conv2d):
-                    _check_conv(layer, where)
+                    check_conv(layer, where)
                     op: IntOp = IntConv2d(
                         weight=w_int, bias=b_int, stride=layer.stride[0], padding=layer.padding[0]
                     )
@@ -186,7 +186,7 @@ def quantize(
                     b.scale *= b.scale
                     b.raw = False
             elif isinstance(layer, nn.MaxPool2d | nn.AvgPool2d):
-                k, s = _pool_geometry(layer, where)
+                k, s = pool_geometry(layer, where)
                 if isinstance(layer, nn.MaxPool2d):
                     b.push(IntMaxPool2d(kernel=k, stride=s))
                 else:
@@ -207,7 +207,7 @@ def quantize(
                 b.push(gru)
                 b.scale, b.raw = gru.h_scale, False
                 b.affine(fc, fc_scale)
-            elif isinstance(layer, _SKIPPED):
+            elif isinstance(layer, SKIPPED):
                 pass
             else:
                 raise QuantizationError(
@@ -232,7 +232,7 @@ def quantize(
     return int_model
 
 
-def _check_conv(conv: nn.Conv2d, where: str) -> None:
+def check_conv(conv: nn.Conv2d, where: str) -> None:
     ok = (
         conv.groups == 1
         and conv.dilation == (1, 1)
@@ -249,7 +249,7 @@ def _check_conv(conv: nn.Conv2d, where: str) -> None:
         )
 
 
-def _pool_geometry(pool: nn.Module, where: str) -> tuple[int, int]:
+def pool_geometry(pool: nn.Module, where: str) -> tuple[int, int]:
     def one(v):
         return v if isinstance(v, int) else v[0] if v[0] == v[1] else None
 
