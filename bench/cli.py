@@ -85,6 +85,18 @@ def he_cmd(
     packing: Annotated[
         list[str] | None, typer.Option(help="ckks: single and/or batch (repeatable; default both).")
     ] = None,
+    qat_epochs: Annotated[
+        int,
+        typer.Option(
+            help="bfv: also fine-tune with quantisation in the loop and run that plan too."
+        ),
+    ] = 0,
+    acc_bits: Annotated[
+        int | None, typer.Option(help="bfv + QAT: worst-case accumulator budget in bits.")
+    ] = None,
+    input_bits: Annotated[
+        int | None, typer.Option(help="bfv + QAT: pixel bits (default --bits).")
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write JSON (+ .md beside it).")
     ] = None,
@@ -101,7 +113,13 @@ def he_cmd(
     if tables not in ("none", "poly", "client"):
         raise UserError(f"--tables {tables}: choose none, poly or client")
     extra = (
-        {"bits": bits, "tables": tables}
+        {
+            "bits": bits,
+            "tables": tables,
+            "qat_epochs": qat_epochs,
+            "acc_bits": acc_bits,
+            "input_bits": input_bits,
+        }
         if scheme == "bfv"
         else {"packings": tuple(packing or ("single", "batch"))}
     )

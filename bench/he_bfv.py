@@ -11,6 +11,7 @@ and ``x * x`` with TenSEAL's own relinearisation — sampled and extrapolated pe
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -24,9 +25,11 @@ from crypto_nn.bfv.client_aided import compile_client_aided
 from crypto_nn.bfv.layers import IntSquareLayer
 from crypto_nn.bfv.plan import compile_bfv
 from crypto_nn.bfv.single import BfvSingleClient, BfvSingleEvaluator, compile_bfv_single
-from integer_nn import quantize
+from integer_nn import qat, quantize
 from nets import data
+from nets.errors import UserError
 from nets.runinfo import run_info
+from nets.train import TrainConfig, predict
 
 
 def _baseline_eval_s(plan, x_int: np.ndarray, outputs_per_layer: int | None) -> tuple[float, bool]:
@@ -144,36 +147,9 @@ def _single(int_model, x, reference, plain, labels, plain_pred) -> dict:
     }
 
 
-def run(
-    *,
-    model_name: str,
-    data_name: str,
-    checkpoint: str | None,
-    n_images: int,
-    quick: bool,
-    seed: int,
-    epochs: int,
-    bits: int = 4,
-    tables: str = "none",
-    options: dict | None = None,
-) -> dict:
-    """``tables``: none (x² models, exact polynomials), poly (tables as polynomials over
-    Z_t) or client (client-aided tables: one round trip per cut)."""
-    net, model_name, model_info = trained_model(
-        model_name, data_name, checkpoint, seed, epochs, options
-    )
-    model_info = {**model_info, "options": options or {}}
-    calib = data.load(data_name, "train").subset(2000).images
-    test = data.load(data_name, "test").subset(n_images)
-    square = "exact" if tables == "none" else "table"
-    int_model = quantize(net, calib, weight_bits=bits, act_bits=bits, square=square)
-    if tables == "client":
-        plan, compile_s = timed(lambda: compile_client_aided(int_model))
-        slots = plan.segments[0].params.poly_modulus_degree
-    else:
-        mode = "poly" if tables == "poly" else "refuse"
-        plan, compile_s = timed(lambda: compile_bfv(int_model, tables=mode))
-        slots = plan.params.poly_modulus_degree
+def _batch_row(plan, int_model, net, test, tables: str) -> dict:
+    """One batch plan over as many test images as it has slots: timings, exactness, accuracy."""
+    slots = plan.segments[0].params.poly_modulus_degree
     x = int_model.quantize_input(test.images[:slots])
     logits, timings = _run_plan(plan, x)
     reference = int_model.forward(x)
@@ -184,7 +160,7 @@ def run(
     plain_pred = plain.pop("plain_pred")
     e2e_s = timings["keygen_s"] + timings["encrypt_s"] + timings["eval_s"] + timings["decrypt_s"]
     e2e_s += timings["client_ops_s"]
-    batch = {
+    return {
         "n_images": n,
         "slots": slots,
         "tables": tables,
@@ -201,18 +177,101 @@ def run(
         "encrypted_accuracy": float((enc_pred == test.labels[:n]).mean()),
         "argmax_agreement": float((enc_pred == plain_pred).mean()),
         "argmax_agreement_with_int_model": float((enc_pred == reference.argmax(1)).mean()),
+        "max_accumulator_bits": int_model.max_accumulator_bits,
+        "_x": x,
+        "_reference": reference,
+        "_plain": plain,
+        "_plain_pred": plain_pred,
     }
+
+
+def _compile(int_model, tables: str):
+    if tables == "client":
+        return timed(lambda: compile_client_aided(int_model))
+    mode = "poly" if tables == "poly" else "refuse"
+    return timed(lambda: compile_bfv(int_model, tables=mode))
+
+
+def _test_accuracy(int_model, test) -> float:
+    return float((int_model.predict(test.images) == test.labels).mean())
+
+
+def run(
+    *,
+    model_name: str,
+    data_name: str,
+    checkpoint: str | None,
+    n_images: int,
+    quick: bool,
+    seed: int,
+    epochs: int,
+    bits: int = 4,
+    tables: str = "none",
+    options: dict | None = None,
+    qat_epochs: int = 0,
+    acc_bits: int | None = None,
+    input_bits: int | None = None,
+) -> dict:
+    """``tables``: none (x² models, exact polynomials), poly (tables as polynomials over
+    Z_t) or client (client-aided tables: one round trip per cut). With ``qat_epochs``, the
+    model is also fine-tuned with quantisation in the loop (``acc_bits``: its accumulator
+    budget) and that IntModel's plan runs on the same images: float, post-training and QAT
+    accuracy side by side, and the two plans' speeds in one run."""
+    net, model_name, model_info = trained_model(
+        model_name, data_name, checkpoint, seed, epochs, options
+    )
+    model_info = {**model_info, "options": options or {}}
+    train_set = data.load(data_name, "train")
+    calib = train_set.subset(2000).images
+    test = data.load(data_name, "test").subset(n_images)
+    square = "exact" if tables == "none" else "table"
+    int_model = quantize(net, calib, weight_bits=bits, act_bits=bits, square=square)
+    plan, compile_s = _compile(int_model, tables)
+    batch = _batch_row(plan, int_model, net, test, tables)
+    x, reference = batch.pop("_x"), batch.pop("_reference")
+    plain, plain_pred = batch.pop("_plain"), batch.pop("_plain_pred")
+    n = len(x)
     if tables == "none":  # the TenSEAL-vector way exists only for polynomial networks
         baseline_s, extrapolated = _baseline_eval_s(plan, x, 8 if quick else None)
         batch.update(
             baseline_eval_s=baseline_s,
             baseline_extrapolated=extrapolated,
             baseline_eval_images_per_s=n / baseline_s,
-            speedup_vs_baseline=baseline_s / timings["eval_s"],
+            speedup_vs_baseline=baseline_s / batch["eval_s"],
         )
     else:
         batch.update(baseline=None, baseline_reason="TenSEAL's BFV vectors have no lookup tables")
     packings = {"batch": batch}
+    accuracy = {
+        "float": float((predict(net, test.images) == test.labels).mean()),
+        "post_training": _test_accuracy(int_model, test),
+    }
+    qat_info = None
+    if qat_epochs < 0:
+        raise UserError(f"--qat-epochs {qat_epochs}: give 0 (none) or more epochs")
+    if qat_epochs:
+        if tables != "none" and tables != "client":
+            raise UserError(
+                "--qat-epochs trains x² exact or tables run client-aided: --tables none or client"
+            )
+        config = qat.QATConfig(
+            weight_bits=bits, act_bits=bits, input_bits=input_bits, acc_bits=acc_bits
+        )
+        qat_model, qat_info = qat.fine_tune(
+            net, train_set, calib, config, TrainConfig(epochs=qat_epochs, lr=1e-3, seed=seed)
+        )
+        qat_plan, qat_compile_s = _compile(qat_model, tables)
+        row = _batch_row(qat_plan, qat_model, net, test, tables)
+        for key in ("_x", "_reference", "_plain", "_plain_pred"):
+            row.pop(key)
+        row.update(
+            compile_s=qat_compile_s,
+            speedup_vs_post_training_plan=batch["eval_s"] / row["eval_s"],
+            plan=qat_plan.describe(),
+        )
+        packings["batch-qat"] = row
+        accuracy["qat"] = _test_accuracy(qat_model, test)
+        qat_info = {**qat_info, "config": dataclasses.asdict(config)}
     if tables == "none":  # single packing: one image per request, exact too
         k = 3 if quick else 20
         packings["single"] = _single(
@@ -228,6 +287,8 @@ def run(
         "model_info": model_info,
         "plan": plan.describe(),
         "compile_s": compile_s,
+        "test_accuracy": {**accuracy, "n_test": len(test)},
+        "qat": qat_info,
         "packings": packings,
         "quick": quick,
         "run": run_info(seed=seed, device="cpu"),

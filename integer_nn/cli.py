@@ -3,7 +3,6 @@ the training loop) and compare float vs integer accuracy."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import time
@@ -22,7 +21,7 @@ from nets import checkpoint, data
 from nets.cli_util import make_app, result_table
 from nets.errors import UserError
 from nets.runinfo import resolve_device, run_info
-from nets.train import TrainConfig, predict, train
+from nets.train import TrainConfig, predict
 
 app = make_app("Integer-domain networks: quantise, inspect.")
 console = Console()
@@ -56,30 +55,6 @@ def _inputs(ckpt_path: Path, data_name, calibration: int, n, data_dir):
             f"{ckpt_path} takes images of shape {ckpt.in_shape}, {name} has {test.shape}"
         )
     return model, ckpt, name, train_set.subset(calibration).images, test, train_set
-
-
-def fine_tune(
-    model,
-    train_set: data.Dataset,
-    calib: np.ndarray,
-    config: qat.QATConfig,
-    train_cfg: TrainConfig,
-    *,
-    classes: tuple[str, ...],
-    device: str = "cpu",
-) -> tuple[IntModel, dict[str, object]]:
-    """Quantisation-aware fine-tuning of ``model`` (a copy): → (its IntModel, what happened)."""
-    net = qat.build(copy.deepcopy(model), calib, config)
-    result = train(net, train_set, train_cfg, step=qat.QATStep(), device=device)
-    int_model = net.cpu().to_int_model(classes=classes)
-    int_model.observe(int_model.quantize_input(calib))
-    return int_model, {
-        "epochs": train_cfg.epochs,
-        "lr": train_cfg.lr,
-        "seed": train_cfg.seed,
-        "train_s": result.train_seconds,
-        "history": result.history,
-    }
 
 
 def _accuracy(int_model: IntModel, test: data.Dataset) -> tuple[np.ndarray, float]:
@@ -178,7 +153,7 @@ def quantize_cmd(
         if square != "exact":
             raise UserError("--qat-epochs keeps x² exact; drop --square table")
         config = qat.QATConfig(weight_bits=weight_bits, act_bits=act_bits)
-        qat_model, info = fine_tune(
+        qat_model, info = qat.fine_tune(
             model,
             train_set,
             calib,
@@ -266,7 +241,7 @@ def qat_cmd(
         model, calib, weight_bits=config.weight_bits, act_bits=config.act_bits, classes=ckpt.classes
     )
     float_pred = predict(model, test.images)
-    int_model, info = fine_tune(
+    int_model, info = qat.fine_tune(
         model,
         train_set.subset(n_train),
         calib,

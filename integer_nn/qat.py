@@ -32,6 +32,7 @@ exact, so nothing is approximated between the trained network and the exported o
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -62,8 +63,9 @@ from integer_nn.quantize import (
     leaf_layers,
     pool_geometry,
 )
+from nets.data import Dataset
 from nets.layers import Square
-from nets.train import TrainStep
+from nets.train import TrainConfig, TrainStep, train
 
 DTYPE = torch.float64
 TORCH_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -549,3 +551,28 @@ class QATStep(TrainStep):
         if not isinstance(model, QATNetwork):
             raise QuantizationError("QATStep trains a QATNetwork; build one with qat.build")
         return {"max_accumulator_bits": float(model.to_int_model().max_accumulator_bits)}
+
+
+def fine_tune(
+    model: nn.Module,
+    train_set: Dataset,
+    calibration: np.ndarray,
+    config: QATConfig,
+    train_cfg: TrainConfig,
+    *,
+    classes: tuple[str, ...] = (),
+    device: str = "cpu",
+) -> tuple[IntModel, dict[str, object]]:
+    """Quantisation-aware fine-tuning of a copy of ``model`` through ``nets.train``'s loop
+    → (its IntModel, observed on the calibration images; what the fine-tuning did)."""
+    net = build(copy.deepcopy(model), calibration, config)
+    result = train(net, train_set, train_cfg, step=QATStep(), device=device)
+    int_model = net.cpu().to_int_model(classes=classes)
+    int_model.observe(int_model.quantize_input(calibration))
+    return int_model, {
+        "epochs": train_cfg.epochs,
+        "lr": train_cfg.lr,
+        "seed": train_cfg.seed,
+        "train_s": result.train_seconds,
+        "history": result.history,
+    }
