@@ -208,6 +208,43 @@ def defenses_cmd(
     _show(r, bench_defenses.table(r), json_out)
 
 
+@app.command("qat")
+def qat_cmd(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="tenseal-tutorial-x2, tenseal-tutorial-relu, cryptonets-x2."),
+    ] = None,
+    data_name: Annotated[list[str] | None, typer.Option("--data")] = None,
+    bits: Annotated[list[int] | None, typer.Option(help="Bit widths (repeatable).")] = None,
+    epochs: Annotated[
+        int, typer.Option(help="QAT epochs on Fashion-MNIST (×3 on the 4,000-image MNIST-5k).")
+    ] = 5,
+    seed: int = 0,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write JSON (+ .md beside it).")
+    ] = None,
+) -> None:
+    """Float vs post-training vs quantisation-aware integer accuracy (issue 16's table)."""
+    from bench import qat
+    from nets.errors import UserError
+
+    models = model or list(qat.MODELS)
+    unknown = [m for m in models if m not in qat.MODELS]
+    if unknown:
+        raise UserError(f"--model {unknown[0]}: choose from {', '.join(qat.MODELS)}")
+    datasets = data_name or ["fashion-mnist", "mnist-5k"]
+    per_data = {"fashion-mnist": 1, "mnist": 1}
+    result = qat.run(
+        models=models,
+        datasets=datasets,
+        bits=bits or [4, 3],
+        float_epochs={d: 10 * per_data.get(d, 3) for d in datasets},
+        qat_epochs={d: epochs * per_data.get(d, 3) for d in datasets},
+        seed=seed,
+    )
+    _show(result, qat.table(result), json_out)
+
+
 @app.command("demo")
 def demo_cmd(
     checkpoint: Annotated[Path, typer.Option(help="A trained checkpoint to serve.")],
