@@ -92,8 +92,8 @@ def _accuracy_line(result: dict) -> str:
     if "qat" in acc and qat_row:
         line += (
             f", quantisation-aware integer {acc['qat']:.4f}; QAT plan: plaintext moduli "
-            f"{qat_row['plaintext_moduli']}, max accumulator bits {qat_row['max_accumulator_bits']}"
-            f" (post-training {result['packings']['batch']['max_accumulator_bits']}), bit-exact "
+            f"{qat_row['plaintext_moduli']}, worst-case value bits {qat_row['max_value_bits']}"
+            f" (post-training {result['packings']['batch']['max_value_bits']}), bit-exact "
             f"{qat_row['bit_exact_rate']:.4f}, eval {qat_row['speedup_vs_post_training_plan']:.2f}"
             "× the post-training plan's speed"
         )

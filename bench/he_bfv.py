@@ -178,6 +178,7 @@ def _batch_row(plan, int_model, net, test, tables: str) -> dict:
         "argmax_agreement": float((enc_pred == plain_pred).mean()),
         "argmax_agreement_with_int_model": float((enc_pred == reference.argmax(1)).mean()),
         "max_accumulator_bits": int_model.max_accumulator_bits,
+        "max_value_bits": int_model.max_value_bits,
         "_x": x,
         "_reference": reference,
         "_plain": plain,

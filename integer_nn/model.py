@@ -150,4 +150,11 @@ class IntModel:
 
     @property
     def max_accumulator_bits(self) -> int:
+        """Signed bits for every op's worst-case value and partial sum (int64 needs ≤ 64)."""
         return max(st.worst.bits for st in self.stats)
+
+    @property
+    def max_value_bits(self) -> int:
+        """Signed bits for every op's worst-case *value* (what an exact scheme's plaintext
+        modulus must hold; partial sums wrap harmlessly modulo t)."""
+        return max(Interval(st.worst.lo, st.worst.hi, 0).bits for st in self.stats)

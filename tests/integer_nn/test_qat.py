@@ -119,12 +119,15 @@ def test_per_channel_scales_only_where_the_next_affine_layer_absorbs_them(digits
 def test_accumulator_budget_bounds_every_layer_and_the_logits(digits):
     net = _float_model("cryptonets", digits)
     unbounded = qat.build(net, digits[0].images[:500], qat.QATConfig()).to_int_model()
-    assert unbounded.max_accumulator_bits > 36
+    assert unbounded.max_value_bits > 36
     q, result = _fine_tuned(net, digits, qat.QATConfig(acc_bits=36))
     int_model = _assert_exported_equals_network(q, digits[1].images)
-    assert int_model.max_accumulator_bits <= 36
-    assert all(row["accumulator_bits"] <= 36 for row in int_model.describe())
-    assert max(row["max_accumulator_bits"] for row in result.history) <= 36
+    assert int_model.max_value_bits <= 36
+    assert all(
+        max(-row["worst_lo"], row["worst_hi"]).bit_length() + 1 <= 36
+        for row in int_model.describe()
+    )
+    assert max(row["max_value_bits"] for row in result.history) <= 36
     for layer, op in zip(
         q.affine_layers(), [o for o in int_model.ops if hasattr(o, "weight")], strict=True
     ):
@@ -153,7 +156,7 @@ def test_budgeted_x2_network_runs_exactly_under_one_bfv_prime(digits):
     ptq = quantize(net, digits[0].images[:500], weight_bits=4, act_bits=4)
     q, _ = _fine_tuned(net, digits, qat.QATConfig(acc_bits=39), epochs=1)
     int_model = q.to_int_model()
-    assert ptq.max_accumulator_bits > 40 >= int_model.max_accumulator_bits + 1
+    assert ptq.max_value_bits > 40 >= int_model.max_value_bits + 1
     plan = compile_bfv(int_model, n=8192)
     assert len(plan.params.plain_moduli) == 1
     client = crypto_nn.client_for(plan.describe())
