@@ -19,7 +19,8 @@ exact, so nothing is approximated between the trained network and the exported o
   the IntTable gather, built by :mod:`integer_nn.tables` from the current scales over the
   accumulator domain where the output still changes; the gradient is that of
   ``clip(round(f(acc·s_in) / s_out))`` with STE, ``s_out`` learned as ``log s_out`` (LSQ,
-  Esser et al. 2020), initialised from calibration like post-training quantisation.
+  Esser et al. 2020), initialised on calibration data at the clip ratio of least squared
+  error (as are the weight scales, every step).
 - x² stays exact: ``q²`` with scale ``s²``.
 - Accumulator-aware bounds (after A2Q, Colbert et al. 2023): with ``acc_bits = B`` the
   positive and the negative integer weights of every affine row each sum to at most ``C_l``
@@ -29,8 +30,9 @@ exact, so nothing is approximated between the trained network and the exported o
   does, ``IntModel.max_value_bits`` — fits B signed bits (what BFV's plaintext primes must
   hold; partial sums may pass it, harmlessly: they wrap modulo t, and the int64 reference
   switches to Python integers where they could pass 2^63). The caps shrink every layer's
-  starting sums by a factor that grows with how many bits of the worst case the layer's cap is worth (a conv feeding two x² is worth
-  four times the last layer's), the smallest that fits (bisection).
+  starting sums by a factor that grows with how many bits of the worst case the layer's
+  cap is worth (a conv feeding two x² is worth four times the last layer's), the smallest
+  that fits (bisection).
 """
 
 from __future__ import annotations
