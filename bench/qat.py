@@ -69,6 +69,8 @@ def run(
                         "qat_minus_float_points": 100 * (qat_acc - float_acc),
                         "ptq_max_accumulator_bits": ptq.max_accumulator_bits,
                         "qat_max_accumulator_bits": int_model.max_accumulator_bits,
+                        "ptq_max_value_bits": ptq.max_value_bits,
+                        "qat_max_value_bits": int_model.max_value_bits,
                         "float_train_s": info.get("train_s"),
                         "qat_s": time.perf_counter() - t0,
                         "qat_epochs": fine["epochs"],
@@ -92,7 +94,7 @@ def table(result: dict) -> str:
         "post-training",
         "QAT",
         "QAT − float (points)",
-        "acc bits PTQ / QAT",
+        "value bits PTQ / QAT",
         "QAT s",
     ]
     rows = [
@@ -104,7 +106,7 @@ def table(result: dict) -> str:
             r["ptq_accuracy"],
             r["qat_accuracy"],
             f"{r['qat_minus_float_points']:+.2f}",
-            f"{r['ptq_max_accumulator_bits']} / {r['qat_max_accumulator_bits']}",
+            f"{r.get('ptq_max_value_bits', '-')} / {r.get('qat_max_value_bits', '-')}",
             r["qat_s"],
         ]
         for r in result["rows"]
