@@ -2,8 +2,9 @@
 
 A checkpoint ``name.pt`` is served as ``name`` (CKKS batch packing: up to N/2 images per
 request), ``name-single`` (CKKS single packing: one image per request) and ``name-bfv``
-(BFV, exact: the checkpoint quantised to ``bfv_bits`` by integer_nn; a model with lookup
-tables — ReLU, sigmoid — runs client-aided, one request per segment).
+(BFV, exact: the checkpoint quantised to ``bfv_bits`` by integer_nn — or, when an IntModel
+file ``name.int.npz`` lies beside it, that model, e.g. one written by ``integer_nn qat``; a
+model with lookup tables — ReLU, sigmoid — runs client-aided, one request per segment).
 
 Compiling needs the training data (calibration images); evaluating does not. So the API
 process compiles (or reuses a plan saved by an earlier start, when the checkpoint and the
@@ -56,11 +57,30 @@ def _calibration(path: Path, calibration_images: int):
     return net, meta, data.load(meta.data, "train").subset(calibration_images).images
 
 
+def int_model_file(path: Path) -> Path:
+    """Where an IntModel for checkpoint ``path`` may lie: ``NAME.int.npz`` beside it."""
+    return path.with_name(path.stem + ".int.npz")
+
+
 def quantized(path: Path, calibration_images: int, bfv_bits: int):
-    """The IntModel ``NAME-bfv`` is compiled from (deterministic: the demo and tests
-    rebuild it to check the served logits bit for bit)."""
+    """The IntModel ``NAME-bfv`` is compiled from: the ``NAME.int.npz`` beside the checkpoint
+    if there is one (``integer_nn qat`` writes them), else the checkpoint quantised after
+    training (deterministic: the demo and tests rebuild it to check the served logits bit
+    for bit)."""
     from integer_nn import quantize
 
+    given = int_model_file(path)
+    if given.is_file():
+        from integer_nn import io
+
+        model = io.load(given)
+        in_shape = tuple(checkpoint.load(path)[1].in_shape)
+        if tuple(model.in_shape) != in_shape:
+            raise UserError(
+                f"{given.name} takes images of shape {tuple(model.in_shape)} but {path.name} "
+                f"takes {in_shape}; write it from this checkpoint (integer_nn qat {path.name})"
+            )
+        return model
     net, meta, calib = _calibration(path, calibration_images)
     return quantize(
         net, calib, weight_bits=bfv_bits, act_bits=bfv_bits, classes=tuple(meta.classes)
@@ -113,6 +133,9 @@ def load_models(
                 "calibration_images": calibration_images,
                 **({"bfv_bits": bfv_bits} if packing == "bfv" else {}),
             }
+            given = int_model_file(path)
+            if packing == "bfv" and given.is_file():  # a new IntModel file: recompile
+                source["int_model_sha256"] = _sha256(given)
             try:
                 plan = _saved(plan_path, source)
                 if plan is None:

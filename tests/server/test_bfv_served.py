@@ -26,6 +26,21 @@ def bfv_models(tmp_path_factory, square_mlp_checkpoint, digits_mlp_trainer):
     folder = tmp_path_factory.mktemp("bfv-models")
     shutil.copy(square_mlp_checkpoint, folder / "digits-mlp.pt")
     digits_mlp_trainer(folder / "digits-relu.pt", act="relu", seed=1, epochs=4)
+    # a quantisation-aware model beside its checkpoint: served as digits-qat-bfv
+    from integer_nn import io, qat
+    from nets.train import TrainConfig
+
+    shutil.copy(square_mlp_checkpoint, folder / "digits-qat.pt")
+    net, _ = checkpoint.load(square_mlp_checkpoint)
+    train_set = data.load("digits", "train")
+    int_model, _ = qat.fine_tune(
+        net,
+        train_set,
+        train_set.images[:CALIBRATION],
+        qat.QATConfig(weight_bits=3, act_bits=3, acc_bits=30),
+        TrainConfig(epochs=1, batch_size=32, lr=1e-3),
+    )
+    io.save(int_model, folder / "digits-qat.int.npz")
     return folder
 
 
@@ -62,7 +77,9 @@ def _infer(api, name, images):
     return desc, key_id, keys.infer(images, send), calls
 
 
-@pytest.mark.parametrize(("stem", "round_trips"), [("digits-mlp", 0), ("digits-relu", 1)])
+@pytest.mark.parametrize(
+    ("stem", "round_trips"), [("digits-mlp", 0), ("digits-relu", 1), ("digits-qat", 0)]
+)
 def test_served_bfv_logits_equal_the_integer_model_bit_for_bit(
     bfv_api, bfv_models, stem, round_trips
 ):
@@ -71,8 +88,11 @@ def test_served_bfv_logits_equal_the_integer_model_bit_for_bit(
     assert desc["scheme"] == "bfv" and desc["round_trips"] == round_trips
     assert calls == list(range(round_trips + 1))  # one request per segment, in order
     int_model = quantized(bfv_models / f"{stem}.pt", CALIBRATION, 4)
+    assert (int_model.meta.get("quantization") == "qat") == (stem == "digits-qat")
     expected = int_model.forward(int_model.quantize_input(images))
     assert logits.tolist() == expected.tolist()
+    if stem == "digits-qat":  # its budget fits one plaintext prime
+        assert len(desc["params"]["plain_moduli"]) == 1
 
 
 def test_a_segment_the_plan_lacks_or_a_wrong_count_is_refused(bfv_api):
