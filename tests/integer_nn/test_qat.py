@@ -71,7 +71,7 @@ def _avgpool_net():
     "make, config",
     [
         (lambda d: _float_model("mlp", d), qat.QATConfig(weight_bits=3, act_bits=3)),
-        (lambda d: _float_model("cryptonets", d), qat.QATConfig()),
+        (lambda d: _float_model("cryptonets", d), qat.QATConfig(per_channel=True)),
         (
             lambda d: _float_model("cnn", d, width=4, depth=2),
             qat.QATConfig(weight_bits=4, act_bits=5, per_channel=False),
@@ -101,19 +101,16 @@ def test_qat_recovers_what_post_training_quantisation_loses_at_3_bits(digits):
 
 
 def test_per_channel_scales_only_where_the_next_affine_layer_absorbs_them(digits):
-    x2 = qat.build(
-        _float_model("cryptonets", digits, epochs=2), digits[0].images[:200], qat.QATConfig()
-    )
-    relu = qat.build(
-        _float_model("cryptonets", digits, epochs=2, act="relu"),
-        digits[0].images[:200],
-        qat.QATConfig(),
-    )
+    calib, on = digits[0].images[:200], qat.QATConfig(per_channel=True)
+    x2 = qat.build(_float_model("cryptonets", digits, epochs=2), calib, on)
+    relu = qat.build(_float_model("cryptonets", digits, epochs=2, act="relu"), calib, on)
     # conv → x² → fc → x² → fc: the first two absorb into the next; the logits take one scale
     assert [m.per_channel for m in x2.affine_layers()] == [True, True, False]
     assert [m.per_channel for m in relu.affine_layers()] == [False, False, False]
     _, _, conv_scale = x2.affine_layers()[0].quantized(torch.tensor(1 / 15, dtype=torch.float64))
     assert conv_scale.shape == (5,) and len(set(conv_scale.tolist())) > 1
+    off = qat.build(_float_model("cryptonets", digits, epochs=2), calib, qat.QATConfig())
+    assert not any(m.per_channel for m in off.affine_layers())  # the default: one per tensor
 
 
 def test_accumulator_budget_bounds_every_layer_and_the_logits(digits):
