@@ -113,6 +113,6 @@ def table(result: dict) -> str:
     ]
     return (
         "Integer accuracy: float vs post-training vs quantisation-aware (weights and "
-        f"activations at the bits shown, x² exact, one weight scale per tensor, full test sets; QAT epochs "
-        f"{result['qat_epochs']})\n\n" + report.markdown_table(header, rows)
+        "activations at the bits shown, x² exact, one weight scale per tensor, full test "
+        f"sets; QAT epochs {result['qat_epochs']})\n\n" + report.markdown_table(header, rows)
     )
