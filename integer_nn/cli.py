@@ -199,13 +199,13 @@ def qat_cmd(
         ),
     ] = None,
     per_channel: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--per-channel/--per-tensor",
             help="Per-output-channel weight scales where the next layer absorbs them "
-            "(measured no better than one per tensor on the x² zoo models).",
+            "(default: with --acc-bits only, where they measured better).",
         ),
-    ] = False,
+    ] = None,
     epochs: int = 3,
     lr: float = 1e-3,
     batch_size: int = 64,
@@ -265,6 +265,7 @@ def qat_cmd(
         "n_test": len(test),
         **{k: v for k, v in dataclasses.asdict(config).items()},
         "input_bits": config.in_bits,
+        "per_channel": config.channel_scales,
         "float_accuracy": float_acc,
         "ptq_accuracy": ptq_acc,
         "qat_accuracy": qat_acc,

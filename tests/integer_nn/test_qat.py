@@ -111,6 +111,10 @@ def test_per_channel_scales_only_where_the_next_affine_layer_absorbs_them(digits
     assert conv_scale.shape == (5,) and len(set(conv_scale.tolist())) > 1
     off = qat.build(_float_model("cryptonets", digits, epochs=2), calib, qat.QATConfig())
     assert not any(m.per_channel for m in off.affine_layers())  # the default: one per tensor
+    budget = qat.build(
+        _float_model("cryptonets", digits, epochs=2), calib, qat.QATConfig(acc_bits=40)
+    )
+    assert [m.per_channel for m in budget.affine_layers()] == [True, True, False]  # with a budget
 
 
 def test_accumulator_budget_bounds_every_layer_and_the_logits(digits):
