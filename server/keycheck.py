@@ -4,8 +4,12 @@ every served plan, and *proven* by one relinearisation and one rotation per step
 Why a separate process: SEAL parses multi-megabyte keys holding the GIL (the event loop
 would stall), and a key that passes every structural check but still breaks SEAL can
 only crash the checker — the registration fails, evaluation workers never see the key.
-What is stored is the context re-packed from the parts that were parsed, nothing else:
-no unknown header fields, no unparsed part, no bytes after a SEAL object.
+What is stored is the context re-packed from the parts that were parsed (scheme, client
+id, parts; no unknown header field, no unparsed part), and each part holds no byte SEAL
+did not load: ``crypto_nn.wire.inflate`` accepts exactly one compressed frame with nothing
+after it, inflates it, and SEAL loads the result uncompressed — its loader refuses an
+object whose members leave any byte unread ("invalid data size"). Stored bytes are the
+client's own (seeded keys stay half-size), and every one of them is accounted for.
 
 The checks themselves are ``crypto_nn.wire.key_checks`` — the same code every
 evaluator loads keys with, for CKKS and BFV alike.
@@ -20,7 +24,7 @@ from crypto_nn.wire import context as ctx_format
 from crypto_nn.wire import seal_bytes
 from crypto_nn.wire.key_checks import KeySpec, check_params, load_key_set, prove, read_params
 
-CHECK_VERSION = 3  # keys registered by an older check are refused until registered again
+CHECK_VERSION = 4  # keys registered by an older check are refused until registered again
 
 
 @dataclass(frozen=True)
@@ -99,5 +103,7 @@ def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
     # only parts that served an accepted plan (parsed and proven) reach the disk: a part
     # only a refused plan would have used is dropped, whatever it held
     dropped = sorted(set(parts) - stored)
-    canonical = ctx_format.pack(scheme, {n: parts[n] for n in parts if n in stored})
+    canonical = ctx_format.pack(
+        scheme, {n: parts[n] for n in parts if n in stored}, client=header.get("client")
+    )
     return Checked(canonical, models, refused, dropped)

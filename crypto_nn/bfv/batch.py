@@ -44,8 +44,8 @@ class BfvEvaluator:
             raise ContextError(
                 f"{len(payloads)} input ciphertexts; the plan takes {self.plan.n_inputs}"
             )
-        xs = seeded.SeededInputs.parse(ctx, payloads) if self.route == "gemm" else None
-        xs = xs or seal_bytes.load_fresh_ciphertexts(ctx, payloads)
+        xs = seeded.SeededInputs.parse(ctx, payloads, scale=1.0) if self.route == "gemm" else None
+        xs = xs or seal_bytes.load_fresh_ciphertexts(ctx, payloads, scale=1.0)
         scratch = seal.Ciphertext()
         for layer in self.plan.layers:
             gemm = None

@@ -70,7 +70,8 @@ def public_parts(sets: list[KeySet]) -> bytes:
         if ks.spec.rotations:
             elts = galois_elements(ks.ctx, ks.spec.rotations)
             parts["galois_keys" + s] = seal_bytes.dumps(ks.keygen.create_galois_keys(elts))
-    return ctx_format.pack("bfv", parts)
+    client = ctx_format.client_id(seal_bytes.dumps(sets[0].keygen.secret_key()))
+    return ctx_format.pack("bfv", parts, client=client)
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,7 @@ class BfvSingleEvaluator:
             raise ContextError(
                 f"{len(payloads)} ciphertexts; the plan takes {len(self.plan.input_layouts)}"
             )
-        xs = seal_bytes.load_fresh_ciphertexts(ctx, payloads)
+        xs = seal_bytes.load_fresh_ciphertexts(ctx, payloads, scale=1.0)
         for step, enc in zip(self.plan.program.steps, encoded, strict=True):
             if step.kind == "square":
                 for x in xs:

@@ -252,7 +252,9 @@ class BatchEvaluator:
         return xs
 
     def load_inputs(self, payloads: list[bytes]) -> list[seal.Ciphertext]:
-        return seal_bytes.load_fresh_ciphertexts(self.context, payloads)
+        return seal_bytes.load_fresh_ciphertexts(
+            self.context, payloads, scale=self.plan.params.scale
+        )
 
     def run(
         self,
@@ -265,6 +267,6 @@ class BatchEvaluator:
         check_segment(segment, 1)
         inputs = None
         if self.route == "gemm":  # seeded inputs go straight to the first matrix product
-            inputs = seeded.SeededInputs.parse(self.context, payloads)
+            inputs = seeded.SeededInputs.parse(self.context, payloads, scale=self.plan.params.scale)
         outputs = self.evaluate(inputs or self.load_inputs(payloads), on_progress)
         return [seal_bytes.dumps(ct) for ct in outputs]

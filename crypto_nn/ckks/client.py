@@ -48,7 +48,8 @@ class ClientKeys:
             tool = self.context.key_context_data().galois_tool()
             elts = [tool.get_elt_from_step(step) for step in self.plan.rotations]
             parts["galois_keys"] = seal_bytes.dumps(self._keygen.create_galois_keys(elts))
-        return ctx_format.pack(self.plan.scheme, parts)
+        client = ctx_format.client_id(self.save_secret())
+        return ctx_format.pack(self.plan.scheme, parts, client=client)
 
     def save_secret(self) -> bytes:
         return seal_bytes.dumps(self._secret)

@@ -154,7 +154,9 @@ class SingleEvaluator:
         want = len(self.plan.input_layouts)
         if len(payloads) != want:
             raise ContextError(f"{len(payloads)} input ciphertexts; this plan takes {want}")
-        return seal_bytes.load_fresh_ciphertexts(self.context, payloads)
+        return seal_bytes.load_fresh_ciphertexts(
+            self.context, payloads, scale=self.plan.params.scale
+        )
 
     def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
         """The :class:`crypto_nn.roles.Evaluator` role: one image's bytes → the logits'."""

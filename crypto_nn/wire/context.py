@@ -1,14 +1,22 @@
 """The public evaluation context: what a client registers with a server. Bytes, no pickle.
 
-Layout: ``b"CRCTX\\n"``, one line of JSON (format, version, scheme, the byte length of
-each part), then the parts back to back. Parts are SEAL's own serialisations:
-``params`` always; ``relin_keys`` / ``galois_keys`` only when a plan needs them (batch
-CKKS needs neither). A secret key has no part name here, so it cannot be sent.
+Layout: ``b"CRCTX\\n"``, one line of JSON (format, version, scheme, optionally the
+client's id, the byte length of each part), then the parts back to back. Parts are SEAL's
+own serialisations: ``params`` always; ``relin_keys`` / ``galois_keys`` only when a plan
+needs them (batch CKKS needs neither). A secret key has no part name here, so it cannot
+be sent.
+
+``client``: 32 hex digits a client derives from its secret key (:func:`client_id`). The
+server's key id hashes the whole context, so two clients whose contexts hold no key
+(a client-aided BFV plan needs only the public parameters) still get different ids —
+and their own job quotas — while one client re-registering gets its own id back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 
 from crypto_nn.errors import ContextError
 from crypto_nn.wire import header as _header
@@ -19,23 +27,27 @@ VERSION = 1
 KNOWN_PARTS = ("params", "relin_keys", "galois_keys")
 MAX_HEADER = 4096
 MAX_PARTS = 64
+_PART = re.compile(r"(params|relin_keys|galois_keys)(\.(0|[1-9][0-9]{0,3}))?", re.ASCII)
+_CLIENT = re.compile(r"[0-9a-f]{32}", re.ASCII)
 
 
 def _known_part(name: object) -> bool:
-    """``params``, ``relin_keys``, ``galois_keys``, or one of them with ``.i`` (BFV: per t_i)."""
-    if not isinstance(name, str):
-        return False
-    base, _, index = name.partition(".")
-    return base in KNOWN_PARTS and (index == "" or index.isdigit())
+    """``params``, ``relin_keys``, ``galois_keys``, or one of them with ``.i`` (BFV: per
+    t_i): ASCII digits, no sign, no space, no leading zero — one spelling per part."""
+    return isinstance(name, str) and _PART.fullmatch(name) is not None
 
 
-def pack(scheme: str, parts: dict[str, bytes]) -> bytes:
-    header = {
-        "format": FORMAT,
-        "version": VERSION,
-        "scheme": scheme,
-        "parts": [[name, len(data)] for name, data in parts.items()],
-    }
+def client_id(secret: bytes) -> str:
+    """A client's id from its serialised secret key: stable for the same keys, unlinkable
+    to them (a keyed hash of a high-entropy secret), never the key itself."""
+    return hashlib.blake2b(secret, digest_size=16, person=b"cryptorobust.id").hexdigest()
+
+
+def pack(scheme: str, parts: dict[str, bytes], client: str | None = None) -> bytes:
+    header = {"format": FORMAT, "version": VERSION, "scheme": scheme}
+    if client is not None:
+        header["client"] = client
+    header["parts"] = [[name, len(data)] for name, data in parts.items()]
     return MAGIC + json.dumps(header).encode() + b"\n" + b"".join(parts.values())
 
 
@@ -43,14 +55,17 @@ def unpack(data: bytes) -> tuple[dict[str, object], dict[str, bytes]]:
     """Split a context into (header, parts), checking every length; never trusts the sender."""
     if not data.startswith(MAGIC):
         raise ContextError(
-            "not a cryptorobust context (missing CRCTX header); make one with "
-            "crypto_nn.keys.make_keys"
+            "not a cryptorobust context (missing CRCTX header); make one with the plan's "
+            "Client (python -m client keygen)"
         )
     header, offset = _header.read(
         data, magic=MAGIC, fmt=FORMAT, version=VERSION, max_header=MAX_HEADER, what="context"
     )
     if not isinstance(header.get("scheme"), str):
         raise ContextError("context header needs a 'scheme' (ckks or bfv)")
+    client = header.get("client")
+    if client is not None and not (isinstance(client, str) and _CLIENT.fullmatch(client)):
+        raise ContextError("context header: 'client' must be 32 lowercase hex digits")
     entries = header.get("parts")
     if not isinstance(entries, list) or len(entries) > MAX_PARTS:
         raise ContextError(f"context header needs 'parts': a list of at most {MAX_PARTS}")

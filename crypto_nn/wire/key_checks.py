@@ -171,7 +171,7 @@ def check_galois_keys(
 
 
 def load_relin_keys(data: bytes, context: seal.SEALContext, what: str = "relin_keys"):
-    keys = seal_bytes.loads(seal.RelinKeys, data, context, what=what)
+    keys = seal_bytes.loads(seal.RelinKeys, data, context, what=what)  # bound: one key
     check_relin_keys(keys, context)
     return keys
 
@@ -194,7 +194,12 @@ def load_key_set(parts: dict[str, bytes], spec: KeySpec) -> LoadedKeys:
         loaded.relin_keys = load_relin_keys(parts["relin_keys" + spec.suffix], context)
     if spec.rotations:
         name = "galois_keys" + spec.suffix
-        loaded.galois_keys = seal_bytes.loads(seal.GaloisKeys, parts[name], context, what=name)
+        most = seal_bytes.bound(
+            seal.GaloisKeys, context, keys=len(set(galois_elements(context, spec.rotations)))
+        )  # a key per element the plan rotates by, and not one more
+        loaded.galois_keys = seal_bytes.loads(
+            seal.GaloisKeys, parts[name], context, what=name, most=most
+        )
         check_galois_keys(loaded.galois_keys, context, spec.rotations, name)
     return loaded
 

@@ -15,19 +15,17 @@ PRNG seed) are refused here: let SEAL load them first.
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import zstandard
 
 from crypto_nn.errors import ContextError
+from crypto_nn.wire import inflate
 
 MAGIC = b"\x5e\xa1"
 HEADER = struct.Struct("<2sBBBBHQ")  # magic, header size, major, minor, compression, 0, total
 BODY = struct.Struct("<4QBQQQdQ")  # parms_id, is_ntt_form, size, N, k, scale, correction
 COUNT = struct.Struct("<Q")
-_ZSTD = zstandard.ZstdDecompressor()
 
 
 @dataclass(frozen=True)
@@ -44,38 +42,21 @@ class Meta:
     correction: int
 
 
-def _body(data: bytes, max_body: int = 1 << 31) -> tuple[tuple[int, int], bytes]:
-    """(SEAL version, the decompressed body), at most ``max_body`` bytes of it: a client's
-    few compressed bytes cannot unfold into more than its ciphertext can hold."""
-    if len(data) < HEADER.size:
-        raise ContextError("ciphertext shorter than SEAL's header")
-    magic, hsize, major, minor, compression, _, total = HEADER.unpack_from(data)
-    if magic != MAGIC or hsize != HEADER.size or total != len(data):
-        raise ContextError("not exactly one SEAL object")
-    body = data[HEADER.size :]
-    try:
-        if compression == 2:
-            body = _ZSTD.decompress(body, max_output_size=max_body)
-        elif compression == 1:
-            inflate = zlib.decompressobj()
-            body = inflate.decompress(body, max_body)
-            if inflate.unconsumed_tail:
-                raise ContextError(f"the body unfolds past {max_body} bytes")
-        elif compression != 0:
-            raise ContextError(f"SEAL compression mode {compression} is not known")
-    except (zstandard.ZstdError, zlib.error) as exc:
-        raise ContextError(f"the body does not decompress ({exc})") from None
-    if len(body) > max_body:
-        raise ContextError(f"the body unfolds past {max_body} bytes")
-    return (major, minor), body
-
-
-def parse(data: bytes, *, copy: bool = True) -> tuple[Meta, np.ndarray]:
-    """SEAL ciphertext bytes → (meta, residues uint64 (size, k, N)); ``copy=False``: a
-    read-only view into the decompressed body."""
-    version, body = _body(data)
+def meta_of(version: tuple[int, int], body: bytes, *, what: str) -> Meta:
+    """The fields before a ciphertext's coefficient array."""
+    if len(body) < BODY.size + HEADER.size + COUNT.size:
+        raise ContextError(f"{what}: the body is too short for a ciphertext")
     fields = BODY.unpack_from(body)
-    meta = Meta(version, tuple(fields[:4]), bool(fields[4]), *fields[5:8], fields[8], fields[9])
+    return Meta(version, tuple(fields[:4]), bool(fields[4]), *fields[5:8], fields[8], fields[9])
+
+
+def parse(
+    data: bytes, *, copy: bool = True, most: int = 1 << 31, what: str = "ciphertext"
+) -> tuple[Meta, np.ndarray]:
+    """SEAL ciphertext bytes → (meta, residues uint64 (size, k, N)), inflating at most
+    ``most`` bytes; ``copy=False``: a read-only view into the decompressed body."""
+    version, body = inflate.body(data, most, what=what)
+    meta = meta_of(version, body, what=what)
     offset = BODY.size
     head = HEADER.unpack_from(body, offset)
     if head[0] != MAGIC or head[4] != 0:

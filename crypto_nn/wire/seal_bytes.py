@@ -3,7 +3,10 @@
 TenSEAL's ``sealapi`` exposes SEAL's ``save``/``load`` only with a file name, so the
 bytes pass through a private temporary file (in RAM under /dev/shm when it exists).
 SEAL's own format is kept as is: a 16-byte header (magic 0xA15E, version, compression,
-size) and a zstd-compressed body, validated by SEAL on load.
+size) and a zstd-compressed body, validated by SEAL on load. What SEAL is given to load is
+first inflated by :mod:`crypto_nn.wire.inflate` within what the object can hold
+(:func:`bound`), so SEAL itself never decompresses client bytes and refuses any byte its
+members leave unread.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import tenseal.sealapi as seal
 
 from crypto_nn.errors import ContextError
+from crypto_nn.wire import inflate
 
 _TMP = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 HEADER_BYTES = 16
@@ -64,16 +68,52 @@ def check_header(header: bytes, size: int, *, what: str = "payload") -> None:
         )
 
 
-def loads(cls, data: bytes, context: seal.SEALContext | None = None, *, what: str = "payload"):
+PARAMS_BOUND = 1 << 16  # scheme, N, ≤ 64 primes and t, each a nested 24-byte object
+SLACK = 4096  # headers, parms_id, counts: far less than this in every object
+
+
+def bound(cls, context: seal.SEALContext | None = None, *, size: int = 3, keys: int = 1) -> int:
+    """The most bytes a ``cls`` object for ``context`` can hold uncompressed: a ciphertext of
+    ``size`` polynomials at the first level, a key-switching key set of ``keys`` keys
+    (each ``components`` × two key-level polynomials), a secret key at the key level."""
+    if cls is seal.EncryptionParameters or context is None:
+        return PARAMS_BOUND
+    n = context.key_context_data().parms().poly_modulus_degree()
+    k_data = len(context.first_context_data().parms().coeff_modulus())
+    k_key = len(context.key_context_data().parms().coeff_modulus())
+    if cls is seal.Ciphertext:
+        return 8 * size * k_data * n + SLACK
+    public_key = 8 * 2 * k_key * n + SLACK
+    if cls is seal.PublicKey:
+        return public_key
+    if cls is seal.SecretKey:
+        return 8 * k_key * n + SLACK
+    if cls in (seal.RelinKeys, seal.GaloisKeys):  # + one 8-byte count per empty slot (< N)
+        return keys * k_data * public_key + 8 * n + SLACK
+    raise TypeError(f"no size bound known for {cls.__name__}")
+
+
+def loads(
+    cls,
+    data: bytes,
+    context: seal.SEALContext | None = None,
+    *,
+    what: str = "payload",
+    most: int | None = None,
+):
     """A new ``cls`` (Ciphertext, EncryptionParameters, ...) from exactly one SEAL object.
 
-    Whatever SEAL raises on hostile bytes (RuntimeError, ValueError, IndexError from its
-    bindings …) becomes a :class:`ContextError` that names ``what``."""
+    The body is inflated here within ``most`` bytes (default :func:`bound`) and SEAL loads
+    it uncompressed, so every byte of it must belong to the object's members. Whatever
+    SEAL raises on hostile bytes (RuntimeError, ValueError, IndexError from its bindings …)
+    becomes a :class:`ContextError` that names ``what``."""
     check_whole(data, what=what)
+    data = inflate.uncompressed(data, bound(cls, context) if most is None else most, what=what)
     obj = cls(seal.SCHEME_TYPE.CKKS) if cls is seal.EncryptionParameters else cls()
     path = _tmp_path()
     try:
         Path(path).write_bytes(data)
+        del data
         obj.load(path) if context is None else obj.load(context, path)
     except Exception as exc:  # every failure of SEAL's parser is the input's fault
         raise ContextError(
@@ -84,13 +124,22 @@ def loads(cls, data: bytes, context: seal.SEALContext | None = None, *, what: st
     return obj
 
 
-def load_fresh_ciphertexts(context: seal.SEALContext, payloads: list[bytes]) -> list:
-    """Client inputs: each must be a fresh (size-2) ciphertext at the first level."""
+def load_fresh_ciphertexts(
+    context: seal.SEALContext, payloads: list[bytes], *, scale: float
+) -> list:
+    """Client inputs: each a fresh (size-2) ciphertext at the first level, at ``scale``
+    (the plan's input scale; 1.0 for BFV), at most a fresh ciphertext's bytes."""
     first = context.first_parms_id()
+    most = bound(seal.Ciphertext, context, size=2)
     cts = []
     for i, data in enumerate(payloads):
-        ct = loads(seal.Ciphertext, data, context, what=f"input {i}")
+        ct = loads(seal.Ciphertext, data, context, what=f"input {i}", most=most)
         if ct.parms_id() != first or ct.size() != 2:
             raise ContextError(f"input {i} is not a fresh ciphertext at the plan's first level")
+        if ct.scale != scale:
+            raise ContextError(
+                f"input {i} has scale {ct.scale!r}; this plan encodes inputs at {scale!r} — "
+                "encrypt with this plan's Client"
+            )
         cts.append(ct)
     return cts

@@ -27,7 +27,7 @@ import numpy as np
 import tenseal.sealapi as seal
 
 from crypto_nn.errors import ContextError
-from crypto_nn.wire import residues
+from crypto_nn.wire import inflate, residues, seal_bytes
 
 BLAKE2XB = 1
 BLOCK_BYTES = 4096
@@ -171,14 +171,20 @@ def _expand_many(seeds, moduli, n, iv, sigma, out):
         _expand(seeds[i], moduli, n, iv, sigma, out[i])
 
 
-def split(data: bytes, max_body: int = 1 << 31) -> tuple[residues.Meta, np.ndarray, np.ndarray]:
-    """A seeded ciphertext's bytes → (meta, c0 uint64 (k, N), seed uint64 (8,)).
-    ContextError for anything else (a full ciphertext, another PRNG, a malformed record)."""
-    version, body = residues._body(data, max_body)
-    fields = residues.BODY.unpack_from(body)
-    meta = residues.Meta(
-        version, tuple(fields[:4]), bool(fields[4]), *fields[5:8], fields[8], fields[9]
-    )
+def split(
+    data: bytes, most: int = 1 << 31, *, what: str = "ciphertext"
+) -> tuple[residues.Meta, np.ndarray, np.ndarray]:
+    """A seeded ciphertext's bytes → (meta, c0 uint64 (k, N), seed uint64 (8,)), inflating
+    at most ``most`` bytes. ContextError for anything else (a full ciphertext, another
+    PRNG, a malformed record)."""
+    return split_body(*inflate.body(data, most, what=what), what=what)
+
+
+def split_body(
+    version: tuple[int, int], body: bytes, *, what: str = "ciphertext"
+) -> tuple[residues.Meta, np.ndarray, np.ndarray]:
+    """:func:`split` of a body already inflated."""
+    meta = residues.meta_of(version, body, what=what)
     offset = residues.BODY.size
     head = residues.HEADER.unpack_from(body, offset)
     (count,) = residues.COUNT.unpack_from(body, offset + residues.HEADER.size)
@@ -210,36 +216,45 @@ class SeededInputs:
     polynomials, the scheme's form, one scale, every c0 residue below its prime. The
     batch evaluators' first matrix product reads them directly (``pieces``)."""
 
-    def __init__(self, context, payloads: list[bytes], metas, c0s, seeds) -> None:
-        self.context, self.payloads = context, payloads
+    def __init__(self, context, payloads: list[bytes], metas, c0s, seeds, scale: float) -> None:
+        self.context, self.payloads, self.scale = context, payloads, scale
         self.meta, self._c0s, self._seeds = metas[0], c0s, np.stack(seeds)
 
     @classmethod
-    def parse(cls, context, payloads: list[bytes]) -> SeededInputs | None:
+    def parse(cls, context, payloads: list[bytes], *, scale: float) -> SeededInputs | None:
         """None when some payload is not a BLAKE2Xb-seeded ciphertext (SEAL loads them);
-        ContextError when one is seeded but not a fresh input for these parameters."""
+        ContextError when one does not inflate within a fresh ciphertext's size, or is
+        seeded but not a fresh input for these parameters at ``scale`` (the plan's input
+        scale; BFV 1.0) — the metadata SEAL's ``is_metadata_valid_for`` checks, and the
+        scale the plan needs (SEAL accepts any nonzero CKKS scale, then computes garbage)."""
         if not payloads:
             return None
         first = context.first_context_data()
         n, k = first.parms().poly_modulus_degree(), len(first.parms().coeff_modulus())
-        most = 8 * 2 * k * n + 4096  # a full ciphertext at this level, and then some
+        most = seal_bytes.bound(seal.Ciphertext, context, size=2)
+        bodies = [inflate.body(data, most, what=f"input {i}") for i, data in enumerate(payloads)]
         try:
-            parts = [split(data, most) for data in payloads]
+            parts = [split_body(*b) for b in bodies]
         except (ContextError, struct.error, ValueError):
             return None
+        del bodies
         moduli = np.array([m.value() for m in first.parms().coeff_modulus()], np.uint64)
         ntt = first.parms().scheme() == seal.SCHEME_TYPE.CKKS  # BFV keeps coefficient form
-        want = (tuple(context.first_parms_id()), first.parms().poly_modulus_degree(), len(moduli))
-        scale = parts[0][0].scale
+        want = (tuple(context.first_parms_id()), n, k)
         for i, (meta, c0, _) in enumerate(parts):
             if (meta.parms_id, meta.n, meta.k) != want or meta.is_ntt_form != ntt:
                 raise ContextError(f"input {i} is not a fresh ciphertext at the plan's first level")
+            if meta.correction != 1:
+                raise ContextError(f"input {i} has correction factor {meta.correction}, not 1")
             if meta.scale != scale:
-                raise ContextError(f"input {i} has scale {meta.scale}, input 0 {scale}")
+                raise ContextError(
+                    f"input {i} has scale {meta.scale!r}; this plan encodes inputs at "
+                    f"{scale!r} — encrypt with this plan's Client"
+                )
             if (c0 >= moduli[:, None]).any():
                 raise ContextError(f"input {i} holds residues past their primes: corrupt")
         metas, c0s, seeds = zip(*parts, strict=True)
-        return cls(context, payloads, metas, c0s, seeds)
+        return cls(context, payloads, metas, c0s, seeds, scale)
 
     def __len__(self) -> int:
         return len(self._c0s)
@@ -266,9 +281,7 @@ class SeededInputs:
 
     def load(self) -> list:
         """The same ciphertexts through SEAL (the term route and anything not affine)."""
-        from crypto_nn.wire import seal_bytes
-
-        return seal_bytes.load_fresh_ciphertexts(self.context, self.payloads)
+        return seal_bytes.load_fresh_ciphertexts(self.context, self.payloads, scale=self.scale)
 
 
 def warm_up() -> None:

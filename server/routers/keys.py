@@ -38,7 +38,7 @@ async def register_key(request: Request, settings: SettingsDep) -> dict:
             limit=settings.max_key_bytes,
             magic=ctx_format.MAGIC,
             declared_length=ctx_format.declared_length,
-            what="cryptorobust context; make one with crypto_nn.keys.make_keys",
+            what="cryptorobust context; make one with python -m client keygen",
             ticket=ticket,
             idle_timeout_s=settings.body_idle_timeout_s,
             total_timeout_s=settings.body_timeout_s,

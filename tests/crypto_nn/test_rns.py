@@ -11,7 +11,7 @@ import crypto_nn
 from crypto_nn import rns
 from crypto_nn.ckks.batch import BatchEvaluator
 from crypto_nn.errors import ContextError
-from crypto_nn.wire import residues, seal_bytes, seeded
+from crypto_nn.wire import inflate, residues, seal_bytes, seeded
 from nets.layers import Square
 
 
@@ -98,7 +98,8 @@ def test_seeds_expand_to_seals_own_c1_and_hostile_seeded_inputs_are_refused(sche
     import tenseal.sealapi as seal
 
     context, payloads = _seeded_context(scheme)
-    inputs = seeded.SeededInputs.parse(context, payloads)
+    scale = 2.0**30 if scheme == "ckks" else 1.0
+    inputs = seeded.SeededInputs.parse(context, payloads, scale=scale)
     got = inputs.pieces(30, 2, {})  # (2, 3, 2k, N) int32 pieces
     joined = got[0].astype(np.uint64) | (got[1].astype(np.uint64) << np.uint64(30))
     for i, data in enumerate(payloads):
@@ -108,14 +109,16 @@ def test_seeds_expand_to_seals_own_c1_and_hostile_seeded_inputs_are_refused(sche
     c0 = c0.copy()
     c0[0, 0] = inputs.moduli[0]  # a residue past its prime, as a hostile client may send
     bad = residues.serialize(meta, c0[None])  # a full-size header over c0 only: refused
-    assert seeded.SeededInputs.parse(context, [bad]) is None  # not seeded: SEAL decides
+    assert seeded.SeededInputs.parse(context, [bad], scale=scale) is None  # SEAL decides
     with pytest.raises(ContextError, match="past their primes"):
-        seeded.SeededInputs.parse(context, [_with_c0(payloads[0], c0)])
+        seeded.SeededInputs.parse(context, [_with_c0(payloads[0], c0)], scale=scale)
+    with pytest.raises(ContextError, match="scale"):  # SEAL would accept it, then compute garbage
+        seeded.SeededInputs.parse(context, payloads, scale=2 * scale)
 
 
 def _with_c0(data: bytes, c0: np.ndarray) -> bytes:
     """The seeded ciphertext with its c0 replaced (uncompressed body, same seed record)."""
-    version, body = residues._body(data)
+    version, body = inflate.body(data, 1 << 31)
     start = residues.BODY.size + residues.HEADER.size + residues.COUNT.size
     body = body[:start] + c0.astype("<u8").tobytes() + body[start + c0.nbytes :]
     head = residues.HEADER.pack(residues.MAGIC, 16, *version, 0, 0, 16 + len(body))
@@ -127,7 +130,8 @@ def test_a_small_body_that_unfolds_past_a_ciphertext_is_refused():
 
     bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))  # 64 MB of zeros
     data = residues.HEADER.pack(residues.MAGIC, 16, 4, 3, 2, 0, 16 + len(bomb)) + bomb
-    with pytest.raises(ContextError, match="unfolds past|does not decompress"):
-        residues._body(data, max_body=1 << 20)
+    with pytest.raises(ContextError, match="declares|fit"):
+        inflate.body(data, 1 << 20)
     context, _ = _seeded_context("ckks")
-    assert seeded.SeededInputs.parse(context, [data]) is None  # SEAL's load then refuses it
+    with pytest.raises(ContextError, match="declares|fit"):
+        seeded.SeededInputs.parse(context, [data], scale=2.0**30)
