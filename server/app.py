@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import traceback
 from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI, HTTPException
@@ -46,19 +45,6 @@ class Gate:
             self.active -= 1
 
 
-def _forget(exc: BaseException) -> None:
-    """Drop the frames an exception keeps alive: a request's body is a local in them, and
-    an exception that outlives its request (logged, chained, in a cycle) would keep every
-    failed request's body in memory."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if exc.__traceback__ is not None:
-            traceback.clear_frames(exc.__traceback__)
-            exc.__traceback__ = None
-        exc = exc.__cause__ or exc.__context__
-
-
 class ProblemMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware task group holding exceptions): times every request
     and turns an exception no handler took into a 500 problem+json — the connection stays
@@ -84,7 +70,7 @@ class ProblemMiddleware:
             await self.app(scope, receive, timed_send)
         except Exception as exc:  # the last line of defence: log, forget, answer
             log.error("internal error on %s %s", scope["method"], scope["path"], exc_info=exc)
-            _forget(exc)
+            problems.forget(exc)
             del exc
             if not started:
                 await problems.problem(
@@ -145,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.checker = ProcessSlots(1, "key checker")
     state.job_slots = asyncio.Semaphore(settings.workers)
     state.tasks = set()
-    state.backend = ProcessBackend(state.workers, settings.cache_size)
+    state.backend = ProcessBackend(state.workers, settings.cache_size, settings.worker_memory_mb)
     state.ray = None
     if settings.backend == "ray":
         from server.ray_backend import RayBackend

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 from fastapi import HTTPException
 
-from server import worker
+from server import memory, worker
 from server.pool import ProcessSlots, WorkerCrashed
 
 
 class ProcessBackend:
-    def __init__(self, slots: ProcessSlots, cache_size: int) -> None:
-        self.slots, self.cache_size = slots, cache_size
+    def __init__(
+        self, slots: ProcessSlots, cache_size: int, memory_mb: int | None = None
+    ) -> None:
+        self.slots, self.cache_size, self.memory_mb = slots, cache_size, memory_mb
 
     async def evaluate(
         self, model, key_id: str, ctx_path, payloads, segment: int = 0, progress_path=None
     ) -> tuple[list[bytes], dict]:
-        """A crash fails this call only (500): the worker is replaced and the calls
-        waiting for a worker never see it."""
+        """A crash fails this call only (500), running out of the plan's memory budget
+        too (507): the worker is replaced and the calls waiting for a worker never see it."""
+        budget = memory.budget_for(model.plan, self.memory_mb)
         try:
             outputs = await self.slots.run(
                 worker.evaluate,
@@ -35,12 +38,21 @@ class ProcessBackend:
                 self.cache_size,
                 None if progress_path is None else str(progress_path),
                 segment,
+                budget,
             )
         except WorkerCrashed:
             raise HTTPException(
                 500,
                 "the evaluation worker crashed on this request and has been replaced; the "
                 "inputs or keys are malformed in a way the checks did not catch",
+            ) from None
+        except memory.WorkerOutOfMemory:
+            raise HTTPException(
+                507,
+                f"this evaluation of {model.name!r} needed more than its memory limit "
+                f"({budget // memory.MiB} MiB on top of the worker's own); the worker was "
+                "replaced. Send fewer ciphertexts per request, or ask the operator to raise "
+                "CRYPTOROBUST_WORKER_MEMORY_MB",
             ) from None
         return outputs, {"backend": "process"}
 

@@ -45,10 +45,11 @@ class EvaluatorCache:
 
 def run(evaluator: roles.Evaluator, payloads: list[bytes], on_progress, segment: int):
     """Evaluate; anything SEAL raises on a hostile but loadable ciphertext becomes a
-    ContextError the client reads (never a worker's traceback)."""
+    ContextError the client reads (never a worker's traceback); ``MemoryError`` stays
+    itself (the worker's memory limit: the pool replaces the worker)."""
     try:
         return evaluator.run(payloads, on_progress, segment=segment)
-    except ContextError:
+    except (ContextError, MemoryError):
         raise
     except Exception as exc:
         raise ContextError(

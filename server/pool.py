@@ -21,6 +21,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
+from server.memory import WorkerOutOfMemory
+
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +50,7 @@ class ProcessSlots:
         self.name = name
         self._executors = [self._new() for _ in range(slots)]
         self._free: asyncio.Queue | None = None
-        self.crashes = 0
+        self.crashes = self.out_of_memory = 0
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -63,7 +65,9 @@ class ProcessSlots:
         return self._free
 
     async def run(self, fn, *args):
-        """Run ``fn(*args)`` in a free worker; :class:`WorkerCrashed` if its process dies."""
+        """Run ``fn(*args)`` in a free worker; :class:`WorkerCrashed` if its process dies,
+        :class:`WorkerOutOfMemory` if the call ran out of memory (the worker is replaced
+        either way: its heap may be left fragmented or half-built)."""
         free = self._queue()
         executor = await free.get()
         try:
@@ -73,7 +77,9 @@ class ProcessSlots:
             future = executor.submit(fn, *args)
 
         def release(done: Future, executor=executor) -> None:
-            broken = not done.cancelled() and isinstance(done.exception(), BrokenProcessPool)
+            broken = not done.cancelled() and isinstance(
+                done.exception(), BrokenProcessPool | MemoryError
+            )
             free.put_nowait(self._replace(executor) if broken else executor)
 
         # the slot comes back when the work ends, even if the request was cancelled first
@@ -90,6 +96,10 @@ class ProcessSlots:
             self.crashes += 1
             log.error("%s process died while running %s", self.name, fn.__name__)
             raise WorkerCrashed(f"the {self.name} process died during this call") from None
+        except MemoryError:
+            self.out_of_memory += 1
+            log.warning("%s ran out of memory in %s; replaced", self.name, fn.__name__)
+            raise WorkerOutOfMemory(f"the {self.name} ran out of memory") from None
 
     def _replace(self, executor: ProcessPoolExecutor) -> ProcessPoolExecutor:
         _stop(executor)

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     job_ttl_s: float = Field(default=24 * 3600.0, gt=0)  # results and failed jobs expire
     sweep_interval_s: float = Field(default=60.0, gt=0)  # how often expired jobs go
     shutdown_grace_s: float = Field(default=5.0, ge=0)  # in-flight requests on SIGTERM
+    # memory one evaluation may add to its worker; None = sized from each plan (server.memory)
+    worker_memory_mb: int | None = Field(default=None, ge=16)
 
     def limits(self) -> dict:
         """The limits a client can plan around (no paths, no token)."""

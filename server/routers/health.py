@@ -4,8 +4,9 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz(request: Request) -> dict:
-    """Liveness, the served models and the work in flight."""
+async def healthz(request: Request) -> dict:
+    """Liveness, the served models and the work in flight (on the event loop itself: no
+    thread-pool slot to wait for while uploads are being written)."""
     state = request.app.state
     return {
         "status": "ok",
@@ -13,4 +14,5 @@ def healthz(request: Request) -> dict:
         "in_flight": state.gate.active,
         "uploads": state.uploads.active,
         "worker_crashes": state.workers.crashes + state.checker.crashes,
+        "worker_out_of_memory": state.workers.out_of_memory,
     }

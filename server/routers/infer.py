@@ -2,7 +2,9 @@
 
 import asyncio
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from crypto_nn.errors import ContextError
 from crypto_nn.wire import framing, seal_bytes
@@ -12,9 +14,23 @@ from server.deps import Auth, SettingsDep
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=[Auth])
 KEY_ID = Query(pattern=r"^[0-9a-f]{32}$", description="From POST /v1/keys.")
-SEGMENT = Query(
-    0, ge=0, le=1024, description="Client-aided plans: which segment these ciphertexts are for."
-)
+
+
+def _segment(
+    segment: Annotated[
+        str,
+        Query(
+            pattern=r"^(0|[1-9][0-9]{0,3})$",
+            description="Client-aided plans: which segment these ciphertexts are for "
+            "(ASCII digits, no sign, space or leading zero).",
+        ),
+    ] = "0",
+) -> int:
+    """A query integer parsed strictly: `` 0``, ``+1``, ``01`` and ``٣`` are 422, not 0–3."""
+    return int(segment)
+
+
+SEGMENT = Depends(_segment)
 BINARY_BODY = {
     "requestBody": {
         "required": True,
@@ -126,8 +142,10 @@ async def infer(
     state = request.app.state
     with state.uploads.slot(client_of(request)) as ticket:
         body = await _read(request, settings, ticket=ticket)
-        payloads = _payloads(body, model, name, segment)
-        del body
+        try:  # splitting ~100 MB copies it: off the event loop
+            payloads = await asyncio.to_thread(_payloads, body, model, name, segment)
+        finally:
+            del body
         with state.gate.slot():
             outputs, _ = await state.backend.evaluate(model, key_id, ctx_path, payloads, segment)
         del payloads
@@ -155,7 +173,7 @@ async def submit_job(
     try:
         with state.uploads.slot(client_of(request)):
             await _read(request, settings, to_file=input_path)
-        n_inputs = _check_job_input(input_path, model, name, segment)
+        n_inputs = await asyncio.to_thread(_check_job_input, input_path, model, name, segment)
         jobs.admit(key_id)  # others may have been admitted while this body arrived
     except BaseException:
         jobs.discard(job_id)
