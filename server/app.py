@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI, HTTPException
 
-from server import problems
+from server import problems, worker
 from server.backends import ProcessBackend
 from server.body import Uploads
 from server.jobs import JobStore
@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_active_per_key=settings.max_jobs_per_key,
         ttl_s=settings.job_ttl_s,
     )
-    state.workers = ProcessSlots(settings.workers, "evaluation worker")  # started on first use
+    state.workers = ProcessSlots(settings.workers, "evaluation worker", warm=worker.warm_up)
     state.checker = ProcessSlots(1, "key checker")
     state.job_slots = asyncio.Semaphore(settings.workers)
     state.tasks = set()
@@ -156,10 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _warm(app: FastAPI) -> None:
     """One worker process started and its imports and numba kernels loaded, in the
     background: the first request then meets a ready worker (seconds saved)."""
-    from server import worker
-
     try:
-        await app.state.workers.run(worker.warm_up)
+        await app.state.workers.warm()
     except Exception as exc:  # a failed warm-up costs only the time it would have saved
         log.warning("worker warm-up failed: %s", exc)
 

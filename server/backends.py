@@ -17,9 +17,7 @@ from server.pool import ProcessSlots, WorkerCrashed
 
 
 class ProcessBackend:
-    def __init__(
-        self, slots: ProcessSlots, cache_size: int, memory_mb: int | None = None
-    ) -> None:
+    def __init__(self, slots: ProcessSlots, cache_size: int, memory_mb: int | None = None) -> None:
         self.slots, self.cache_size, self.memory_mb = slots, cache_size, memory_mb
 
     async def evaluate(
@@ -38,7 +36,7 @@ class ProcessBackend:
                 self.cache_size,
                 None if progress_path is None else str(progress_path),
                 segment,
-                budget,
+                memory_budget=budget,
             )
         except WorkerCrashed:
             raise HTTPException(

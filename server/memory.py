@@ -1,24 +1,22 @@
 """Each evaluation runs under a memory limit sized from its plan, so a request that makes
 SEAL or our kernels allocate too much fails alone instead of taking the machine down.
 
-Why ``RLIMIT_DATA`` set around each call, not a cgroup or ``RLIMIT_AS``: cgroups are not
-writable in most containers (nor here), and address-space limits count the gigabyte of
-reservations numba, LLVM and glibc's arenas make without touching it. ``RLIMIT_DATA``
-(Linux ≥ 4.7) counts the heap and every private writable mapping — what ``VmData`` in
-``/proc/self/status`` shows — so "what this process holds now + the plan's budget" is a
-limit on exactly the memory an evaluation can add. Past it, malloc fails: numpy, SEAL
-(``std::bad_alloc``) and numba all raise ``MemoryError``, which the pool turns into
-:class:`WorkerOutOfMemory` (HTTP 507) and a fresh worker.
+How: while a call runs, the API process reads the worker's resident memory every
+:data:`POLL_S` and kills the worker (SIGKILL) once it has grown more than the budget past
+what it held when the call began (warm: modules and kernels loaded first); the request
+gets 507 and the slot a fresh worker. Why not ``RLIMIT_AS``/``RLIMIT_DATA`` inside the
+worker: malloc then fails wherever it happens to be, and SEAL 4.3's memory pool takes a
+spin lock that a ``std::bad_alloc`` never releases — the worker's next allocation spins
+forever (seen here: a worker hung in ``SEALContext`` after one failed allocation). Why not
+a cgroup: not writable in most containers (nor here). Between two polls a worker can
+touch at most a few hundred MB more than its budget (page faults run at ~5–10 GB/s).
 """
 
 from __future__ import annotations
 
-import contextlib
-import resource
-
 MiB = 1 << 20
 FLOOR = 512 * MiB  # the least any evaluation gets: SEAL's pools, numba's threads, buffers
-PER_REQUEST_BYTE = 8  # measured peak growth ≤ 4× a request's ciphertext bytes; twice that
+PER_REQUEST_BYTE = 8  # a first evaluation grew 2.7× its request (tenseal-tutorial, 784 cts)
 
 
 class WorkerOutOfMemory(RuntimeError):
@@ -43,24 +41,16 @@ def budget_for(plan, override_mb: int | None = None) -> int:
     return max(FLOOR, PER_REQUEST_BYTE * inputs * per_ct)
 
 
-def data_bytes() -> int:
-    """This process's ``VmData`` (what ``RLIMIT_DATA`` limits), in bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmData:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmData in /proc/self/status")
+POLL_S = 0.01
 
 
-@contextlib.contextmanager
-def limited(budget: int):
-    """Run the block with at most ``budget`` more bytes of data memory than now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    limit = data_bytes() + budget
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+def rss_bytes(pid: int) -> int | None:
+    """A process's resident memory (``VmRSS``), or None once it has gone."""
     try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

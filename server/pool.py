@@ -21,6 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
+from server import memory
 from server.memory import WorkerOutOfMemory
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,14 @@ def init_worker(parent_pid: int) -> None:
 
 
 class ProcessSlots:
-    """``slots`` worker processes (spawned lazily); ``await run(fn, *args)``."""
+    """``slots`` worker processes (spawned lazily); ``await run(fn, *args)``. ``warm``: a
+    function every new worker runs before its first call (imports, kernels), so a call's
+    memory is measured from a warm worker."""
 
-    def __init__(self, slots: int, name: str = "worker") -> None:
-        self.name = name
+    def __init__(self, slots: int, name: str = "worker", warm=None) -> None:
+        self.name, self._warm = name, warm
         self._executors = [self._new() for _ in range(slots)]
+        self._warmed: set[int] = set()  # id() of executors whose worker has run ``warm``
         self._free: asyncio.Queue | None = None
         self.crashes = self.out_of_memory = 0
 
@@ -64,17 +68,26 @@ class ProcessSlots:
                 self._free.put_nowait(executor)
         return self._free
 
-    async def run(self, fn, *args):
+    async def run(self, fn, *args, memory_budget: int | None = None):
         """Run ``fn(*args)`` in a free worker; :class:`WorkerCrashed` if its process dies,
-        :class:`WorkerOutOfMemory` if the call ran out of memory (the worker is replaced
-        either way: its heap may be left fragmented or half-built)."""
+        :class:`WorkerOutOfMemory` if the call grew the worker by more than
+        ``memory_budget`` bytes (killed) or raised ``MemoryError`` — the worker is replaced
+        either way."""
         free = self._queue()
         executor = await free.get()
         try:
+            executor = await self._warmed_up(executor)
             future: Future = executor.submit(fn, *args)
         except BrokenProcessPool:
             executor = self._replace(executor)
             future = executor.submit(fn, *args)
+        except BaseException:
+            free.put_nowait(executor)
+            raise
+        killed: list[bool] = []
+        if memory_budget is not None:
+            watch = asyncio.create_task(self._watch(executor, future, memory_budget, killed))
+            watch.add_done_callback(lambda _: None)  # it ends by itself with the call
 
         def release(done: Future, executor=executor) -> None:
             broken = not done.cancelled() and isinstance(
@@ -93,6 +106,10 @@ class ProcessSlots:
         try:
             return await asyncio.wrap_future(future)
         except BrokenProcessPool:
+            if killed:
+                self.out_of_memory += 1
+                log.warning("%s grew past its memory budget; replaced", self.name)
+                raise WorkerOutOfMemory(f"the {self.name} grew past its memory budget") from None
             self.crashes += 1
             log.error("%s process died while running %s", self.name, fn.__name__)
             raise WorkerCrashed(f"the {self.name} process died during this call") from None
@@ -101,11 +118,52 @@ class ProcessSlots:
             log.warning("%s ran out of memory in %s; replaced", self.name, fn.__name__)
             raise WorkerOutOfMemory(f"the {self.name} ran out of memory") from None
 
+    async def _warmed_up(self, executor: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        if self._warm is None or id(executor) in self._warmed:
+            return executor
+        try:
+            await asyncio.wrap_future(executor.submit(self._warm))
+        except BrokenProcessPool:
+            executor = self._replace(executor)
+            await asyncio.wrap_future(executor.submit(self._warm))
+        self._warmed.add(id(executor))
+        return executor
+
+    @staticmethod
+    async def _watch(executor, future: Future, budget: int, killed: list[bool]) -> None:
+        """Kill the worker once the call has grown it by more than ``budget`` bytes."""
+        pids = list(executor._processes or {})
+        if not pids:
+            return
+        pid = pids[0]
+        base = memory.rss_bytes(pid)
+        while base is not None and not future.done():
+            rss = memory.rss_bytes(pid)
+            if rss is None:
+                return
+            if rss - base > budget:
+                killed.append(True)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                return
+            await asyncio.sleep(memory.POLL_S)
+
     def _replace(self, executor: ProcessPoolExecutor) -> ProcessPoolExecutor:
         _stop(executor)
+        self._warmed.discard(id(executor))
         fresh = self._new()
         self._executors = [fresh if e is executor else e for e in self._executors]
         return fresh
+
+    async def warm(self) -> int:
+        """Start one free worker now and run ``warm`` in it (→ its pid)."""
+        free = self._queue()
+        executor = await free.get()
+        try:
+            executor = await self._warmed_up(executor)
+            return next(iter(executor._processes or {}), 0)
+        finally:
+            free.put_nowait(executor)
 
     def pids(self) -> list[int]:
         return [pid for e in self._executors for pid in (e._processes or {})]

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=60.0, gt=0)  # how often expired jobs go
     shutdown_grace_s: float = Field(default=5.0, ge=0)  # in-flight requests on SIGTERM
     # memory one evaluation may add to its worker; None = sized from each plan (server.memory)
-    worker_memory_mb: int | None = Field(default=None, ge=16)
+    worker_memory_mb: int | None = Field(default=None, ge=1)
 
     def limits(self) -> dict:
         """The limits a client can plan around (no paths, no token)."""

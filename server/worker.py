@@ -7,11 +7,9 @@ crossing the process boundary is bytes and paths.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from crypto_nn.wire import framing
-from server import memory
 from server.evaluators import EvaluatorCache, run
 
 _cache = EvaluatorCache()
@@ -36,20 +34,17 @@ def evaluate(
     cache_size: int,
     progress_path: str | None = None,
     segment: int = 0,
-    memory_budget: int | None = None,
 ) -> list[bytes]:
     """``payloads``: the ciphertexts, or the path of a job's input (framing bytes on disk,
-    so a queued job's inputs never sit in the API process). ``memory_budget``: the bytes
-    this call may add to the worker (``server.memory``); past it, ``MemoryError``."""
-    with memory.limited(memory_budget) if memory_budget else contextlib.nullcontext():
-        if isinstance(payloads, str):
-            payloads = framing.unpack(Path(payloads).read_bytes(), nonempty=True)[1]
-        _cache.size = cache_size
-        plan, plan_key = _cache.plan(plan_path)
-        evaluator = _cache.evaluator(plan, plan_key, key_id, Path(context_path))
-        progress = _progress_writer(Path(progress_path)) if progress_path else None
-        return run(evaluator, payloads, progress, segment)
-
+    so a queued job's inputs never sit in the API process). The pool watches the memory
+    it takes (``server.memory``)."""
+    if isinstance(payloads, str):
+        payloads = framing.unpack(Path(payloads).read_bytes(), nonempty=True)[1]
+    _cache.size = cache_size
+    plan, plan_key = _cache.plan(plan_path)
+    evaluator = _cache.evaluator(plan, plan_key, key_id, Path(context_path))
+    progress = _progress_writer(Path(progress_path)) if progress_path else None
+    return run(evaluator, payloads, progress, segment)
 
 
 def warm_up() -> int:

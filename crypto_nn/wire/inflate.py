@@ -95,7 +95,7 @@ def zstd_frame(raw: memoryview | bytes, bound: int, *, what: str) -> bytes:
         raise ContextError(
             f"{what}: the zstd frame declares {declared} bytes; at most {bound} fit this object"
         )
-    end, most = _walk_blocks(raw, start, bool(params.has_checksum), what=what)
+    end, most = _walk_blocks(raw, start, bool(params.has_checksum), bound, what=what)
     if end != len(raw):
         raise ContextError(
             f"{what}: {len(raw) - end} bytes after the zstd frame; one frame, nothing after it"
@@ -112,9 +112,12 @@ def zstd_frame(raw: memoryview | bytes, bound: int, *, what: str) -> bytes:
         raise ContextError(f"{what}: the zstd frame does not decompress ({exc})") from None
 
 
-def _walk_blocks(raw: memoryview, offset: int, checksum: bool, *, what: str) -> tuple[int, int]:
-    """→ (where the frame ends, the most bytes its blocks can regenerate)."""
-    most = 0
+def _walk_blocks(
+    raw: memoryview, offset: int, checksum: bool, bound: int, *, what: str
+) -> tuple[int, int]:
+    """→ (where the frame ends, the most bytes its blocks can regenerate); refused as soon
+    as its raw and RLE blocks alone, whose sizes are exact, pass ``bound``."""
+    most = exact = 0
     while True:
         if offset + 3 > len(raw):
             raise ContextError(f"{what}: the zstd frame is truncated (no last block)")
@@ -122,15 +125,19 @@ def _walk_blocks(raw: memoryview, offset: int, checksum: bool, *, what: str) -> 
         last, kind, size = head & 1, (head >> 1) & 3, head >> 3
         offset += 3
         if kind == 0:  # raw
-            offset, most = offset + size, most + size
+            offset, most, exact = offset + size, most + size, exact + size
         elif kind == 1:  # RLE: one byte, repeated size times
-            offset, most = offset + 1, most + size
+            offset, most, exact = offset + 1, most + size, exact + size
         elif kind == 2:  # compressed
             offset, most = offset + size, most + BLOCK_MAX
         else:
             raise ContextError(f"{what}: reserved zstd block type")
         if size > BLOCK_MAX:
             raise ContextError(f"{what}: a zstd block of {size} bytes (at most {BLOCK_MAX})")
+        if exact > bound:
+            raise ContextError(
+                f"{what}: the zstd frame unfolds past {bound} bytes, the most this object can hold"
+            )
         if last:
             return offset + (4 if checksum else 0), most
 

@@ -1,7 +1,6 @@
 """Inference on encrypted inputs: synchronous (``/infer``) or as a job (``/jobs``)."""
 
 import asyncio
-
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
