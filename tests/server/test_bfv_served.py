@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import crypto_nn
+from crypto_nn.wire import context as ctx_format
 from crypto_nn.wire import framing
 from nets import checkpoint, data
 from server import worker
@@ -149,3 +150,33 @@ def test_worker_evaluates_from_the_plan_file_without_importing_a_data_set(bfv_ap
     got = keys.clients[0].decrypt_batch(split(outputs, primes), 1)
     int_model = quantized(model.checkpoint, CALIBRATION, 4)
     assert got.tolist() == int_model.forward(x).tolist()
+
+
+def test_two_clients_of_a_key_less_plan_keep_their_own_job_quota(bfv_api):
+    """digits-relu-bfv needs only the public parameters: every client's context holds the
+    same parts. The client id in the context keeps their key ids — and quotas — apart."""
+    desc = bfv_api.get("/v1/models/digits-relu-bfv").json()
+    alice, bob = crypto_nn.client_for(desc), crypto_nn.client_for(desc)
+    parts = [ctx_format.unpack(c.public_context())[1] for c in (alice, bob)]
+    assert all(name.startswith("params.") for name in parts[0])  # no keys at all
+    assert parts[0] == parts[1]  # nothing secret-dependent in the parts themselves
+    ids = [
+        bfv_api.post("/v1/keys", content=c.public_context()).json()["key_id"] for c in (alice, bob)
+    ]
+    assert ids[0] != ids[1]
+    assert bfv_api.post("/v1/keys", content=alice.public_context()).json()["key_id"] == ids[0]
+    jobs = bfv_api.app.state.jobs
+    held = [jobs.new_dir()[0] for _ in range(jobs.max_active_per_key)]
+    for job_id in held:  # alice holds her whole quota
+        jobs.create(job_id, "digits-relu-bfv", ids[0], 1)
+    try:
+        cts = bob.clients[0].encrypt_batch(np.zeros((1, 64), np.int64))
+        body = framing.pack([c for per_prime in cts for c in per_prime])
+        url = "/v1/models/digits-relu-bfv/jobs"
+        refused = bfv_api.post(url, params={"key_id": ids[0]}, content=body)
+        assert refused.status_code == 503 and "per key" in refused.json()["detail"]
+        accepted = bfv_api.post(url, params={"key_id": ids[1]}, content=body)
+        assert accepted.status_code == 202, accepted.text
+    finally:
+        for job_id in held:
+            jobs.fail(job_id, "test over")
