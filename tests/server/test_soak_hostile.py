@@ -8,21 +8,26 @@ the API process's memory must stay bounded. The hostile client connects from ano
 loopback address (127.0.0.2), as another host would: per-client upload bounds apply.
 """
 
+import contextlib
 import os
 import shutil
 import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
 
 import httpx
 import psutil
 import pytest
+import zstandard
 
 from client.api import Client, ServiceError
 from crypto_nn.ckks.client import ClientKeys
 from crypto_nn.ckks.plan import ClientPlan
 from crypto_nn.wire import context as ctx_format
-from crypto_nn.wire import framing
+from crypto_nn.wire import framing, inflate
 from nets import data
 from server.local import server_process
 from tests.server.hostile import context_mutations, drop_component, framing_mutations
@@ -43,6 +48,14 @@ def _hostile_bodies(url: str) -> list[tuple[str, str, bytes]]:
         "secret as numbered part": {"relin_keys.1": secret},
         "secret after relin": {"relin_keys": parts["relin_keys"] + secret},
     }
+    swaps |= {  # the second round (issue 26): inside compressed streams, bombs, names
+        f"secret inside {name}": {name: _inside(blob, secret)} for name, blob in parts.items()
+    }
+    swaps |= {
+        f"{name} unfolding to 32 GiB": {name: _seal_frame(blob, _rle_bomb(32))}
+        for name, blob in parts.items()
+    }
+    swaps["a Unicode part number"] = {"params.\u0663": parts["params"]}
     bodies = [
         ("keys", why, ctx_format.pack("ckks", {**parts, **swap})) for why, swap in swaps.items()
     ]
@@ -52,11 +65,37 @@ def _hostile_bodies(url: str) -> list[tuple[str, str, bytes]]:
         "key_id"
     ]
     cts = batch.encrypt_batch(data.load("digits", "test").images[:2])
-    for why, body in framing_mutations(cts).items():
+    mutated = framing_mutations(cts)
+    mutated["a ciphertext declaring 2 GiB"] = framing.pack(
+        [_seal_frame(cts[0], _declaring(2 << 30)), *cts[1:]]
+    )
+    mutated["a ciphertext unfolding to 32 GiB"] = framing.pack(
+        [_seal_frame(cts[0], _rle_bomb(32)), *cts[1:]]
+    )
+    for why, body in mutated.items():
         bodies.append((f"infer:{key_id}", why, body))
         bodies.append((f"jobs:{key_id}", why, body))
     bodies.append((f"jobs:{key_id}", "a valid job (floods the queue)", framing.pack(cts)))
     return bodies
+
+
+def _seal_frame(like: bytes, frame: bytes) -> bytes:
+    return like[:5] + b"\x02" + like[6:8] + struct.pack("<Q", 16 + len(frame)) + frame
+
+
+def _inside(blob: bytes, extra: bytes) -> bytes:
+    _, body = inflate.body(blob, 1 << 30)
+    return _seal_frame(blob, zstandard.ZstdCompressor().compress(body + extra))
+
+
+def _declaring(size: int) -> bytes:
+    return inflate.ZSTD_MAGIC + b"\xc0\x38" + struct.pack("<Q", size) + b"\x01\x00\x00"
+
+
+def _rle_bomb(gib: int) -> bytes:
+    block = ((1 << 17) << 3 | 1 << 1).to_bytes(3, "little") + b"\0"
+    last = ((1 << 17) << 3 | 1 << 1 | 1).to_bytes(3, "little") + b"\0"
+    return inflate.ZSTD_MAGIC + b"\x00\x38" + block * (gib * 8192 - 1) + last
 
 
 HOSTILE_ADDRESS = "127.0.0.2"  # another loopback source address: another client to the server
@@ -86,6 +125,8 @@ def test_an_honest_client_is_served_throughout_a_hostile_one(tmp_path, square_ml
         honest = {"ok": 0, "failed": []}
         hostile_statuses: dict[int, int] = {}
         rss = [api.memory_info().rss]
+        worker_peak: dict[int, int] = {}
+        health_s: list[float] = []
 
         def honest_loop():
             with Client(url, retries=20) as client:
@@ -124,8 +165,15 @@ def test_an_honest_client_is_served_throughout_a_hostile_one(tmp_path, square_ml
             t.start()
         deadline = time.monotonic() + SOAK_S
         while time.monotonic() < deadline:
-            time.sleep(1)
+            time.sleep(0.5)
             rss.append(api.memory_info().rss)
+            for child in api.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    peak = child.memory_info().rss
+                    worker_peak[child.pid] = max(worker_peak.get(child.pid, 0), peak)
+            start = time.monotonic()
+            httpx.get(f"{url}/healthz", timeout=30)
+            health_s.append(time.monotonic() - start)
         stop.set()
         for t in threads:
             t.join(timeout=300)
@@ -136,8 +184,10 @@ def test_an_honest_client_is_served_throughout_a_hostile_one(tmp_path, square_ml
     print(
         f"\nsoak {SOAK_S:.0f} s: honest {honest['ok']} served, {len(honest['failed'])} failed; "
         f"hostile statuses {dict(sorted(hostile_statuses.items()))}; API RSS "
-        f"{rss[0] / 2**20:.0f} → max {max(rss) / 2**20:.0f} MB; worker crashes "
-        f"{health['worker_crashes']}"
+        f"{rss[0] / 2**20:.0f} → max {max(rss) / 2**20:.0f} MB; worker processes' peak RSS "
+        f"{sorted(v // 2**20 for v in worker_peak.values())} MB; /healthz at most "
+        f"{max(health_s):.2f} s; worker crashes {health['worker_crashes']}, out of memory "
+        f"{health['worker_out_of_memory']}"
     )
     assert not honest["failed"], honest["failed"][:5]
     assert honest["ok"] >= 5
@@ -145,3 +195,63 @@ def test_an_honest_client_is_served_throughout_a_hostile_one(tmp_path, square_ml
     assert all(400 <= s < 500 or s in allowed for s in hostile_statuses), hostile_statuses
     assert health["worker_crashes"] == 0
     assert grown_mb < RSS_GROWTH_LIMIT_MB, f"API RSS grew {grown_mb:.0f} MB"
+    assert max(health_s) < 1.0, f"/healthz took up to {max(health_s):.2f} s"
+
+
+POLLER = """
+import pathlib, sys, time, httpx
+url, stop = sys.argv[1], pathlib.Path(sys.argv[2])
+with httpx.Client() as http:
+    while not stop.exists():
+        start = time.monotonic()
+        http.get(url, timeout=30)
+        print(time.monotonic() - start, flush=True)
+        time.sleep(0.02)
+"""
+
+
+@pytest.mark.slow
+def test_health_answers_during_ten_large_job_uploads(tmp_path, square_mlp_checkpoint):
+    """Ten 143 MB job bodies at once (issue 26: /healthz took 2.9 s while they were written
+    on the event loop): each upload is written by a thread, /healthz stays under 0.5 s."""
+    (tmp_path / "models").mkdir()
+    shutil.copy(square_mlp_checkpoint, tmp_path / "models" / "digits-mlp.pt")
+    env = {"CRYPTOROBUST_MAX_UPLOADS_PER_CLIENT": "16", "CRYPTOROBUST_MAX_JOBS": "16"}
+    with server_process(tmp_path / "models", tmp_path / "state", env=env) as (url, proc):
+        keys = ClientKeys(
+            ClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
+        )
+        key_id = httpx.post(f"{url}/v1/keys", content=keys.public_context(), timeout=60).json()[
+            "key_id"
+        ]
+        blob = keys.encrypt_batch(data.load("digits", "test").images[:1])[0]
+        body = framing.pack([blob] * (143_000_000 // len(blob)))  # the wrong count: 422 at the end
+        statuses = []
+
+        def upload():
+            r = httpx.post(
+                f"{url}/v1/models/digits-mlp/jobs?key_id={key_id}", content=body, timeout=300
+            )
+            statuses.append(r.status_code)
+
+        # /healthz timed from another process: this one's ten upload threads share a GIL
+        stop = tmp_path / "stop"
+        poller = subprocess.Popen(
+            [sys.executable, "-c", POLLER, f"{url}/healthz", str(stop)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threads = [threading.Thread(target=upload) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.touch()
+        latencies = [float(x) for x in poller.communicate(timeout=60)[0].split()]
+        api_rss = psutil.Process(proc.pid).memory_info().rss
+    print(
+        f"\n10 × {len(body) / 1e6:.0f} MB job uploads: /healthz at most {max(latencies):.2f} s "
+        f"over {len(latencies)} polls; API RSS after {api_rss / 2**20:.0f} MB"
+    )
+    assert statuses == [422] * 10, statuses
+    assert max(latencies) < 0.5, f"/healthz took up to {max(latencies):.2f} s"
