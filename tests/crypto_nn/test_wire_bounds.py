@@ -25,6 +25,7 @@ from crypto_nn.wire import context as ctx_format
 from crypto_nn.wire import framing, inflate, residues, seal_bytes, seeded
 from crypto_nn.wire.key_checks import KeySpec
 from server.keycheck import PlanNeeds, check_context
+from tests.server.hostile import declaring, rle_bomb
 
 MiB = 1 << 20
 CKKS = KeySpec("ckks", 4096, (40, 20, 40), relin=True, rotations=(1, 2))
@@ -45,21 +46,6 @@ def _seal(like: bytes, body: bytes, compression: int) -> bytes:
     head[5] = compression
     head[8:16] = struct.pack("<Q", 16 + len(body))
     return bytes(head) + body
-
-
-def _rle_bomb(gib: int) -> bytes:
-    """A zstd frame of RLE blocks, 4 bytes each for 128 KiB of output: 32 GiB per MB,
-    with no content size in its header."""
-    block = ((1 << 17) << 3 | 1 << 1).to_bytes(3, "little") + b"\0"
-    last = ((1 << 17) << 3 | 1 << 1 | 1).to_bytes(3, "little") + b"\0"
-    count = gib * (1 << 30) // (1 << 17)
-    return inflate.ZSTD_MAGIC + b"\x00\x38" + block * (count - 1) + last
-
-
-def _declaring(size: int, payload: bytes = b"\0" * 64) -> bytes:
-    """A one-block zstd frame whose header declares ``size`` bytes of content."""
-    head = inflate.ZSTD_MAGIC + b"\xc0\x38" + struct.pack("<Q", size)
-    return head + ((len(payload) << 3) | 1).to_bytes(3, "little") + payload
 
 
 class Objects:
@@ -139,10 +125,10 @@ def _only_context_errors_within(o: Objects, blob: bytes) -> None:
 def test_bombs_are_refused_before_they_inflate(objects):
     o = objects
     bombs = {
-        "declares 2 GiB": _declaring(2 << 30),
-        "declares 2^50 bytes": _declaring(1 << 50),
-        "declares 2^64-2 bytes": _declaring((1 << 64) - 2),
-        "32 GiB of RLE blocks, no size declared": _rle_bomb(32),
+        "declares 2 GiB": declaring(2 << 30),
+        "declares 2^50 bytes": declaring(1 << 50),
+        "declares 2^64-2 bytes": declaring((1 << 64) - 2),
+        "32 GiB of RLE blocks, no size declared": rle_bomb(32),
         "64 MB of zeros, no size declared": _zstd(bytes(64 * MiB), content_size=False),
     }
     for why, frame in bombs.items():
@@ -154,7 +140,7 @@ def test_bombs_are_refused_before_they_inflate(objects):
         _only_context_errors_within(o, blob)
     # a key part: the same refusal before SEAL sees it
     for part in o.parts:
-        bombed = o.context_bytes({**o.parts, part: _seal(o.parts[part], _rle_bomb(2), 2)})
+        bombed = o.context_bytes({**o.parts, part: _seal(o.parts[part], rle_bomb(2), 2)})
         with pytest.raises(ContextError, match="fit|unfolds past|declares"):
             check_context(bombed, o.needs())
 
@@ -282,9 +268,9 @@ def hostile_blobs(draw, o: Objects):
     elif kind == "compression":
         blob[5] = draw(st.integers(0, 255))
     elif kind == "frame_size":
-        blob = bytearray(_seal(blob, _declaring(draw(u64)), 2))
+        blob = bytearray(_seal(blob, declaring(draw(u64)), 2))
     elif kind == "append":
-        extra = draw(st.sampled_from([_zstd(o.secret), o.secret, b"\0" * 9, _rle_bomb(1)]))
+        extra = draw(st.sampled_from([_zstd(o.secret), o.secret, b"\0" * 9, rle_bomb(1)]))
         blob = bytearray(_seal(blob, bytes(blob[16:]) + extra, blob[5]))
     elif kind == "prepend_skippable":
         blob = bytearray(_seal(blob, struct.pack("<II", 0x184D2A50, 3) + b"abc" + blob[16:], 2))
@@ -350,7 +336,7 @@ def test_a_whole_fuzz_run_stays_under_the_memory_ceiling(objects):
         f.write("5")
     before = _status("VmRSS")
     rng = np.random.default_rng(0)
-    lies = [_declaring(1 << 40), _rle_bomb(4), _zstd(bytes(8 * MiB), content_size=False)]
+    lies = [declaring(1 << 40), rle_bomb(4), _zstd(bytes(8 * MiB), content_size=False)]
     for i in range(200):
         blob = bytearray(o.seeded if i % 2 else o.full)
         blob[rng.integers(16, len(blob))] ^= 1 << int(rng.integers(0, 8))

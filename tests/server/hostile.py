@@ -144,3 +144,28 @@ def framing_mutations(cts: list[bytes]) -> dict[str, bytes]:
         "header never ends": m + b" " * (framing.MAX_HEADER + 10),
         "one ciphertext cut in two": framing.pack([cts[0][:100], cts[0][100:], *cts[1:-1]]),
     }
+
+
+# --- compressed streams (issue 26): bombs, and bytes hidden after an object's members ----
+def seal_frame(like: bytes, frame: bytes) -> bytes:
+    """A SEAL header copied from ``like`` over ``frame``, declared zstd-compressed."""
+    return like[:5] + b"\x02" + like[6:8] + struct.pack("<Q", 16 + len(frame)) + frame
+
+
+def inside(blob: bytes, extra: bytes) -> bytes:
+    """``blob`` with ``extra`` after its members, inside the same zstd frame."""
+    return seal_frame(blob, zstandard.ZstdCompressor().compress(_body(blob) + extra))
+
+
+def declaring(size: int, payload: bytes = b"\0" * 64) -> bytes:
+    """A one-block zstd frame whose header declares ``size`` bytes of content."""
+    head = b"\x28\xb5\x2f\xfd\xc0\x38" + struct.pack("<Q", size)
+    return head + ((len(payload) << 3) | 1).to_bytes(3, "little") + payload
+
+
+def rle_bomb(gib: int) -> bytes:
+    """A zstd frame of RLE blocks, 4 bytes each for 128 KiB of output (32 GiB per MB), with
+    no content size in its header."""
+    block = ((1 << 17) << 3 | 1 << 1).to_bytes(3, "little") + b"\0"
+    last = ((1 << 17) << 3 | 1 << 1 | 1).to_bytes(3, "little") + b"\0"
+    return b"\x28\xb5\x2f\xfd\x00\x38" + block * (gib * 8192 - 1) + last

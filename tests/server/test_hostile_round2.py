@@ -9,10 +9,11 @@ import tracemalloc
 import pytest
 
 from crypto_nn.wire import context as ctx_format
-from crypto_nn.wire import framing, inflate
+from crypto_nn.wire import framing
 from nets import data
 from server import memory, worker
 from server.pool import ProcessSlots
+from tests.server.hostile import declaring, inside, seal_frame
 
 INFER = "/v1/models/digits-mlp/infer"
 
@@ -23,17 +24,6 @@ def _problem(response, status, needle=""):
     assert needle in response.json()["detail"], response.json()
 
 
-def _inside(blob: bytes, extra: bytes) -> bytes:
-    """``blob`` with ``extra`` after its members inside the same zstd frame."""
-    import struct
-
-    import zstandard
-
-    _, body = inflate.body(blob, 1 << 30)
-    frame = zstandard.ZstdCompressor().compress(body + extra)
-    return blob[:5] + b"\x02" + blob[6:8] + struct.pack("<Q", 16 + len(frame)) + frame
-
-
 def test_a_secret_key_inside_a_compressed_part_is_refused_and_not_stored(
     api, client_keys, tmp_path
 ):
@@ -41,7 +31,7 @@ def test_a_secret_key_inside_a_compressed_part_is_refused_and_not_stored(
     _, parts = ctx_format.unpack(keys.public_context())
     secret = keys.save_secret()
     for part in parts:
-        smuggled = ctx_format.pack("ckks", {**parts, part: _inside(parts[part], secret)})
+        smuggled = ctx_format.pack("ckks", {**parts, part: inside(parts[part], secret)})
         _problem(api.post("/v1/keys", content=smuggled), 422)
     assert not list((tmp_path / "state" / "keys").glob("*"))
     registered = api.post("/v1/keys", content=keys.public_context())
@@ -143,7 +133,6 @@ def test_the_other_worker_keeps_serving_while_one_runs_out_of_memory(api, client
 
 @pytest.mark.parametrize("declared", [1 << 31, 1 << 50])
 def test_a_small_ciphertext_declaring_gigabytes_never_grows_the_worker(api, client_keys, declared):
-    import struct
 
     import psutil
 
@@ -155,8 +144,7 @@ def test_a_small_ciphertext_declaring_gigabytes_never_grows_the_worker(api, clie
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")
     before = psutil.Process(pid).memory_info().rss
-    frame = inflate.ZSTD_MAGIC + b"\xc0\x38" + struct.pack("<Q", declared) + b"\x01\x00\x00"
-    bomb = cts[0][:5] + b"\x02" + cts[0][6:8] + struct.pack("<Q", 16 + len(frame)) + frame
+    bomb = seal_frame(cts[0], declaring(declared))
     response = api.post(INFER, params={"key_id": key_id}, content=framing.pack([bomb, *cts[1:]]))
     _problem(response, 422, "declares")
     with open(f"/proc/{pid}/status") as f:

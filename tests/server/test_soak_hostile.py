@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -21,16 +20,23 @@ import time
 import httpx
 import psutil
 import pytest
-import zstandard
 
 from client.api import Client, ServiceError
 from crypto_nn.ckks.client import ClientKeys
 from crypto_nn.ckks.plan import ClientPlan
 from crypto_nn.wire import context as ctx_format
-from crypto_nn.wire import framing, inflate
+from crypto_nn.wire import framing
 from nets import data
 from server.local import server_process
-from tests.server.hostile import context_mutations, drop_component, framing_mutations
+from tests.server.hostile import (
+    context_mutations,
+    declaring,
+    drop_component,
+    framing_mutations,
+    inside,
+    rle_bomb,
+    seal_frame,
+)
 
 SOAK_S = float(os.environ.get("CRYPTOROBUST_SOAK_S", "60"))
 RSS_GROWTH_LIMIT_MB = 400
@@ -49,10 +55,10 @@ def _hostile_bodies(url: str) -> list[tuple[str, str, bytes]]:
         "secret after relin": {"relin_keys": parts["relin_keys"] + secret},
     }
     swaps |= {  # the second round (issue 26): inside compressed streams, bombs, names
-        f"secret inside {name}": {name: _inside(blob, secret)} for name, blob in parts.items()
+        f"secret inside {name}": {name: inside(blob, secret)} for name, blob in parts.items()
     }
     swaps |= {
-        f"{name} unfolding to 32 GiB": {name: _seal_frame(blob, _rle_bomb(32))}
+        f"{name} unfolding to 32 GiB": {name: seal_frame(blob, rle_bomb(32))}
         for name, blob in parts.items()
     }
     swaps["a Unicode part number"] = {"params.\u0663": parts["params"]}
@@ -67,35 +73,16 @@ def _hostile_bodies(url: str) -> list[tuple[str, str, bytes]]:
     cts = batch.encrypt_batch(data.load("digits", "test").images[:2])
     mutated = framing_mutations(cts)
     mutated["a ciphertext declaring 2 GiB"] = framing.pack(
-        [_seal_frame(cts[0], _declaring(2 << 30)), *cts[1:]]
+        [seal_frame(cts[0], declaring(2 << 30)), *cts[1:]]
     )
     mutated["a ciphertext unfolding to 32 GiB"] = framing.pack(
-        [_seal_frame(cts[0], _rle_bomb(32)), *cts[1:]]
+        [seal_frame(cts[0], rle_bomb(32)), *cts[1:]]
     )
     for why, body in mutated.items():
         bodies.append((f"infer:{key_id}", why, body))
         bodies.append((f"jobs:{key_id}", why, body))
     bodies.append((f"jobs:{key_id}", "a valid job (floods the queue)", framing.pack(cts)))
     return bodies
-
-
-def _seal_frame(like: bytes, frame: bytes) -> bytes:
-    return like[:5] + b"\x02" + like[6:8] + struct.pack("<Q", 16 + len(frame)) + frame
-
-
-def _inside(blob: bytes, extra: bytes) -> bytes:
-    _, body = inflate.body(blob, 1 << 30)
-    return _seal_frame(blob, zstandard.ZstdCompressor().compress(body + extra))
-
-
-def _declaring(size: int) -> bytes:
-    return inflate.ZSTD_MAGIC + b"\xc0\x38" + struct.pack("<Q", size) + b"\x01\x00\x00"
-
-
-def _rle_bomb(gib: int) -> bytes:
-    block = ((1 << 17) << 3 | 1 << 1).to_bytes(3, "little") + b"\0"
-    last = ((1 << 17) << 3 | 1 << 1 | 1).to_bytes(3, "little") + b"\0"
-    return inflate.ZSTD_MAGIC + b"\x00\x38" + block * (gib * 8192 - 1) + last
 
 
 HOSTILE_ADDRESS = "127.0.0.2"  # another loopback source address: another client to the server
