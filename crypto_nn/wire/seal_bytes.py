@@ -72,10 +72,13 @@ PARAMS_BOUND = 1 << 16  # scheme, N, ≤ 64 primes and t, each a nested 24-byte 
 SLACK = 4096  # headers, parms_id, counts: far less than this in every object
 
 
-def bound(cls, context: seal.SEALContext | None = None, *, size: int = 3, keys: int = 1) -> int:
+def bound(
+    cls, context: seal.SEALContext | None = None, *, size: int = 3, keys: int | None = None
+) -> int:
     """The most bytes a ``cls`` object for ``context`` can hold uncompressed: a ciphertext of
     ``size`` polynomials at the first level, a key-switching key set of ``keys`` keys
-    (each ``components`` × two key-level polynomials), a secret key at the key level."""
+    (each ``components`` × two key-level polynomials; by default one relinearisation key,
+    or SEAL's default Galois key set: 2·log2(N) − 1 keys), a secret key at the key level."""
     if cls is seal.EncryptionParameters or context is None:
         return PARAMS_BOUND
     n = context.key_context_data().parms().poly_modulus_degree()
@@ -89,6 +92,8 @@ def bound(cls, context: seal.SEALContext | None = None, *, size: int = 3, keys: 
     if cls is seal.SecretKey:
         return 8 * k_key * n + SLACK
     if cls in (seal.RelinKeys, seal.GaloisKeys):  # + one 8-byte count per empty slot (< N)
+        if keys is None:
+            keys = 1 if cls is seal.RelinKeys else 2 * n.bit_length() - 3
         return keys * k_data * public_key + 8 * n + SLACK
     raise TypeError(f"no size bound known for {cls.__name__}")
 
