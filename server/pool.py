@@ -55,6 +55,7 @@ class ProcessSlots:
         self._warmed: set[int] = set()  # id() of executors whose worker has run ``warm``
         self._free: asyncio.Queue | None = None
         self.crashes = self.out_of_memory = 0
+        self._watches: set[asyncio.Task] = set()
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -87,7 +88,8 @@ class ProcessSlots:
         killed: list[bool] = []
         if memory_budget is not None:
             watch = asyncio.create_task(self._watch(executor, future, memory_budget, killed))
-            watch.add_done_callback(lambda _: None)  # it ends by itself with the call
+            self._watches.add(watch)  # a strong reference until the watch ends
+            watch.add_done_callback(self._watches.discard)
 
         def release(done: Future, executor=executor) -> None:
             broken = not done.cancelled() and isinstance(
