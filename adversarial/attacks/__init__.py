@@ -31,9 +31,12 @@ def names() -> list[str]:
 
 def _load() -> None:
     from adversarial.attacks import (  # noqa: F401  (registration side effects)
+        apgd,
+        autoattack,
         boundary,
         cw,
         deepfool,
+        fab,
         generator,
         jsma,
         lbfgs,

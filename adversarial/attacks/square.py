@@ -90,8 +90,74 @@ class Square(Attack):
         return x_adv
 
 
+@dataclass
+class SquareL2(Square):
+    """Square attack, L2: the same random search, with the L2 update simplified from the
+    paper's (Sec. 3.2): each iteration draws two windows of the current side, empties the
+    second, and puts the freed L2 mass — plus whatever budget is unused — into the first as
+    a centred pyramid of random sign per channel, so ‖δ‖₂ stays ε. (The paper moves mass
+    between the two windows with a two-sided pattern; the acceptance rule is the same.)"""
+
+    eps: float = 1.0
+    p_init: float = 0.3
+    name = "square-l2"
+
+    def _run(self, model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        oracle = as_oracle(model, "scores")
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        b, c, h, w = x.shape
+
+        def rand_sign(*shape):
+            return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(x.device, x.dtype)
+
+        def rescale(d: Tensor) -> Tensor:
+            norm = d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            return d * (self.eps / norm)
+
+        delta = rescale(rand_sign(b, c, 1, w).expand(b, c, h, w).clone())
+        x_adv = (x + delta).clamp(0, 1)
+        loss = self._loss(oracle(x_adv), y, target)
+        for it in range(self.queries - 1):
+            todo = (loss > 0).nonzero().flatten()
+            if len(todo) == 0:
+                break
+            frac = _p_schedule(self.p_init, it, self.queries)
+            side = max(2, min(h // 2, int(round((frac * h * w) ** 0.5))))
+            r1, s1, r2, s2 = (int(v) for v in torch.randint(0, h - side + 1, (4,), generator=gen))
+            s1, s2 = min(s1, w - side), min(s2, w - side)
+            d = x_adv[todo] - x[todo]
+            win1 = (slice(None), slice(None), slice(r1, r1 + side), slice(s1, s1 + side))
+            win2 = (slice(None), slice(None), slice(r2, r2 + side), slice(s2, s2 + side))
+            d[win2] = 0
+            d[win1] = 0
+            spare = (self.eps**2 - d.flatten(1).pow(2).sum(1)).clamp_min(0).sqrt()
+            bump = _pyramid(side, x.device, x.dtype) * rand_sign(len(todo), c, 1, 1)
+            bump = bump / bump.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            d[win1] = bump * spare.view(-1, 1, 1, 1)
+            cand = (x[todo] + d).clamp(0, 1)
+            new = self._loss(oracle(cand), y[todo], None if target is None else target[todo])
+            better = new < loss[todo]
+            x_adv[todo[better]] = cand[better]
+            loss[todo[better]] = new[better]
+        return x_adv
+
+
+def _pyramid(side: int, device, dtype) -> Tensor:
+    """The paper's centred pattern: concentric rings whose value grows toward the centre."""
+    i = torch.arange(side, device=device, dtype=dtype)
+    ring = torch.minimum(torch.minimum(i, side - 1 - i)[:, None], torch.minimum(i, side - 1 - i))
+    return (ring + 1) / (ring + 1).square().sum().sqrt()
+
+
 @register("square")
 def square(
     *, eps: float = 8 / 255, queries: int = 1000, p_init: float = 0.1, seed: int = 0
 ) -> Square:
     return Square(eps=eps, queries=queries, p_init=p_init, seed=seed)
+
+
+@register("square-l2")
+def square_l2(
+    *, eps: float = 1.0, queries: int = 1000, p_init: float = 0.3, seed: int = 0
+) -> SquareL2:
+    return SquareL2(eps=eps, queries=queries, p_init=p_init, seed=seed)

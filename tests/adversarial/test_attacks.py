@@ -63,6 +63,21 @@ ROWS = [
     Row("boundary", {"steps": 150}, min_success=0.9),
     Row("square", {"eps": 0.3, "queries": 300}, ("linf", 0.3), min_success=0.7),
     Row("generator", {"lr": 0.05}, targeted=True, min_success=0.8),
+    Row("apgd-ce", {"eps": 0.2, "steps": 20}, ("linf", 0.2), min_success=0.8),
+    Row(
+        "apgd-dlr",
+        {"eps": 1.5, "norm": "l2", "steps": 20, "targets": 3},
+        ("l2", 1.5),
+        min_success=0.7,
+    ),
+    Row("fab", {"eps": 0.2, "steps": 20, "targets": 3}, ("linf", 0.2), min_success=0.8),
+    Row("square-l2", {"eps": 2.0, "queries": 300}, ("l2", 2.0), min_success=0.5),
+    Row(
+        "autoattack",
+        {"eps": 0.2, "steps": 10, "targets": 2, "square_queries": 50},
+        ("linf", 0.2),
+        min_success=0.8,
+    ),
 ]
 
 
@@ -95,11 +110,16 @@ def test_attack(row: Row, net, batch):
         assert victim.queries > 0
 
 
-@pytest.mark.parametrize("name", ["boundary", "one-pixel", "square"])
+@pytest.mark.parametrize("name", ["boundary", "one-pixel", "square", "square-l2"])
 def test_black_box_attacks_never_ask_the_oracle_for_gradients(name, net, batch):
     x, y = batch
     oracle = Oracle(net, mode="labels" if name == "boundary" else "scores", budget=100_000)
-    small = {"boundary": {"steps": 20}, "one-pixel": {"maxiter": 2}, "square": {"queries": 30}}
+    small = {
+        "boundary": {"steps": 20},
+        "one-pixel": {"maxiter": 2},
+        "square": {"queries": 30},
+        "square-l2": {"queries": 30},
+    }
     attacks.build(name, **small[name])(oracle, x[:4], y[:4])
     assert 0 < oracle.queries <= 100_000
     with pytest.raises(GradientRequested, match="labels or scores only"):
