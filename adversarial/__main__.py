@@ -1,8 +1,9 @@
 import sys
 
-from adversarial import (  # noqa: F401  (register defend, certify, backdoor, cleanse)
+from adversarial import (  # noqa: F401  (register defend, certify, backdoor, cleanse, evaluate)
     backdoor_cli,
     defense_cli,
+    evaluate_cli,
 )
 from adversarial.cli import app
 from nets.cli_util import run_app

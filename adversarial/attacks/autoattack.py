@@ -23,7 +23,7 @@ from adversarial.base import Attack, AttackError
 from adversarial.oracle import Oracle
 
 CLEAN = "misclassified clean"
-ROBUST = "robust"
+ROBUST = "robust (no attack broke it)"
 
 
 @dataclass
@@ -141,7 +141,7 @@ class AutoAttack(Attack):
                     victim = model if attack.needs_gradients else Oracle(model)
                     cand = attack(victim, x[part], y[part])
                     with torch.no_grad():
-                        won = (model(cand).argmax(1) != y[part]) & _within(
+                        won = (model(cand).argmax(1) != y[part]) & within(
                             cand, x[part], self.eps, self.norm
                         )
                     x_adv[part[won]] = cand[won]
@@ -158,7 +158,7 @@ def _starts(x: Tensor, aa: AutoAttack) -> range:
     return range(0, len(x), aa.batch_size)
 
 
-def _within(x_adv: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
+def within(x_adv: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
     """Only perturbations inside the budget count (with float32 slack)."""
     return balls.size(x_adv - x, norm) <= eps * (1 + 1e-5) + 1e-6
 

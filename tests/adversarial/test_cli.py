@@ -74,3 +74,35 @@ def test_bad_options_are_one_line_errors(square_mlp_checkpoint, args, message):
     proc = _run("attack", "--model", str(square_mlp_checkpoint), "--n", "4", *args)
     assert proc.returncode != 0
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluate_reports_autoattack_with_a_breakdown_that_adds_up(square_mlp_checkpoint, tmp_path):
+    js = tmp_path / "aa.json"
+    proc = _run(
+        "evaluate", str(square_mlp_checkpoint), "--eps", "0.1", "--n", "60",
+        "--square-queries", "50", "--json", str(js),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(js.read_text())
+    assert "robust accuracy (autoattack, linf ε = 0.1)" in proc.stdout
+    assert sum(r["broken_by"].values()) == r["n_images"] == 60
+    assert r["robust_accuracy"] < r["clean_accuracy"]
+    assert list(r["seconds"]) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert r["run"]["device"] == "cpu" and r["threat"] == "linf"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.pt"], "checkpoint missing.pt not found"),
+        (["MODEL", "--eps", "-0.1"], "--eps -0.1: the radius must be ≥ 0"),
+        (["MODEL", "--threat", "l1"], "--threat l1: choose linf or l2"),
+        (["MODEL", "--attack", "cw"], "--attack cw: choose one of"),
+    ],
+)
+def test_evaluate_refuses_bad_input_in_one_line(square_mlp_checkpoint, args, message):
+    args = [str(square_mlp_checkpoint) if a == "MODEL" else a for a in args]
+    proc = _run("evaluate", *args)
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
