@@ -151,14 +151,17 @@ def attacks_cmd(
     checkpoint: Annotated[str | None, typer.Option(help="Use this trained model instead.")] = None,
     n: Annotated[int, typer.Option(help="Test images in the batch.")] = 1000,
     epochs: Annotated[int, typer.Option(help="Training epochs when no checkpoint.")] = 2,
-    quick: Annotated[bool, typer.Option(help="Fewer repeats and C&W images.")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="Fewer repeats; 64 images for C&W and AutoAttack (else 256).")
+    ] = False,
+    aa_eps: Annotated[float, typer.Option(help="AutoAttack's L∞ radius.")] = 0.1,
     seed: int = 0,
     device: str = "auto",
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write JSON (+ .md beside it).")
     ] = None,
 ) -> None:
-    """PGD-40 and FGSM vs torchattacks 3.5.1 (time, identical images); C&W success and L2."""
+    """PGD-40, FGSM, C&W and AutoAttack vs torchattacks 3.5.1 (time ratio, robust accuracy)."""
     from bench import attacks as bench_attacks
 
     r = bench_attacks.run(
@@ -170,6 +173,7 @@ def attacks_cmd(
         seed=seed,
         epochs=epochs,
         device=device,
+        aa_eps=aa_eps,
     )
     _show(r, bench_attacks.table(r), json_out)
 
@@ -206,6 +210,42 @@ def defenses_cmd(
         device=device,
     )
     _show(r, bench_defenses.table(r), json_out)
+
+
+@app.command("fast-at")
+def fast_at_cmd(
+    data_names: Annotated[
+        list[str] | None, typer.Option("--data", help="Data sets (repeatable).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Wong et al.'s MNIST recipe: 10.")] = 10,
+    n_train: Annotated[int | None, typer.Option(help="First N training images.")] = None,
+    eval_n: Annotated[int, typer.Option(help="Test images attacked (AutoAttack).")] = 1000,
+    pgd_steps: Annotated[int, typer.Option(help="PGD-AT's steps (step 2.5·ε/steps).")] = 10,
+    square_queries: Annotated[int, typer.Option(help="AutoAttack's Square budget.")] = 5000,
+    quick: Annotated[
+        bool,
+        typer.Option(help="MNIST-5k only, 4 epochs, 5-step PGD-AT, 200 images attacked."),
+    ] = False,
+    seed: int = 0,
+    device: str = "auto",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write JSON (+ .md beside it).")
+    ] = None,
+) -> None:
+    """Wong et al. 2020 reproduced: standard / PGD-AT / free / FGSM-RS / N-FGSM, AutoAttack."""
+    from bench import fast_at
+
+    r = fast_at.run(
+        data_names=["mnist-5k"] if quick else (data_names or ["fashion-mnist", "mnist-5k"]),
+        epochs=4 if quick else epochs,
+        n_train=n_train,
+        eval_n=200 if quick else eval_n,
+        pgd_steps=5 if quick else pgd_steps,
+        square_queries=1000 if quick else square_queries,
+        seed=seed,
+        device=device,
+    )
+    _show(r, fast_at.table(r), json_out)
 
 
 @app.command("qat")

@@ -139,6 +139,17 @@ def _lenet(
     return _conv_head(features, in_shape, [128], num_classes, act, dropout)
 
 
+@register("wong-mnist")
+def wong_mnist(in_shape: Shape, num_classes: int, *, act: str = "relu") -> nn.Module:
+    """Wong, Rice & Kolter 2020's MNIST CNN: conv 16@4x4/2 → conv 32@4x4/2 → fc 100 → fc."""
+    c = in_shape[0]
+    features = [
+        nn.Conv2d(c, 16, 4, stride=2, padding=1), activation(act),
+        nn.Conv2d(16, 32, 4, stride=2, padding=1), activation(act),
+    ]  # fmt: skip
+    return _conv_head(features, in_shape, [100], num_classes, act)
+
+
 @register("lenet-shallow")
 def lenet_shallow(
     in_shape: Shape, num_classes: int, *, act: str = "relu", dropout: float = 0.0

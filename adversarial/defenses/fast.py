@@ -1,7 +1,8 @@
 """Fast adversarial training (Wong, Rice & Kolter 2020, "Fast is better than free"):
 FGSM from a uniform random start in the ε-ball, step α = 1.25·ε, a cyclic learning rate —
 and the guard against catastrophic overfitting: after every epoch a PGD check on a fixed
-held-out batch; when robust accuracy collapses, the best weights seen are kept."""
+held-out batch; when robust accuracy collapses, the best weights seen are kept. N-FGSM
+(de Jorge et al. 2022) is the same step with noise 2ε, step ε and no projection."""
 
 from __future__ import annotations
 
@@ -19,22 +20,38 @@ from nets.train import TrainConfig, TrainStep
 
 class FastStep(TrainStep):
     def __init__(
-        self, eps: float, alpha: float, check_x, check_y, check_steps: int, ramp_epochs: int = 0
+        self,
+        eps: float,
+        alpha: float,
+        check_x,
+        check_y,
+        check_steps: int,
+        ramp_epochs: int = 0,
+        *,
+        noise: float = 1.0,
+        project: bool = True,
     ) -> None:
         self.eps_final, self.alpha_final, self.ramp = eps, alpha, ramp_epochs
+        self.noise, self.project = noise, project
         self.eps, self.alpha = ramped(eps, ramp_epochs, 0), ramped(alpha, ramp_epochs, 0)
         self.check_x, self.check_y = check_x, check_y
         self.pgd = LinfPGD(eps=eps, step=eps / 4, steps=check_steps)
         self.best: tuple[float, dict] | None = None
         self.history: list[float] = []
 
-    def loss(self, model, x, y):
-        delta = torch.empty_like(x).uniform_(-self.eps, self.eps).requires_grad_(True)
+    def perturb(self, model, x, y):
+        """δ: uniform noise in [−noise·ε, noise·ε], one signed-gradient step of α, then
+        (FGSM-RS) projection onto the ε-ball — or none (N-FGSM)."""
+        radius = self.noise * self.eps
+        delta = torch.empty_like(x).uniform_(-radius, radius).requires_grad_(True)
         loss = F.cross_entropy(model((x + delta).clamp(0, 1)), y)
         (grad,) = torch.autograd.grad(loss, delta)
         with torch.no_grad():
-            delta = (delta + self.alpha * grad.sign()).clamp(-self.eps, self.eps)
-        logits = model((x + delta).clamp(0, 1))
+            delta = delta + self.alpha * grad.sign()
+            return delta.clamp(-self.eps, self.eps) if self.project else delta
+
+    def loss(self, model, x, y):
+        logits = model((x + self.perturb(model, x, y)).clamp(0, 1))
         return F.cross_entropy(logits, y), logits
 
     def end_epoch(self, model, epoch: int) -> dict[str, float]:
@@ -100,6 +117,34 @@ class FastTraining(TrainingDefense):
         )
 
 
+@dataclass(kw_only=True)
+class NoiseFGSM(FastTraining):
+    """N-FGSM (de Jorge et al. 2022, "Make Some Noise"): noise of 2ε, a step of ε, and no
+    projection back onto the ε-ball — stronger noise instead of clipping avoids
+    catastrophic overfitting at the cost of FGSM-RS (one gradient per batch). The training
+    perturbation reaches 3ε; the model is evaluated at ε. A constant-free default: no
+    cyclic schedule is needed, but it is kept for a like-for-like comparison."""
+
+    noise: float = 2.0  # k: the noise is uniform in [−kε, kε]
+    name = "n-fgsm"
+
+    def step(self) -> TrainStep:
+        return FastStep(
+            self.eps,
+            self.alpha or self.eps,
+            *self._check,
+            check_steps=self.check_steps,
+            ramp_epochs=self.ramp_epochs,
+            noise=self.noise,
+            project=False,
+        )
+
+
 @register("fgsm-rs")
 def fgsm_rs(**options) -> FastTraining:
     return FastTraining(**options)
+
+
+@register("n-fgsm")
+def n_fgsm(**options) -> NoiseFGSM:
+    return NoiseFGSM(**options)

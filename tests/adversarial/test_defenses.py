@@ -77,7 +77,7 @@ def test_free_training_takes_standard_passes_and_resists_pgd(digits, standard, t
     assert accuracy(net, x, y) > 0.9
 
 
-@pytest.mark.parametrize("name", ["pgd-at", "fgsm-rs", "trades"])
+@pytest.mark.parametrize("name", ["pgd-at", "fgsm-rs", "n-fgsm", "trades"])
 def test_adversarial_training_beats_standard_under_pgd(name, digits, standard, test_xy):
     net = _net()
     net, result = defenses.build(name, eps=EPS).fit(net, digits[0], CFG, console=QUIET)
@@ -85,8 +85,27 @@ def test_adversarial_training_beats_standard_under_pgd(name, digits, standard, t
     assert accuracy(net, x, y) > 0.9
     assert _robust(net, x, y) > _robust(standard, x, y) + 0.1
     assert _robust(net, x, y, "margin") > _robust(standard, x, y, "margin") + 0.1
-    if name == "fgsm-rs":  # the catastrophic-overfitting check ran after every epoch
+    if name in ("fgsm-rs", "n-fgsm"):  # the catastrophic-overfitting check ran every epoch
         assert all("pgd_check_accuracy" in row for row in result.history)
+
+
+def test_n_fgsm_step_is_noise_of_two_eps_plus_one_signed_step_of_eps_unclipped():
+    """A linear model: ∇ₓCE has a fixed sign pattern s, so δ = u + ε·s with u ~ U[−2ε, 2ε]:
+    |δ − ε·s| ≤ 2ε everywhere, δ reaches beyond ε (no projection), and FGSM-RS's δ does not."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))  # sign: W₁ − W₀
+    x, y = torch.full((256, 1, 8, 8), 0.5), torch.zeros(256, dtype=torch.long)
+    eps = 0.1
+    n_step = defenses.build("n-fgsm", eps=eps, check_images=0).step()
+    delta = n_step.perturb(net, x, y)
+    x_req = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(net(x_req), y).backward()
+    s = x_req.grad.sign()
+    assert (delta - eps * s).abs().max() <= 2 * eps + 1e-6
+    assert delta.abs().max() > 2.5 * eps  # unclipped: up to 3ε
+    assert (delta - eps * s).abs().max() > 1.9 * eps  # the noise spans ±2ε
+    rs = defenses.build("fgsm-rs", eps=eps, check_images=0).step().perturb(net, x, y)
+    assert rs.abs().max() <= eps + 1e-6
 
 
 def test_distillation_masks_gradients_that_the_logit_margin_walks_through(digits, test_xy):
