@@ -112,8 +112,9 @@ def defend_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="Metrics as JSON.")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Train (or wrap) a model with a defense, then judge it: clean accuracy, PGD-20×5,
-    the attack adapted to the defense, score- and decision-only black boxes."""
+    """Train (or wrap) a model with a defense, then judge it: clean accuracy, AutoAttack
+    (the headline), PGD-20×5, the attack adapted to the defense, score- and decision-only
+    black boxes, and the gradient-masking check."""
     from adversarial.defenses.judge import judge
 
     if method not in defenses.names():
@@ -186,6 +187,7 @@ def defend_cmd(
         checkpoint.save(out, net, ckpt)
         metrics["checkpoint"] = str(out)
     rows = {"method": method, "clean accuracy": report["clean_accuracy"]}
+    rows["robust accuracy (AutoAttack, headline)"] = report["autoattack_robust_accuracy"]
     rows |= {f"robust: {k}": v for k, v in report["robust_accuracy"].items()}
     rows["gradient masking suspected"] = report["gradient_masking_suspected"]
     if generator_before is not None:

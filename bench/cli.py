@@ -185,7 +185,9 @@ def defenses_cmd(
     eps: Annotated[float, typer.Option(help="L∞ budget (MNIST 0.3, Fashion 0.1).")] = 0.3,
     epochs: Annotated[int, typer.Option(help="A multiple of 8: free m = 8 keeps the passes.")] = 16,
     n_train: Annotated[int | None, typer.Option(help="First N training images.")] = None,
-    eval_n: Annotated[int, typer.Option(help="Test images attacked (PGD-20×5).")] = 1000,
+    eval_n: Annotated[
+        int, typer.Option(help="Test images attacked (AutoAttack, PGD-20×5, APGD-CE).")
+    ] = 1000,
     certify_n: Annotated[int, typer.Option(help="Smoothing samples per image.")] = 10_000,
     quick: Annotated[bool, typer.Option(help="2,000 images, 8 epochs, 200 attacked.")] = False,
     seed: int = 0,
@@ -194,7 +196,8 @@ def defenses_cmd(
         Path | None, typer.Option("--json", help="Write JSON (+ .md beside it).")
     ] = None,
 ) -> None:
-    """Training defenses vs standard training (time, clean, PGD-20×5); certify images/s."""
+    """Training defenses vs standard training (time, clean, AutoAttack, PGD-20×5, APGD-CE);
+    certification images/s."""
     from bench import defenses as bench_defenses
 
     r = bench_defenses.run(

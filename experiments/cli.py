@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 import experiments
+from experiments import index
 from experiments.core import execute, make_context
 from nets.cli_util import make_app, parse_options
 from nets.errors import UserError
@@ -25,24 +26,54 @@ def main() -> None:
     """Experiments."""
 
 
+RESULTS = Path("results")
+
+
 @app.command("list")
-def list_cmd(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Every experiment, its default data and expected time on 2 CPU cores."""
+def list_cmd(
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    results: Annotated[Path, typer.Option(help="Committed full-mode results.")] = RESULTS,
+) -> None:
+    """Every experiment, its default data and time on 2 CPU cores: measured where a
+    full-mode result is committed under results/, else the estimate (~)."""
     rows = [experiments.get(n) for n in experiments.names()]
+    measured = {e.name: index.measured_minutes(results / e.name) for e in rows}
     if json_out:
         console.print_json(
             json.dumps(
-                [{"name": e.name, "summary": e.summary, "data": e.data, **e.minutes} for e in rows]
-            )
+                [
+                    {
+                        "name": e.name,
+                        "summary": e.summary,
+                        "data": e.data,
+                        **e.minutes,
+                        "full_measured": measured[e.name],
+                    }
+                    for e in rows
+                ]
+            )  # fmt: skip
         )
         return
     table = Table("name", "what it reproduces", "data", "--quick", "full", "--arg")
     for e in rows:
+        full = measured[e.name]
         table.add_row(
             e.name, e.summary, e.data, f"~{e.minutes['quick']:g} min",
-            f"~{e.minutes['full']:g} min", ", ".join(f"{k}={v}" for k, v in e.options.items()),
+            f"{full:.0f} min (measured)" if full is not None else f"~{e.minutes['full']:g} min",
+            ", ".join(f"{k}={v}" for k, v in e.options.items()),
         )  # fmt: skip
     console.print(table)
+
+
+@app.command("index")
+def index_cmd(
+    results: Annotated[Path, typer.Option(help="The results folder to index.")] = RESULTS,
+) -> None:
+    """Write results/README.md: one row per committed result, from its metrics.json."""
+    if not results.is_dir():
+        raise UserError(f"{results}: no such folder; run an experiment with --out {results}/NAME")
+    path = index.write_index(results)
+    console.print(f"wrote {path}")
 
 
 @app.command("run")
@@ -58,6 +89,9 @@ def run_cmd(
         Path | None, typer.Option(envvar="CRYPTOROBUST_DATA", help="User data sets (CIFAR-10).")
     ] = None,
     ray: Annotated[bool, typer.Option(help="Run grid cells as Ray tasks (local).")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Keep the finished units (grid cells, images) of a killed run.")
+    ] = False,
     ray_address: Annotated[str | None, typer.Option(help="An existing Ray cluster.")] = None,
     arg: Annotated[
         list[str] | None, typer.Option("--arg", help="Experiment option KEY=VALUE (see list).")
@@ -73,7 +107,7 @@ def run_cmd(
     mode = "tiny" if tiny else "quick" if quick else "full"
     ctx = make_context(
         name, out=out, mode=mode, device=device, data=data, seed=seed, data_dir=data_dir, ray=ray,
-        ray_address=ray_address, options=options, console=console,
+        ray_address=ray_address, options=options, console=console, resume=resume,
     )  # fmt: skip
     if mode != "tiny":
         console.print(

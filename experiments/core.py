@@ -9,10 +9,13 @@ figure in the "ours" column is a :class:`Row` template filled from metric paths,
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +42,16 @@ class Context:
     ray_address: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # the user's --arg overrides
     console: Console = field(default_factory=Console)
+    resume: bool = False  # keep the finished units of an earlier, interrupted run
+    _units: Any = None
+
+    def units(self):
+        """The run's store of finished units (see :mod:`experiments.units`)."""
+        if self._units is None:
+            from experiments.units import Units
+
+            self._units = Units(self.out, resume=self.resume)
+        return self._units
 
     def pick(self, *, tiny: Any, quick: Any, full: Any, option: str | None = None) -> Any:
         """The value for this run's mode (sizes, epochs, steps) — or the user's ``--arg``
@@ -116,12 +129,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def machine() -> str:
+    """What ran it, in words: CPU cores and model (or the GPU), OS."""
+    return (
+        f"{os.cpu_count()} CPU cores, {platform.machine()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
 def render(outcome: Outcome, metrics: dict, ctx: Context) -> str:
+    v = metrics["run"]["versions"]
     lines = [
         f"# {outcome.title or ctx.name}",
         "",
         f"Mode **{ctx.mode}**, data `{metrics['data']}`, seed {ctx.seed}, device "
-        f"`{metrics['run']['device']}`, wall time {metrics['wall_s']:.0f} s.",
+        f"`{metrics['run']['device']}` ({metrics['run']['device_name']}), wall time "
+        f"{metrics['wall_s']:.0f} s ({metrics['wall_s'] / 60:.1f} min), {metrics['date']}.",
+        "",
+        f"Machine: {metrics['machine']}; Python {v['python']}, torch {v['torch']}, "
+        f"numpy {v['numpy']}, cryptorobust {v['cryptorobust']}.",
         "",
         "| figure | published | ours | direction holds? |",
         "|---|---|---|---|",
@@ -153,8 +179,13 @@ def execute(run: Callable[[Context], Outcome], ctx: Context, default_data: str) 
             "data": ctx.data,
             **outcome.metrics,
             "options": ctx.options,
+            # a full run with --arg overrides is not the full protocol: kept, marked partial
+            "partial": ctx.mode == "full" and bool(ctx.options),
             "wall_s": wall,
             "figures": [p.name for p in outcome.figures],
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            **({"units": ctx._units.summary()} if ctx._units is not None else {}),
             "run": run_info(seed=ctx.seed, device=ctx.device),
         }
     )
@@ -186,6 +217,7 @@ def make_context(
     ray_address: str | None = None,
     options: dict[str, Any] | None = None,
     console: Console | None = None,
+    resume: bool = False,
 ) -> Context:
     return Context(
         name=name,
@@ -199,4 +231,5 @@ def make_context(
         ray_address=ray_address,
         options=options or {},
         console=console or Console(),
+        resume=resume,
     )

@@ -8,6 +8,7 @@ boundary: the question is what the attack costs, not whether it works."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import torch
 
@@ -40,6 +41,20 @@ def _score(net, x, y, x_adv, eps: float, seconds: float, queries: int | None) ->
         "median_linf": med(n["linf"]),
         "queries_per_image": None if queries is None else queries / len(x),
         "seconds_per_image": seconds / len(x),
+    }
+
+
+def _attack_one(model, attack, mode: str, x, y, i: int) -> dict:
+    """One image through the encrypted service: its adversarial, queries, requests, time."""
+    oracle = Oracle(model, mode=mode)
+    before = model.requests
+    t0 = time.perf_counter()
+    x_adv = attack(oracle, x[i : i + 1], y[i : i + 1])
+    return {
+        "x_adv": x_adv.flatten().tolist(),  # float32 → JSON → float32 is exact
+        "queries": oracle.queries,
+        "requests": model.requests - before,
+        "seconds": time.perf_counter() - t0,
     }
 
 
@@ -96,16 +111,20 @@ def run(ctx: Context) -> Outcome:
         service["clean_agreement_with_plaintext"] = float(
             (enc_clean == predictions(net, x)).float().mean()
         )
+        units = ctx.units()  # each attacked image is kept as it finishes (--resume)
         for name, (attack, mode) in black_attacks.items():
-            ctx.log(f"{name} through the encrypted service ({queries} iterations)")
-            oracle = Oracle(model, mode=mode)
-            before = model.requests
-            t0 = time.perf_counter()
-            x_adv = attack(oracle, x, y)
-            seconds = time.perf_counter() - t0
+            ctx.log(f"{name} through the encrypted service ({queries} iterations per image)")
+            per_image = [
+                units.run(
+                    f"encrypted-{name}-{i}", partial(_attack_one, model, attack, mode, x, y, i)
+                )
+                for i in range(len(x))
+            ]
+            x_adv = torch.tensor([u["x_adv"] for u in per_image], dtype=x.dtype).view_as(x)
+            seconds = sum(u["seconds"] for u in per_image)
             encrypted[name] = {
-                **_score(net, x, y, x_adv, eps, seconds, oracle.queries),
-                "requests": model.requests - before,
+                **_score(net, x, y, x_adv, eps, seconds, sum(u["queries"] for u in per_image)),
+                "requests": sum(u["requests"] for u in per_image),
             }
         service.update(
             requests=model.requests,

@@ -20,12 +20,16 @@ def run_cells(
     ray: bool = False,
     address: str | None = None,
     on_done: Callable[[int, int], None] | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
-    """``[fn(**cell) for cell in cells]``, in order, optionally on Ray."""
+    """``[fn(**cell) for cell in cells]``, in order, optionally on Ray; ``on_result(i, r)``
+    hears each cell's result as soon as it exists (to keep it on disk)."""
     if not ray and address is None:
         out = []
         for i, cell in enumerate(cells):
             out.append(fn(**cell))
+            if on_result is not None:
+                on_result(i, out[-1])
             if on_done is not None:
                 on_done(i + 1, len(cells))
         return out
@@ -44,7 +48,10 @@ def run_cells(
         while pending:
             ready, _ = ray_mod.wait(list(pending), num_returns=1)
             for ref in ready:
-                out[pending.pop(ref)] = ray_mod.get(ref)
+                i = pending.pop(ref)
+                out[i] = ray_mod.get(ref)
+                if on_result is not None:
+                    on_result(i, out[i])
                 done += 1
                 if on_done is not None:
                     on_done(done, len(cells))

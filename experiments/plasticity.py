@@ -11,7 +11,7 @@ import torch
 
 from adversarial import defenses
 from experiments import register
-from experiments.common import datasets, fit, pgd_report, quiet, tensors
+from experiments.common import autoattack_report, datasets, fit, pgd_report, quiet, tensors
 from experiments.core import Context, Outcome, Row, verdict
 from experiments.grid import run_cells
 from experiments.plots import heatmaps
@@ -47,7 +47,10 @@ def _protocol(ctx: Context, data_name: str, sizes: dict) -> dict:
         net.eval()
         after_tr = pgd_report(net, xtr, ytr, eps=EPS, steps=sizes["attack_steps"])
         after = pgd_report(net, xte, yte, eps=EPS, steps=sizes["attack_steps"])
+        aa = autoattack_report(ctx, net, xte, yte, eps=EPS)
         out[depth] = {
+            "autoattack_test_after": 100 * aa["robust_accuracy"],
+            "autoattack": aa,
             "model": name,
             "parameters": sum(p.numel() for p in net.parameters()),
             "train_before": 100 * before_tr["clean_accuracy"],
@@ -131,7 +134,11 @@ def run(ctx: Context) -> Outcome:
     data_names = [ctx.data]
     if not ctx.data_given and ctx.mode != "tiny":
         data_names.append("fashion-mnist")  # the issue: run the protocol on both
-    table_metrics = {d.replace("-", "_"): _protocol(ctx, d, sizes) for d in data_names}
+    units = ctx.units()  # each protocol and grid cell is kept as it finishes (--resume)
+    table_metrics = {
+        d.replace("-", "_"): units.run(f"protocol-{d}", lambda d=d: _protocol(ctx, d, sizes))
+        for d in data_names
+    }
     figures, grid_metrics = [], None
     if ctx.options.get("grid", True):
         widths = ctx.pick(tiny=[4, 8], quick=[8, 16, 32], full=[8, 16, 32, 64])
@@ -150,8 +157,17 @@ def run(ctx: Context) -> Outcome:
             for d in depths for w in widths
         ]  # fmt: skip
         ctx.log(f"grid: {len(cells)} cells" + (" on Ray" if ctx.ray else ", one after another"))
-        done = run_cells(grid_cell, cells, ray=ctx.ray, address=ctx.ray_address,
-                         on_done=lambda i, n: ctx.log(f"grid cell {i}/{n} done"))  # fmt: skip
+
+        def key(c: dict) -> str:
+            return f"cell-{c['data_name']}-w{c['width']}-d{c['depth']}"
+
+        todo = [c for c in cells if units.get(key(c)) is None]
+        if ctx.resume:
+            ctx.log(f"{len(cells) - len(todo)} cells kept from an earlier run")
+        run_cells(grid_cell, todo, ray=ctx.ray, address=ctx.ray_address,
+                  on_result=lambda i, r: units.put(key(todo[i]), r),
+                  on_done=lambda i, n: ctx.log(f"grid cell {i}/{n} done"))  # fmt: skip
+        done = [units.get(key(c)) for c in cells]
         shape = (len(depths), len(widths))
         clean = np.array([c["clean_accuracy"] for c in done]).reshape(shape)
         robust = np.array([c["robust_accuracy"] for c in done]).reshape(shape)
@@ -208,6 +224,12 @@ def run(ctx: Context) -> Outcome:
                 f"{{{p}.deep.success_before:.0%}} → {{{p}.deep.success_after:.0%}}",
                 verdict(s["success_after"] < s["success_before"],
                         dp["success_after"] < dp["success_before"])),
+            Row(f"{d}: robust test accuracy after AT under AutoAttack, shallow / deep",
+                "— (the thesis measured PGD only)",
+                f"{{{p}.shallow.autoattack_test_after:.2f}} / "
+                f"{{{p}.deep.autoattack_test_after:.2f}} (PGD: "
+                f"{{{p}.shallow.robust_test_after:.2f}} / {{{p}.deep.robust_test_after:.2f}})",
+                verdict(dp["autoattack_test_after"] >= s["autoattack_test_after"])),
         ]  # fmt: skip
     if grid_metrics is not None:
         pairs_n = len(grid_metrics["matched_pairs"])

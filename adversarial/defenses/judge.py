@@ -1,6 +1,7 @@
-"""How every defense is judged: clean accuracy, robust accuracy under PGD with restarts,
-under an attack adapted to the defense, and under score-only and decision-only black
-boxes — and the gradient-masking check: a black box that beats the white box means the
+"""How every defense is judged: clean accuracy, robust accuracy under AutoAttack (the
+headline, as the field reports it), under PGD with restarts (beside it, labelled), under an
+attack adapted to the defense, and under score-only and decision-only black boxes — and
+the gradient-masking check: a black box that beats the white box means the
 white box was fooled by the defense's gradients, not stopped by its robustness.
 
 Adapted attacks (Athalye, Carlini & Wagner 2018; Tramèr et al. 2020):
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from adversarial import attacks
 from adversarial.attacks.pgd import LinfPGD
+from adversarial.evaluation import robust_accuracy
 from adversarial.oracle import Oracle
 
 GAP = 0.02  # black-box success this much above white-box success: masking suspected
@@ -57,6 +59,7 @@ def judge(
     square_queries: int = 1000,
     boundary_steps: int = 200,
     batch_size: int = 256,
+    autoattack_square_queries: int = 5000,
 ) -> dict:
     """Robust accuracy of ``defended`` on (x, y) under each attack; the worst case; the
     masking flag. ``adapted``: none, margin (distillation), bpda (JPEG, squeezing), eot
@@ -79,7 +82,13 @@ def judge(
         run("pgd-margin (C&W loss on logits)", margin)
     if adapted == "bpda" and base is not None:
         run("pgd-transfer (from the bare model)", pgd, model=base)
-    white = min(robust.values())
+    aa = robust_accuracy(
+        defended, x, y, eps=eps, attack="autoattack", batch_size=max(batch_size, 500),
+        square_queries=autoattack_square_queries,
+    )  # fmt: skip
+    robust["autoattack (standard)"] = aa["robust_accuracy"]
+    timings["autoattack (standard)"] = aa["wall_seconds"]
+    white = min(v for k, v in robust.items() if k.startswith("pgd"))
     square = attacks.build("square", eps=eps, queries=square_queries)
     t0 = time.perf_counter()
     x_sq = _attack_all(square, Oracle(defended), x, y, batch_size)
@@ -95,6 +104,8 @@ def judge(
     black = min(robust["square (scores only)"], robust["boundary (labels only, within ε)"])
     out.update(
         robust_accuracy=robust,
+        autoattack_robust_accuracy=aa["robust_accuracy"],
+        autoattack_broken_by=aa["broken_by"],
         worst_case_robust_accuracy=min(robust.values()),
         white_box_robust_accuracy=white,
         black_box_robust_accuracy=black,

@@ -24,9 +24,12 @@ def test_defend_trains_judges_and_saves_a_checkpoint(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "pgd-20x5" in proc.stdout and "square (scores only)" in proc.stdout
+    assert "robust accuracy (AutoAttack, headline)" in proc.stdout
     metrics = json.loads(js.read_text())
     assert metrics["options"] == {"eps": 0.1, "replays": 2, "ramp_epochs": 0}
     assert 0 <= metrics["worst_case_robust_accuracy"] <= metrics["clean_accuracy"]
+    assert metrics["autoattack_robust_accuracy"] <= metrics["robust_accuracy"]["pgd-20x5"]
+    assert sum(metrics["autoattack_broken_by"].values()) == 60
     assert metrics["run"]["seed"] == 0 and metrics["run"]["device"] == "cpu"
     net, meta = checkpoint.load(out)
     assert meta.run["defense"] == "free" and meta.model_args == {"width": 8}

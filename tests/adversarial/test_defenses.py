@@ -115,7 +115,8 @@ def test_distillation_masks_gradients_that_the_logit_margin_walks_through(digits
     ce, margin = _robust(net, x, y), _robust(net, x, y, "margin")
     assert ce - margin > 0.2, (ce, margin)  # PGD on the T = 1 softmax fails far more often
     report = judge(net, x[:120], y[:120], eps=EPS, adapted="margin", steps=10, restarts=1,
-                   square_queries=300, boundary_steps=20)  # fmt: skip
+                   square_queries=300, boundary_steps=20,
+                   autoattack_square_queries=300)  # fmt: skip
     assert (
         report["white_box_robust_accuracy"]
         == report["robust_accuracy"]["pgd-margin (C&W loss on logits)"]
@@ -136,11 +137,16 @@ class NoGradient(torch.nn.Module):
 def test_judge_flags_gradient_masking_when_a_black_box_beats_the_white_box(standard, test_xy):
     x, y = test_xy[0][:120], test_xy[1][:120]
     masked = judge(NoGradient(standard), x, y, eps=EPS, steps=10, restarts=1,
-                   square_queries=300, boundary_steps=20)  # fmt: skip
+                   square_queries=300, boundary_steps=20,
+                   autoattack_square_queries=300)  # fmt: skip
     honest = judge(standard, x, y, eps=EPS, steps=10, restarts=1,
-                   square_queries=300, boundary_steps=20)  # fmt: skip
+                   square_queries=300, boundary_steps=20,
+                   autoattack_square_queries=300)  # fmt: skip
     assert masked["gradient_masking_suspected"], masked["robust_accuracy"]
     assert not honest["gradient_masking_suspected"], honest["robust_accuracy"]
+    for report in (masked, honest):  # the headline: never above the PGD it replaces
+        assert report["autoattack_robust_accuracy"] <= report["robust_accuracy"]["pgd-10x1"]
+    assert masked["autoattack_robust_accuracy"] < 0.5 * masked["robust_accuracy"]["pgd-10x1"]
 
 
 def test_input_gradient_regularisation_shrinks_input_gradients(digits, standard, test_xy):

@@ -83,3 +83,46 @@ def test_unknown_experiment_and_option_are_clear_errors():
     assert run_app(app, ["run", "no-such-experiment"]) == 1
     assert run_app(app, ["run", "free-at", "--arg", "bogus=1"]) == 1
     assert run_app(app, ["list"]) == 0
+
+
+UNIT_SCRIPT = """
+import sys, time
+from pathlib import Path
+from experiments.units import Units
+units = Units(Path(sys.argv[1]), resume=sys.argv[2] == "resume")
+for i in range(12):
+    units.run(f"cell-{i}", lambda i=i: (time.sleep(0.15), {"i": i, "square": i * i})[1])
+print(units.computed, units.reused)
+"""
+
+
+def test_a_killed_run_loses_at_most_the_unit_in_progress(tmp_path):
+    """SIGINT mid-run: every unit on disk is whole, and --resume recomputes only the rest."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "units.py"
+    script.write_text(UNIT_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), "fresh"])
+    folder = tmp_path / "units"
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob("*.json"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) != 0  # interrupted, not finished
+    kept = sorted(folder.glob("*.json"))
+    assert 3 <= len(kept) < 12 and not list(folder.glob("*.tmp"))
+    for path in kept:
+        i = json.loads(path.read_text())["i"]
+        assert path.name == f"cell-{i}.json"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "resume"], capture_output=True, text=True
+    )
+    computed, reused = map(int, done.stdout.split())
+    assert reused == len(kept) and computed == 12 - len(kept)
+    fresh = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "fresh"], capture_output=True, text=True
+    )
+    assert fresh.stdout.split() == ["12", "0"]  # without --resume nothing is kept

@@ -1,0 +1,72 @@
+"""Units of a long experiment, each kept on disk the moment it finishes, so a run that is
+killed (Ctrl-C, a lost machine) loses at most the unit in progress and ``--resume`` skips
+every finished one.
+
+A unit is a key (a grid cell, an attacked image) and a JSON-able result, stored as
+``units/KEY.json`` in the run's folder: written to a temporary file, then renamed — a
+rename is atomic, so a unit file is either whole or absent. Tensors go in ``.pt`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
+
+
+class Units:
+    def __init__(self, folder: Path, *, resume: bool) -> None:
+        self.folder = folder / "units"
+        if not resume and self.folder.exists():
+            shutil.rmtree(self.folder)  # a fresh run starts from nothing
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.reused = 0
+        self.computed = 0
+
+    def _path(self, key: str, suffix: str = ".json") -> Path:
+        return self.folder / (_SAFE.sub("_", key) + suffix)
+
+    def get(self, key: str) -> Any | None:
+        path = self._path(key)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def put(self, key: str, value: Any) -> None:
+        path = self._path(key)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value))
+        os.replace(tmp, path)
+
+    def run(self, key: str, fn: Callable[[], Any]) -> Any:
+        """The stored result of ``key``, or ``fn()`` stored as soon as it returns."""
+        done = self.get(key)
+        if done is not None:
+            self.reused += 1
+            return done
+        value = fn()
+        self.put(key, value)
+        self.computed += 1
+        return value
+
+    def tensor(self, key: str, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Like :meth:`run` for a tensor (an adversarial image)."""
+        path = self._path(key, ".pt")
+        if path.is_file():
+            self.reused += 1
+            return torch.load(path, weights_only=True)
+        value = fn()
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(value, tmp)
+        os.replace(tmp, path)
+        self.computed += 1
+        return value
+
+    def summary(self) -> dict[str, int]:
+        return {"units_reused": self.reused, "units_computed": self.computed}
