@@ -146,7 +146,8 @@ def test_judge_flags_gradient_masking_when_a_black_box_beats_the_white_box(stand
     assert not honest["gradient_masking_suspected"], honest["robust_accuracy"]
     for report in (masked, honest):  # the headline: never above the PGD it replaces
         assert report["autoattack_robust_accuracy"] <= report["robust_accuracy"]["pgd-10x1"]
-    assert masked["autoattack_robust_accuracy"] < 0.5 * masked["robust_accuracy"]["pgd-10x1"]
+    # AutoAttack's Square member sees through the masking that stops PGD
+    assert masked["autoattack_robust_accuracy"] < masked["robust_accuracy"]["pgd-10x1"] - 0.2
 
 
 def test_input_gradient_regularisation_shrinks_input_gradients(digits, standard, test_xy):
