@@ -89,6 +89,8 @@ def run_one(
     cfg = TrainConfig(epochs=epochs, batch_size=100, lr=5e-3, schedule="cyclic", seed=seed)
     quiet = Console(quiet=True)
     rows: dict[str, dict] = {}
+    warm = models.build("wong-mnist", train_set.shape, len(train_set.classes)).to(dev)
+    train(warm, train_set.subset(1000), TrainConfig(epochs=1), device=dev, console=quiet)
     for name, defense in methods(eps, pgd_steps, ramp).items():
         console.log(f"{data_name}: training {name}")
         seed_everything(seed)
