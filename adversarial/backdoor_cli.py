@@ -87,13 +87,18 @@ def cleanse_cmd(
     out: Annotated[Path, typer.Option(help="Run directory (PNGs, metrics).")] = Path(
         "runs/cleanse"
     ),
+    rule: Annotated[
+        str, typer.Option(help="Verdict: ratio (median/smallest norm > 4) or anomaly (index > 2).")
+    ] = "ratio",
     seed: int = 0,
     device: Device = "auto",
     data_dir: DataDir = None,
 ) -> None:
-    """Neural Cleanse: a reversed trigger per class, the anomaly index, the flagged classes;
-    with --unlearn, fine-tune away the flagged class's trigger."""
-    from adversarial.defenses.cleanse import CleanseConfig, cleanse
+    """Neural Cleanse: a reversed trigger per class, the anomaly index, the norm ratio and
+    the verdict; with --unlearn, fine-tune away the flagged class's trigger.
+
+    The verdict rule is the one `bench backdoor` measured best (README): RULE_NOTE"""
+    from adversarial.defenses.cleanse import RULES, CleanseConfig, cleanse
     from adversarial.defenses.cleanse import unlearn as unlearn_fn
     from adversarial.plots import trigger_grid
 
@@ -102,7 +107,9 @@ def cleanse_cmd(
     net = net.to(dev)
     test = select_classes(data.load(meta.data, "test", data_dir=data_dir), classes)
     probe = test.subset(images)
-    report = cleanse(net, probe, CleanseConfig(steps=steps, seed=seed), device=dev)
+    if rule not in RULES:
+        raise UserError(f"--rule {rule}: choose one of {', '.join(RULES)}")
+    report = cleanse(net, probe, CleanseConfig(steps=steps, seed=seed), device=dev, rule=rule)
     png = trigger_grid(
         [t.mask for t in report.triggers], [t.pattern for t in report.triggers],
         [t.l1 for t in report.triggers], report.anomaly, test.classes, out / "triggers.png",
@@ -127,7 +134,10 @@ def cleanse_cmd(
         f"class {c} ({test.classes[c]})": f"‖m‖₁ {t.l1:.1f}, index {a:.2f}"
         for c, (t, a) in enumerate(zip(report.triggers, report.anomaly, strict=True))
     }
-    rows["verdict"] = f"backdoored: classes {report.flagged}" if report.flagged else "clean"
+    rows["median / smallest trigger norm"] = f"{report.norm_ratio:.2f}"
+    rows[f"verdict ({rule} rule)"] = (
+        f"backdoored: classes {report.flagged}" if report.flagged else "clean"
+    )
     console.print(result_table(f"Neural Cleanse on {model.name}", rows))
     console.print(f"triggers: {png}")
 

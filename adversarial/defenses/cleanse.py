@@ -25,6 +25,12 @@ from nets.data import Dataset
 from nets.train import TrainConfig, train
 
 MAD_CONSISTENCY = 1.4826
+# The verdict rules `bench backdoor` measures (TPR / FPR over clean and BadNets models):
+# "anomaly": some class's anomaly index > 2 (Wang et al.); "ratio": the median trigger
+# norm over the smallest > NORM_RATIO.
+RULES = ("ratio", "anomaly")
+NORM_RATIO = 4.0
+DEFAULT_RULE = "ratio"
 
 
 @dataclass
@@ -117,7 +123,8 @@ def anomaly_indices(l1: np.ndarray) -> np.ndarray:
 class CleanseReport:
     triggers: list[ReversedTrigger]
     anomaly: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    flagged: list[int] = field(default_factory=list)  # classes with index > 2
+    flagged: list[int] = field(default_factory=list)  # the classes the rule flags
+    rule: str = DEFAULT_RULE
 
     @property
     def backdoored(self) -> bool:
@@ -144,14 +151,23 @@ class CleanseReport:
             "success": [t.success for t in self.triggers],
             "anomaly_index": self.anomaly.tolist(),
             "flagged": self.flagged,
+            "rule": self.rule,
             "backdoored": self.backdoored,
         }
 
 
 def cleanse(
-    model, data: Dataset, cfg: CleanseConfig | None = None, device="cpu", progress=True
+    model,
+    data: Dataset,
+    cfg: CleanseConfig | None = None,
+    device="cpu",
+    progress=True,
+    rule: str = DEFAULT_RULE,
 ) -> CleanseReport:
-    """Reverse a trigger for every class of ``data``'s model; flag the anomalous ones."""
+    """Reverse a trigger for every class of ``data``'s model; flag the anomalous ones by
+    ``rule``: "ratio" flags the smallest-trigger class when the median norm is more than
+    NORM_RATIO times its norm; "anomaly" flags every class whose index exceeds 2."""
+    check(rule in RULES, f"rule {rule!r}: choose one of {', '.join(RULES)}")
     cfg = cfg or CleanseConfig()
     triggers = []
     with Progress(disable=not progress, transient=True) as bar:
@@ -161,8 +177,12 @@ def cleanse(
             bar.update(task, advance=1)
     l1 = np.array([t.l1 for t in triggers])
     anomaly = anomaly_indices(l1)
-    flagged = [int(c) for c in np.flatnonzero(anomaly > 2)]
-    return CleanseReport(triggers, anomaly, flagged)
+    if rule == "anomaly":
+        flagged = [int(c) for c in np.flatnonzero(anomaly > 2)]
+    else:
+        ratio = np.median(l1) / max(l1.min(), 1e-12)
+        flagged = [int(np.argmin(l1))] if ratio > NORM_RATIO else []
+    return CleanseReport(triggers, anomaly, flagged, rule)
 
 
 def unlearn(
