@@ -60,6 +60,7 @@ def run(
     steps: int,
     seed: int,
     device: str = "auto",
+    width: int = 32,
 ) -> dict:
     dev = resolve_device(device)
     console = Console(stderr=True)
@@ -77,7 +78,8 @@ def run(
                   for i in range(backdoored_models)]  # fmt: skip
         for kind, s, spec in plans:
             seed_everything(s)
-            net = models.build("cnn", train_set.shape, len(train_set.classes)).to(dev)
+            net = models.build("cnn", train_set.shape, len(train_set.classes), width=width)
+            net = net.to(dev)
             row: dict = {"kind": kind, "seed": s}
             ds = train_set
             if spec is not None:
@@ -98,6 +100,7 @@ def run(
         "n_train": n_train,
         "probe_images": probe_images,
         "cleanse_steps": steps,
+        "width": width,
         "data_sets": sets,
         "wall_seconds": time.perf_counter() - t0,
         "run": run_info(seed=seed, device=str(dev)),
@@ -119,8 +122,9 @@ def _rates(rows: list[dict]) -> dict:
 
 def table(r: dict) -> str:
     md = [
-        f"Neural Cleanse verdicts: cnn, {r['epochs']} epochs, {r['n_train'] or 'all'} training "
-        f"images, {r['probe_images']} probe images, {r['cleanse_steps']} steps per class "
+        f"Neural Cleanse verdicts: cnn (width {r['width']}), {r['epochs']} epochs, "
+        f"{r['n_train'] or 'all'} training images, {r['probe_images']} probe images, "
+        f"{r['cleanse_steps']} steps per class "
         f"({r['run']['device']})\n"
     ]
     for name, s in r["data_sets"].items():

@@ -272,6 +272,7 @@ def backdoor_cmd(
     n_train: Annotated[int | None, typer.Option(help="First N training images.")] = 20_000,
     probe_images: Annotated[int, typer.Option(help="Clean images Neural Cleanse uses.")] = 500,
     steps: Annotated[int, typer.Option(help="Neural Cleanse steps per class.")] = 300,
+    width: Annotated[int, typer.Option(help="cnn width (conv maps).")] = 32,
     quick: Annotated[
         bool, typer.Option(help="MNIST-5k, 2 + 2 models, 100 steps per class.")
     ] = False,
@@ -294,6 +295,7 @@ def backdoor_cmd(
         steps=100 if quick else steps,
         seed=seed,
         device=device,
+        width=width,
     )
     _show(r, backdoor.table(r), json_out)
 
