@@ -88,7 +88,11 @@ def cleanse_cmd(
         "runs/cleanse"
     ),
     rule: Annotated[
-        str, typer.Option(help="Verdict: ratio (median/smallest norm > 4) or anomaly (index > 2).")
+        str,
+        typer.Option(
+            help="Verdict: ratio (median/smallest norm > 4; measured TPR 0.9, FPR 0) or "
+            "anomaly (index > 2; TPR 0.8, FPR 0.4)."
+        ),
     ] = "ratio",
     seed: int = 0,
     device: Device = "auto",
@@ -97,7 +101,10 @@ def cleanse_cmd(
     """Neural Cleanse: a reversed trigger per class, the anomaly index, the norm ratio and
     the verdict; with --unlearn, fine-tune away the flagged class's trigger.
 
-    The verdict rule is the one `bench backdoor` measured best (README): RULE_NOTE"""
+    The default verdict is the rule `bench backdoor` measured best (README): median/smallest
+    reversed-trigger norm > 4 — over 10 BadNets and 10 clean cnn models (MNIST-5k,
+    Fashion-MNIST) TPR 0.9, FPR 0.0; the paper's anomaly index > 2 had TPR 0.8, FPR 0.4
+    (4 of 5 clean Fashion-MNIST models flagged)."""
     from adversarial.defenses.cleanse import RULES, CleanseConfig, cleanse
     from adversarial.defenses.cleanse import unlearn as unlearn_fn
     from adversarial.plots import trigger_grid
