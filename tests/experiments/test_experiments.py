@@ -133,3 +133,23 @@ def test_a_killed_run_loses_at_most_the_unit_in_progress(tmp_path):
         [sys.executable, str(script), str(tmp_path), "fresh"], capture_output=True, text=True
     )
     assert fresh.stdout.split() == ["12", "0"]  # without --resume nothing is kept
+
+
+def test_index_and_measured_times_come_from_committed_metrics(tmp_path):
+    from experiments.index import measured_minutes, write_index
+
+    base = {"data": "mnist-5k", "date": "2026-12-06", "machine": "2 CPU cores",
+            "run": {"device": "cpu"}, "table": [{"holds": "yes"}, {"holds": "no"}]}  # fmt: skip
+    runs = {"a": {"mode": "full", "wall_s": 150.0}, "b": {"mode": "full", "wall_s": 90.0,
+            "partial": True}, "c": {"mode": "quick", "wall_s": 30.0}}  # fmt: skip
+    for name, extra in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(
+            json.dumps({"experiment": name, **base, **extra})
+        )
+    assert measured_minutes(tmp_path / "a") == 2.5
+    assert measured_minutes(tmp_path / "b") is None  # partial: not a full run's time
+    assert measured_minutes(tmp_path / "c") is None and measured_minutes(tmp_path / "x") is None
+    text = write_index(tmp_path).read_text()
+    assert "| [a](a/report.md) | full (complete) | mnist-5k | 2.5 |" in text
+    assert "full (partial)" in text and "1 yes, 1 no" in text
