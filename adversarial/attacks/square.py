@@ -37,6 +37,11 @@ def _p_schedule(p_init: float, it: int, n_iters: int) -> float:
     return p_init / 512
 
 
+def _rand_sign(gen: torch.Generator, like: Tensor, *shape: int) -> Tensor:
+    """±1 of ``shape`` from the CPU generator (the same draws on any device), as ``like``."""
+    return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(like.device, like.dtype)
+
+
 @dataclass
 class Square(Attack):
     eps: float = 8 / 255
@@ -61,7 +66,7 @@ class Square(Attack):
         b, c, h, w = x.shape
 
         def rand_sign(*shape):
-            return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(x.device, x.dtype)
+            return _rand_sign(gen, x, *shape)
 
         x_adv = (x + self.eps * rand_sign(b, c, 1, w)).clamp(0, 1)
         loss = self._loss(oracle(x_adv), y, target)
@@ -108,7 +113,7 @@ class SquareL2(Square):
         b, c, h, w = x.shape
 
         def rand_sign(*shape):
-            return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(x.device, x.dtype)
+            return _rand_sign(gen, x, *shape)
 
         def rescale(d: Tensor) -> Tensor:
             norm = d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
