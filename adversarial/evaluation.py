@@ -66,11 +66,16 @@ def robust_accuracy(
     seconds per attack and in all, device. Perturbations outside the ball never count."""
     runner = attack_for(attack, eps, norm, seed=seed, square_queries=square_queries)
     t0 = time.perf_counter()
-    if isinstance(runner, AutoAttack):
-        runner.batch_size, runner.progress = batch_size, progress
-        _, report = runner.evaluate(model, x, y)
-    else:
-        report = _single(runner, attack, model, x, y, eps, norm, batch_size)
+    was_training = model.training
+    model.eval()
+    try:
+        if isinstance(runner, AutoAttack):
+            runner.batch_size, runner.progress = batch_size, progress
+            _, report = runner.evaluate(model, x, y)
+        else:
+            report = _single(runner, attack, model, x, y, eps, norm, batch_size)
+    finally:
+        model.train(was_training)  # the caller's mode, whichever attack ran
     out = report.as_dict()
     out.update(
         attack=attack,
@@ -86,7 +91,6 @@ def _single(runner, name, model, x, y, eps, norm, batch_size) -> Breakdown:
     report = Breakdown([name])
     t0 = time.perf_counter()
     who = []
-    model.eval()
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         with torch.no_grad():
