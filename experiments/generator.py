@@ -45,8 +45,8 @@ def run(ctx: Context) -> Outcome:
     epochs = ctx.pick(tiny=1, quick=4, full=10)
     rounds = ctx.pick(tiny=3, quick=100, full=100)
     gen_n = ctx.pick(tiny=4, quick=30, full=200)
-    pool = ctx.pick(tiny=16, quick=128, full=1024)  # images the generator attacks per refresh
-    refresh = ctx.pick(tiny=1, quick=2, full=1)  # epochs between regenerations
+    pool = ctx.pick(tiny=16, quick=128, full=512)  # images the generator attacks per refresh
+    refresh = ctx.pick(tiny=1, quick=2, full=2)  # epochs between regenerations
     bonus_rounds = ctx.pick(tiny=3, quick=15, full=100)  # generator alternations in (D)
     train_set, test_set = datasets(ctx, n_train, None)
     cfg = TrainConfig(epochs=epochs, seed=ctx.seed)
