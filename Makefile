@@ -9,18 +9,30 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 RUNS ?= runs
 
-.PHONY: demo test lint pytest setup data slow clean
+.PHONY: demo test lint pytest setup data slow clean lock
 
 setup: $(STAMP) $(FASHION_MNIST)
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the version CI last tested (make lock refreshes it)
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	# the attack benchmark's reference implementation: dev only, without its dependencies
 	# (it would pull a torchvision that breaks beside the pinned CPU torch)
 	$(PY) -m pip install --quiet --no-deps 'torchattacks==3.5.1'
 	touch $(STAMP)
+
+# Refresh the pins: newest releases the ranges in pyproject.toml admit, then freeze them.
+# Run the tests after it and commit constraints.txt with the result.
+lock:
+	rm -rf $(VENV).lock && $(PYTHON) -m venv $(VENV).lock
+	$(VENV).lock/bin/pip install --quiet --upgrade pip
+	$(VENV).lock/bin/pip install --quiet -e '.[dev]'
+	$(VENV).lock/bin/pip install --quiet --no-deps 'torchattacks==3.5.1'
+	( echo "# make lock wrote this: the versions make test installs (pip -c). Refresh: make lock."; \
+	  $(VENV).lock/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' ) > constraints.txt
+	rm -rf $(VENV).lock
 
 $(FASHION_MNIST):
 	@if [ "$$(id -u)" != 0 ]; then \

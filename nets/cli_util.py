@@ -1,7 +1,8 @@
 """Shared command-line plumbing: every package's ``__main__`` runs its typer app through here.
 
-A :class:`~nets.errors.UserError` becomes one red line on stderr and exit code 1; any
-other exception keeps its traceback, because that is a bug to report.
+A :class:`~nets.errors.UserError` becomes one red line on stderr and exit code 1; a usage
+error (unknown option, missing argument) one line and exit code 2; any other exception keeps
+its traceback, because that is a bug to report.
 """
 
 from __future__ import annotations
@@ -22,6 +23,23 @@ def make_app(help_text: str) -> typer.Typer:
     )
 
 
+def usage_error_classes() -> tuple[type[Exception], ...]:
+    """The click exception classes typer raises for a bad command line.
+
+    typer 0.2x vendors its own copy of click (``typer.core._click``), whose exceptions are
+    not ``click.ClickException``; older typer raises click's own. Both are looked up from
+    the installed typer, so an upgrade cannot silently turn usage errors into tracebacks.
+    """
+    import click
+    import typer.core
+
+    classes: list[type[Exception]] = [click.ClickException]
+    vendored = getattr(typer.core, "_click", None)
+    if vendored is not None:
+        classes.append(vendored.exceptions.ClickException)
+    return tuple(classes)
+
+
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
     """Run ``app`` and return the exit code (for ``sys.exit``)."""
     try:
@@ -34,13 +52,11 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):  # bad option or argument
-            exc.show()
-            return exc.exit_code
-        raise
+    except usage_error_classes() as exc:  # bad option or argument: one line, exit 2
+        hint = " (see --help)" if exc.exit_code == 2 else ""
+        message = " ".join(exc.format_message().split())
+        err_console.print(f"[bold red]error:[/] {message}{hint}", highlight=False, soft_wrap=True)
+        return exc.exit_code
     return 0
 
 
