@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -11,10 +10,10 @@ import torch
 import typer
 
 from adversarial.cli import app, console
-from adversarial.defense_cli import DataDir, Device, _write_json, select_classes
+from adversarial.defense_cli import DataDir, Device, select_classes
 from adversarial.defenses.base import DefenseError
 from nets import checkpoint, data, models
-from nets.cli_util import result_table
+from nets.cli_util import result_table, write_json
 from nets.data import Dataset
 from nets.errors import UserError
 from nets.runinfo import resolve_device, run_info, seed_everything
@@ -72,7 +71,7 @@ def backdoor_cmd(
     console.print(
         result_table(f"BadNets on {data_name}", {k: v for k, v in metrics.items() if k != "run"})
     )
-    _write_json(json_out, metrics)
+    write_json(json_out, metrics)
 
 
 @app.command("cleanse")
@@ -135,8 +134,7 @@ def cleanse_cmd(
             "checkpoint": str(unlearn),
         }
         checkpoint.save(unlearn, net, meta)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "metrics.json", metrics)
     rows = {
         f"class {c} ({test.classes[c]})": f"‖m‖₁ {t.l1:.1f}, index {a:.2f}"
         for c, (t, a) in enumerate(zip(report.triggers, report.anomaly, strict=True))

@@ -63,7 +63,7 @@ def least_likely(model: nn.Module, x: Tensor) -> Tensor:
         return model(x).argmin(1)
 
 
-def reached(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-    """Success mask: the target class (targeted) or any class but y (untargeted)."""
-    pred = logits.argmax(1)
+def success(pred: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+    """The one success definition every attack and metric uses: the predicted class is the
+    target (targeted) or any class but the true one (untargeted)."""
     return pred == target if target is not None else pred != y

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +19,7 @@ from adversarial.oracle import Oracle
 from adversarial.plots import attack_grid
 from adversarial.plots import target_grid as plot_grid
 from nets import checkpoint, data
-from nets.cli_util import make_app, parse_options, result_table
+from nets.cli_util import make_app, parse_options, result_table, write_json
 from nets.errors import UserError
 from nets.runinfo import resolve_device, run_info, seed_everything
 
@@ -84,12 +82,9 @@ def attack_cmd(
     net, meta = checkpoint.load(model_path)
     net = net.to(dev).eval()
     test = data.load(meta.data, "test", data_dir=data_dir).subset(n)
-    factory = attacks.REGISTRY[attack]
-    accepted = inspect.signature(factory).parameters
-    defaults = {
-        k: p.default for k, p in accepted.items() if p.default is not inspect.Parameter.empty
-    }
-    options = parse_options(arg or [], {k: v for k, v in defaults.items() if v is not None})
+    spec = attacks.entry(attack)
+    accepted = spec.options()
+    options = parse_options(arg or [], accepted, f"attack {attack}", spec.types())
     for name, value in (("eps", eps), ("steps", steps)):
         if value is not None:
             if name not in accepted:
@@ -98,7 +93,7 @@ def attack_cmd(
                 )
             options[name] = value
     try:
-        runner = factory(**options)
+        runner = attacks.build(attack, **options)
     except AttackError as exc:
         raise UserError(str(exc)) from None
     x_all = torch.from_numpy(test.images).to(dev)
@@ -143,17 +138,15 @@ def attack_cmd(
         out or Path("runs/attacks") / f"{attack}.png",
     )
     console.print(f"grid: {png}")
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(metrics, indent=2, default=str))
+    write_json(json_out, metrics)
 
 
 @app.command("attacks")
 def attacks_cmd() -> None:
     """The attacks and their options."""
     for name in attacks.names():
-        params = inspect.signature(attacks.REGISTRY[name]).parameters.values()
-        console.print(f"{name}: " + ", ".join(f"{p.name}={p.default}" for p in params))
+        options = attacks.options(name)
+        console.print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in options.items()))
 
 
 @app.command("generator-grid")
@@ -191,8 +184,7 @@ def generator_grid_cmd(
         grid.sources.cpu().numpy(), grid.images.cpu().numpy(), grid.reached.cpu().numpy(),
         test.classes, out / "grid.png",
     )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "metrics.json", metrics)
     (out / "report.md").write_text(
         f"# Generator attack on {model_path.name} ({meta.data})\n\n"
         f"{sources} sources × {k} targets: target reached for {metrics['target_success']:.1%} "

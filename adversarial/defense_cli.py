@@ -6,7 +6,6 @@ device, prints a result table and writes JSON on request.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +20,7 @@ from adversarial.attacks.pgd import LinfPGD
 from adversarial.cli import app, console
 from adversarial.defenses.base import DefenseError
 from nets import checkpoint, data, models
-from nets.cli_util import parse_options, result_table
+from nets.cli_util import parse_options, result_table, write_json
 from nets.data import Dataset
 from nets.errors import UserError
 from nets.runinfo import resolve_device, run_info, seed_everything
@@ -76,11 +75,6 @@ def _options(method: str, pairs: list[str]) -> dict:
 def _tensor(ds: Dataset, dev):
     return torch.from_numpy(ds.images).to(dev), torch.from_numpy(ds.labels).long().to(dev)
 
-
-def _write_json(path: Path | None, payload: dict) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2, default=str))
 
 
 @app.command("defenses")
@@ -198,7 +192,7 @@ def defend_cmd(
     console.print(result_table(f"{method} on {data_name} (ε = {eps})", rows))
     if report["gradient_masking_suspected"]:
         console.print("gradient masking suspected: a black box beats the white-box attacks")
-    _write_json(json_out, metrics)
+    write_json(json_out, metrics)
 
 
 def _detection(detector, x, y, eps: float, seed: int) -> dict:
@@ -277,8 +271,7 @@ def certify_cmd(
         "rows": rows,
         "run": run_info(seed=seed, device=str(dev)),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "metrics.json", metrics)
     table = {f"certified at r = {r:.2f}": float(a) for r, a in zip(radii, curve, strict=True)}
     table = {k: v for i, (k, v) in enumerate(table.items()) if i % 5 == 0}
     table |= {"abstained": metrics["abstained"], "images/s": metrics["images_per_second"]}

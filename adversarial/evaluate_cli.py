@@ -3,7 +3,6 @@ checkpoint — AutoAttack by default — with the per-attack breakdown, time and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +14,7 @@ from adversarial.base import AttackError
 from adversarial.cli import app, console
 from adversarial.evaluation import ATTACKS, THREATS, robust_accuracy
 from nets import checkpoint, data
-from nets.cli_util import result_table
+from nets.cli_util import result_table, write_json
 from nets.errors import UserError
 from nets.runinfo import resolve_device, run_info, seed_everything
 
@@ -74,6 +73,4 @@ def evaluate_cmd(
         "device": result["run"]["device_name"] + f" ({dev})",
     }
     console.print(result_table(f"{model_path.name} on {meta.data}", rows))
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2, default=str))
+    write_json(json_out, result)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from adversarial.base import success
+
 
 def norms(x: Tensor, x_adv: Tensor) -> dict[str, Tensor]:
     """Per-sample L0 (changed pixels), L2 and L∞ of x_adv − x."""
@@ -35,14 +37,13 @@ def summary(
     with), and mean norms of the successful perturbations."""
     clean = predictions(model, x) == y
     adv_pred = predictions(model, x_adv)
-    success = (adv_pred == target) if target is not None else (adv_pred != y)
-    success = success & clean
+    fooled = success(adv_pred, y, target) & clean
     n = norms(x, x_adv)
     out = {
         "clean_accuracy": clean.float().mean().item(),
         "robust_accuracy": (adv_pred == y).float().mean().item(),
-        "success_rate": (success.sum() / clean.sum().clamp(min=1)).item(),
+        "success_rate": (fooled.sum() / clean.sum().clamp(min=1)).item(),
     }
     for k, v in n.items():
-        out[f"mean_{k}"] = v[success].mean().item() if success.any() else 0.0
+        out[f"mean_{k}"] = v[fooled].mean().item() if fooled.any() else 0.0
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +16,7 @@ from client import keyfile
 from client.api import Client
 from client.session import run_images
 from nets import data
-from nets.cli_util import make_app, result_table
+from nets.cli_util import make_app, result_table, write_json
 from nets.errors import UserError
 
 app = make_app("Client for the encrypted-inference service.")
@@ -103,9 +102,7 @@ def batch_cmd(
         if k != "predictions"
     }
     console.print(result_table("encrypted batch through the server", rows))
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2))
+    write_json(json_out, result)
 
 
 @app.command("keygen")

@@ -11,12 +11,5 @@ MAX_LOG_Q_128: dict[int, int] = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384
 MAX_PRIME_BITS = 60  # SEAL's limit on one RNS prime
 
 
-def max_log_q(n: int) -> int:
-    """Largest total coefficient-modulus bit count that keeps 128-bit security at degree ``n``."""
-    if n not in MAX_LOG_Q_128:
-        raise ValueError(f"poly modulus degree {n} is not one of {sorted(MAX_LOG_Q_128)}")
-    return MAX_LOG_Q_128[n]
-
-
 def is_secure(n: int, coeff_bits: list[int]) -> bool:
     return n in MAX_LOG_Q_128 and sum(coeff_bits) <= MAX_LOG_Q_128[n]

@@ -117,10 +117,6 @@ class Diagonals:
             step *= 2
         return steps
 
-    def rotation_count(self, n_blocks: int) -> int:
-        rotations_sum = self.in_period.bit_length() - self.out_period.bit_length()
-        return n_blocks * (self.baby - 1) + (self.giants - 1) + rotations_sum
-
 
 def _best_baby(n_blocks: int, m: int) -> int:
     """Power-of-two baby step minimising n_blocks·(g − 1) + (m/g − 1) rotations."""

@@ -4,7 +4,6 @@ the training loop) and compare float vs integer accuracy."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +17,7 @@ from integer_nn import io, qat
 from integer_nn.model import IntModel
 from integer_nn.quantize import quantize
 from nets import checkpoint, data
-from nets.cli_util import make_app, result_table
+from nets.cli_util import make_app, result_table, write_json
 from nets.errors import UserError
 from nets.runinfo import resolve_device, run_info
 from nets.train import TrainConfig, predict
@@ -61,11 +60,6 @@ def _accuracy(int_model: IntModel, test: data.Dataset) -> tuple[np.ndarray, floa
     pred = int_model.predict(test.images)
     return pred, float((pred == test.labels).mean())
 
-
-def _write_json(path: Path | None, result: dict) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2))
 
 
 @app.command("quantize")
@@ -176,7 +170,7 @@ def quantize_cmd(
         )
     console.print(layer_table(rows))
     console.print(result_table("float vs integer", summary))
-    _write_json(json_out, result)
+    write_json(json_out, result)
 
 
 @app.command("qat")
@@ -304,7 +298,7 @@ def qat_cmd(
             },
         )
     )
-    _write_json(json_out, result)
+    write_json(json_out, result)
 
 
 @app.command("describe")

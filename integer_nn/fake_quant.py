@@ -42,11 +42,6 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def trunc_ste(x: torch.Tensor) -> torch.Tensor:
-    """Round toward zero forward, identity backward (keeps Σ|q| ≤ Σ|x|)."""
-    return x + (torch.trunc(x) - x).detach()
-
-
 def _per_row(scale: torch.Tensor, ndim: int) -> torch.Tensor:
     return scale.reshape((-1,) + (1,) * (ndim - 1)) if scale.dim() else scale
 

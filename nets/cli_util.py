@@ -7,6 +7,9 @@ its traceback, because that is a bug to report.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -61,9 +64,14 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
 
 
 def parse_options(
-    pairs: list[str], defaults: dict[str, object], what: str = "this model"
+    pairs: list[str],
+    defaults: dict[str, object],
+    what: str = "this model",
+    types: dict[str, type] | None = None,
 ) -> dict[str, object]:
-    """``["width=32", "act=relu"]`` → ``{"width": 32, "act": "relu"}``, typed by the defaults."""
+    """``["width=32", "act=relu"]`` → ``{"width": 32, "act": "relu"}``, typed by ``types``
+    where given, else by the defaults' types (a ``None`` default without a type stays a
+    string)."""
     out: dict[str, object] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -72,17 +80,27 @@ def parse_options(
         if key not in defaults:
             known = ", ".join(f"{k}={v}" for k, v in defaults.items()) or "none"
             raise UserError(f"--arg {key}: unknown option; {what} accepts {known}")
-        kind = type(defaults[key])
+        kind = (types or {}).get(key) or type(defaults[key])
         try:
             if kind is bool:
                 if raw.lower() not in ("true", "false", "1", "0"):
                     raise ValueError
                 out[key] = raw.lower() in ("true", "1")
+            elif kind is type(None):
+                out[key] = raw
             else:
-                out[key] = kind(raw) if defaults[key] is not None else raw
+                out[key] = kind(raw)
         except ValueError:
             raise UserError(f"--arg {key}={raw!r}: expected a {kind.__name__}") from None
     return out
+
+
+def write_json(path: Path | None, payload: dict) -> None:
+    """``payload`` as indented JSON at ``path`` (folders made); nothing when ``path`` is None.
+    Values JSON does not know (paths, devices) are written as their ``str``."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, default=str))
 
 
 def result_table(title: str, rows: dict[str, object]) -> Table:

@@ -3,46 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 
-from server import problems, worker
-from server.backends import ProcessBackend
-from server.body import Uploads
-from server.jobs import JobStore
-from server.keycheck import PlanNeeds
-from server.keystore import KeyStore
-from server.models import load_models
-from server.pool import ProcessSlots
+from server import problems
 from server.routers import health, infer, jobs, keys, limits, models
+from server.services import Services, build_services
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class Gate:
-    """Bounds the requests being evaluated or waiting; past the bound, 503 + Retry-After."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.active = limit, 0
-
-    @contextmanager
-    def slot(self):
-        if self.active >= self.limit:
-            raise HTTPException(
-                503,
-                f"busy: {self.active} evaluations in flight — retry later",
-                headers={"Retry-After": "5"},
-            )
-        self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
 
 
 class ProblemMiddleware:
@@ -83,16 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        sweeper = asyncio.create_task(_sweep(app))
+        sweeper = asyncio.create_task(_sweep(services))
         if settings.warm_workers:  # start the workers now, not in the first request
             for _ in range(settings.workers):
-                app.state.tasks.add(task := asyncio.create_task(_warm(app)))
-                task.add_done_callback(app.state.tasks.discard)
+                services.tasks.add(task := asyncio.create_task(_warm(services)))
+                task.add_done_callback(services.tasks.discard)
         try:
             yield
         finally:
             sweeper.cancel()
-            _stop(app)
+            # on shutdown (SIGTERM, SIGINT, the end of a test client): jobs failed, workers
+            # stopped and waited for
+            services.shutdown()
 
     app = FastAPI(
         title="cryptorobust",
@@ -103,41 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "client-aided tables) over TenSEAL/SEAL."
         ),
     )
-    state = app.state
-    state.settings = settings
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    state.models = load_models(
-        settings.models_dir,
-        settings.calibration_images,
-        settings.packings,
-        plans_dir=settings.state_dir / "plans",
-        bfv_bits=settings.bfv_bits,
-    )
-    state.plan_needs = [PlanNeeds.of(name, m.plan) for name, m in state.models.items()]
-    state.gate = Gate(settings.max_queued)
-    state.uploads = Uploads(
-        settings.max_uploads, settings.max_uploads_per_client, settings.max_buffered_bytes
-    )
-    state.keys = KeyStore(
-        settings.state_dir, max_keys=settings.max_keys, max_bytes=settings.max_key_store_bytes
-    )
-    state.jobs = JobStore(
-        settings.state_dir,
-        max_active=settings.max_jobs,
-        max_active_per_key=settings.max_jobs_per_key,
-        ttl_s=settings.job_ttl_s,
-    )
-    state.workers = ProcessSlots(settings.workers, "evaluation worker", warm=worker.warm_up)
-    state.checker = ProcessSlots(1, "key checker")
-    state.job_slots = asyncio.Semaphore(settings.workers)
-    state.tasks = set()
-    state.backend = ProcessBackend(state.workers, settings.cache_size, settings.worker_memory_mb)
-    state.ray = None
-    if settings.backend == "ray":
-        from server.ray_backend import RayBackend
-
-        state.ray = RayBackend(settings.ray_address, settings.ray_num_cpus)
-    state.job_backend = state.ray or state.backend
+    app.state.services = services = build_services(settings)
 
     app.add_middleware(ProblemMiddleware)
     problems.install(app)
@@ -153,38 +93,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _warm(app: FastAPI) -> None:
+async def _warm(services: Services) -> None:
     """One worker process started and its imports and numba kernels loaded, in the
     background: the first request then meets a ready worker (seconds saved)."""
     try:
-        await app.state.workers.warm()
+        await services.workers.warm()
     except Exception as exc:  # a failed warm-up costs only the time it would have saved
         log.warning("worker warm-up failed: %s", exc)
 
 
-async def _sweep(app: FastAPI) -> None:
+async def _sweep(services: Services) -> None:
     """Expired jobs go every ``sweep_interval_s`` (and once at startup, in JobStore)."""
     while True:
-        await asyncio.sleep(app.state.settings.sweep_interval_s)
+        await asyncio.sleep(services.settings.sweep_interval_s)
         try:
-            removed = app.state.jobs.sweep()
+            removed = services.jobs.sweep()
         except OSError as exc:
             log.warning("job sweep failed: %s", exc)
             continue
         if removed:
             log.info("removed %d expired jobs", removed)
-
-
-def _stop(app: FastAPI) -> None:
-    """On shutdown (SIGTERM, SIGINT, end of a test client): every queued or running job is
-    marked failed on disk, then every worker process is stopped and waited for."""
-    state = app.state
-    for job_id in state.jobs.active():
-        state.jobs.fail(job_id, "the server stopped during the job; submit it again")
-    for task in list(state.tasks):
-        task.cancel()
-    state.workers.shutdown()
-    state.checker.shutdown()
-    if state.ray is not None:
-        with contextlib.suppress(Exception):
-            state.ray.shutdown()

@@ -1,19 +1,45 @@
-"""Where evaluations run, behind one interface: ``await backend.evaluate(model, key_id,
-context path, payloads, segment, progress_path) → (outputs, where it ran)``.
+"""Where evaluations run, behind one interface (:class:`Backend`): ``await
+backend.evaluate(model, key_id, context path, inputs, segment, progress_path) → (outputs,
+where it ran)``, and ``shutdown()``.
 
 :class:`ProcessBackend` is the local pool of worker processes (``server.pool``), which
-read the plan and the context from the state directory; ``server.ray_backend.RayBackend``
-ships them as values to Ray tasks. Both cache plans and evaluators in workers alike
-(``server.evaluators``). Sync requests always run on the local pool; jobs run on the
-configured backend.
+read the plan, the context and a job's input from the state directory;
+``server.ray_backend.RayBackend`` ships them as values to Ray tasks. Both cache plans and
+evaluators in workers alike (``server.evaluators``) and both report a job's progress to
+``progress_path``. Sync requests always run on the local pool; jobs run on the configured
+backend.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
 
 from fastapi import HTTPException
 
 from server import memory, worker
 from server.pool import ProcessSlots, WorkerCrashed
+
+Inputs = list[bytes] | Path  # the ciphertexts, or a job's input file (framing bytes)
+
+
+class Backend(Protocol):
+    async def evaluate(
+        self,
+        model,
+        key_id: str,
+        ctx_path: Path,
+        inputs: Inputs,
+        segment: int = 0,
+        progress_path: Path | None = None,
+    ) -> tuple[list[bytes], dict]:
+        """The output ciphertexts and where the evaluation ran (``{"backend": …}``);
+        ``progress_path`` receives the fraction done as the evaluation goes."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop every worker this backend started."""
+        ...
 
 
 class ProcessBackend:
@@ -21,7 +47,13 @@ class ProcessBackend:
         self.slots, self.cache_size, self.memory_mb = slots, cache_size, memory_mb
 
     async def evaluate(
-        self, model, key_id: str, ctx_path, payloads, segment: int = 0, progress_path=None
+        self,
+        model,
+        key_id: str,
+        ctx_path: Path,
+        inputs: Inputs,
+        segment: int = 0,
+        progress_path: Path | None = None,
     ) -> tuple[list[bytes], dict]:
         """A crash fails this call only (500), running out of the plan's memory budget
         too (507): the worker is replaced and the calls waiting for a worker never see it."""
@@ -32,7 +64,7 @@ class ProcessBackend:
                 str(model.plan_path),
                 key_id,
                 str(ctx_path),
-                payloads,
+                str(inputs) if isinstance(inputs, Path) else inputs,
                 self.cache_size,
                 None if progress_path is None else str(progress_path),
                 segment,

@@ -1,4 +1,6 @@
-"""Dependencies shared by the routers: settings and bearer-token auth."""
+"""Dependencies shared by the routers: the app's services, its settings, bearer-token auth.
+
+The only place that reads ``app.state``: handlers declare what they need instead."""
 
 from __future__ import annotations
 
@@ -8,13 +10,21 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from server.services import Services
 from server.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="Set when the server runs with --token.")
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

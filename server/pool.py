@@ -38,6 +38,24 @@ def _watch_parent(parent_pid: int, period_s: float = 0.5) -> None:
             os._exit(0)  # the API is gone: nobody will read our result
 
 
+def ready(warm=None) -> int:
+    """A new worker's first call: run ``warm`` (imports, kernels) → the worker's pid, which
+    the pool keeps to watch its memory and stop it (the executor's own process table is
+    private to the standard library)."""
+    if warm is not None:
+        warm()
+    return os.getpid()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not): from /proc."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115  (one read)
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
 def init_worker(parent_pid: int) -> None:
     """Runs first in every worker: exit when the parent dies; SIGINT is the parent's."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group
@@ -52,7 +70,7 @@ class ProcessSlots:
     def __init__(self, slots: int, name: str = "worker", warm=None) -> None:
         self.name, self._warm = name, warm
         self._executors = [self._new() for _ in range(slots)]
-        self._warmed: set[int] = set()  # id() of executors whose worker has run ``warm``
+        self._pids: dict[int, int] = {}  # id(executor) → its worker's pid, once it has run
         self._free: asyncio.Queue | None = None
         self.crashes = self.out_of_memory = 0
         self._watches: set[asyncio.Task] = set()
@@ -121,23 +139,22 @@ class ProcessSlots:
             raise WorkerOutOfMemory(f"the {self.name} ran out of memory") from None
 
     async def _warmed_up(self, executor: ProcessPoolExecutor) -> ProcessPoolExecutor:
-        if self._warm is None or id(executor) in self._warmed:
+        """The executor with its worker started, warm, and its pid known."""
+        if id(executor) in self._pids:
             return executor
         try:
-            await asyncio.wrap_future(executor.submit(self._warm))
+            pid = await asyncio.wrap_future(executor.submit(ready, self._warm))
         except BrokenProcessPool:
             executor = self._replace(executor)
-            await asyncio.wrap_future(executor.submit(self._warm))
-        self._warmed.add(id(executor))
+            pid = await asyncio.wrap_future(executor.submit(ready, self._warm))
+        self._pids[id(executor)] = pid
         return executor
 
-    @staticmethod
-    async def _watch(executor, future: Future, budget: int, killed: list[bool]) -> None:
+    async def _watch(self, executor, future: Future, budget: int, killed: list[bool]) -> None:
         """Kill the worker once the call has grown it by more than ``budget`` bytes."""
-        pids = list(executor._processes or {})
-        if not pids:
+        pid = self._pids.get(id(executor))
+        if pid is None:
             return
-        pid = pids[0]
         base = memory.rss_bytes(pid)
         while base is not None and not future.done():
             rss = memory.rss_bytes(pid)
@@ -151,8 +168,7 @@ class ProcessSlots:
             await asyncio.sleep(memory.POLL_S)
 
     def _replace(self, executor: ProcessPoolExecutor) -> ProcessPoolExecutor:
-        _stop(executor)
-        self._warmed.discard(id(executor))
+        _stop(executor, self._pids.pop(id(executor), None))
         fresh = self._new()
         self._executors = [fresh if e is executor else e for e in self._executors]
         return fresh
@@ -163,28 +179,28 @@ class ProcessSlots:
         executor = await free.get()
         try:
             executor = await self._warmed_up(executor)
-            return next(iter(executor._processes or {}), 0)
+            return self._pids[id(executor)]
         finally:
             free.put_nowait(executor)
 
     def pids(self) -> list[int]:
-        return [pid for e in self._executors for pid in (e._processes or {})]
+        return [self._pids[id(e)] for e in self._executors if id(e) in self._pids]
 
     def shutdown(self, grace_s: float = 3.0) -> None:
         """Stop every worker now (running work is abandoned: the caller marks it failed)."""
         for executor in self._executors:
-            _stop(executor, grace_s)
+            _stop(executor, self._pids.pop(id(executor), None), grace_s)
 
 
-def _stop(executor: ProcessPoolExecutor, grace_s: float = 3.0) -> None:
-    processes = list((executor._processes or {}).values())
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    deadline = time.monotonic() + grace_s
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-            process.join(1.0)
+def _stop(executor: ProcessPoolExecutor, pid: int | None, grace_s: float = 3.0) -> None:
+    """SIGTERM the worker, SIGKILL it after ``grace_s``, then let the executor reap it."""
+    if pid is not None and alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     executor.shutdown(wait=True, cancel_futures=True)

@@ -14,6 +14,7 @@ class Settings(BaseSettings):
 
     models_dir: Path = Path("runs/models")  # checkpoints (*.pt) served under their file stem
     state_dir: Path = Path("runs/server-state")  # registered contexts (survive a restart)
+    plans_dir: Path | None = None  # compiled plans, reused across starts; None = state_dir/plans
     token: str | None = None  # bearer token; None = no authentication
     max_key_bytes: int = 64 * 2**20  # a context with relinearisation keys is a few MB
     max_infer_bytes: int = 768 * 2**20  # 784 CKKS ciphertexts at N=8192 are ~180 MB

@@ -7,6 +7,7 @@ crossing the process boundary is bytes and paths.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from crypto_nn.wire import framing
@@ -15,15 +16,11 @@ from server.evaluators import EvaluatorCache, run
 _cache = EvaluatorCache()
 
 
-def _progress_writer(path: Path):
+def write_progress(path: Path, fraction: float) -> None:
     """A job's progress, written where the API process reads it (atomic replace)."""
-
-    def write(fraction: float) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"{fraction:.4f}")
-        tmp.replace(path)
-
-    return write
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{fraction:.4f}")
+    tmp.replace(path)
 
 
 def evaluate(
@@ -43,7 +40,7 @@ def evaluate(
     _cache.size = cache_size
     plan, plan_key = _cache.plan(plan_path)
     evaluator = _cache.evaluator(plan, plan_key, key_id, Path(context_path))
-    progress = _progress_writer(Path(progress_path)) if progress_path else None
+    progress = None if progress_path is None else partial(write_progress, Path(progress_path))
     return run(evaluator, payloads, progress, segment)
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adversarial.attacks import balls, register
-from adversarial.base import Attack, AttackError
+from adversarial.base import Attack, AttackError, success
 
 
 def checkpoints(n_iter: int) -> list[int]:
@@ -71,6 +71,8 @@ class Trace:
     loss: list[float] = field(default_factory=list)
 
 
+@register("apgd-ce", loss="ce")
+@register("apgd-dlr", loss="dlr")
 @dataclass
 class APGD(Attack):
     eps: float = 8 / 255
@@ -110,11 +112,11 @@ class APGD(Attack):
         with torch.no_grad():
             logits = model(x)
         if target is not None:  # the caller's targets: success means reaching them
-            done = logits.argmax(1) == target
+            done = success(logits.argmax(1), y, target)
             for _ in range(self.restarts):
                 self._attack_open(model, x, y, target, done, x_out, gen, reach=True)
             return x_out
-        done = logits.argmax(1) != y
+        done = success(logits.argmax(1), y, None)
         goals = ranked_targets(logits, self.targets) if self.targets else [None]
         for goal in goals:
             for _ in range(self.restarts):
@@ -200,8 +202,7 @@ class APGD(Attack):
         s["rises"] = torch.zeros_like(s["rises"])
 
     def _success(self, logits, y, target, reach: bool) -> Tensor:
-        pred = logits.argmax(1)
-        return pred == target if reach else pred != y
+        return success(logits.argmax(1), y, target if reach else None)
 
     def _loss_grad(self, model, x_adv, y, target):
         x_adv = x_adv.detach().requires_grad_(True)
@@ -213,26 +214,3 @@ class APGD(Attack):
 
 def _keep(state: dict, mask: Tensor) -> dict:
     return {k: (None if v is None else v[mask]) for k, v in state.items()}
-
-
-@register("apgd-ce")
-def apgd_ce(
-    *, eps: float = 8 / 255, norm: str = "linf", steps: int = 100, restarts: int = 1, seed: int = 0
-) -> APGD:
-    return APGD(eps=eps, norm=norm, steps=steps, loss="ce", restarts=restarts, seed=seed)
-
-
-@register("apgd-dlr")
-def apgd_dlr(
-    *,
-    eps: float = 8 / 255,
-    norm: str = "linf",
-    steps: int = 100,
-    targets: int = 0,
-    restarts: int = 1,
-    seed: int = 0,
-) -> APGD:
-    """targets=9: APGD-T, AutoAttack's second member."""
-    return APGD(
-        eps=eps, norm=norm, steps=steps, loss="dlr", targets=targets, restarts=restarts, seed=seed
-    )

@@ -69,6 +69,7 @@ class Breakdown:
         }
 
 
+@register("autoattack")
 @dataclass
 class AutoAttack(Attack):
     eps: float = 8 / 255
@@ -161,19 +162,3 @@ def _starts(x: Tensor, aa: AutoAttack) -> range:
 def within(x_adv: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
     """Only perturbations inside the budget count (with float32 slack)."""
     return balls.size(x_adv - x, norm) <= eps * (1 + 1e-5) + 1e-6
-
-
-@register("autoattack")
-def autoattack(
-    *,
-    eps: float = 8 / 255,
-    norm: str = "linf",
-    steps: int = 100,
-    targets: int = 9,
-    square_queries: int = 5000,
-    seed: int = 0,
-) -> AutoAttack:
-    """The standard AutoAttack: APGD-CE, APGD-T, FAB-T, Square, on the survivors only."""
-    return AutoAttack(
-        eps=eps, norm=norm, steps=steps, targets=targets, square_queries=square_queries, seed=seed
-    )

@@ -15,10 +15,11 @@ import torch
 from torch import Tensor
 
 from adversarial.attacks import register
-from adversarial.base import Attack
+from adversarial.base import Attack, success
 from adversarial.oracle import as_oracle
 
 
+@register("boundary")
 @dataclass
 class Boundary(Attack):
     steps: int = 500  # one query per unfinished image each
@@ -31,8 +32,7 @@ class Boundary(Attack):
     needs_gradients = False
 
     def _is_adv(self, oracle, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-        pred = oracle.labels(x)
-        return pred == target if target is not None else pred != y
+        return success(oracle.labels(x), y, target)
 
     def _start(self, oracle, x, y, target, gen) -> tuple[Tensor, Tensor]:
         start = x.clone()
@@ -97,21 +97,3 @@ class Boundary(Attack):
                 accepted.zero_()
         x_adv[~found] = x[~found]  # no adversarial start found: report failure, not noise
         return x_adv
-
-
-@register("boundary")
-def boundary(
-    *,
-    steps: int = 500,
-    spherical_step: float = 0.01,
-    source_step: float = 0.01,
-    init_tries: int = 100,
-    seed: int = 0,
-) -> Boundary:
-    return Boundary(
-        steps=steps,
-        spherical_step=spherical_step,
-        source_step=source_step,
-        init_tries=init_tries,
-        seed=seed,
-    )

@@ -14,9 +14,10 @@ import torch
 from torch import Tensor
 
 from adversarial.attacks import register
-from adversarial.base import Attack
+from adversarial.base import Attack, success
 
 
+@register("cw")
 @dataclass
 class CarliniWagnerL2(Attack):
     c: float = 1.0  # initial trade-off constant
@@ -59,8 +60,7 @@ class CarliniWagnerL2(Attack):
                 loss.backward()
                 opt.step()
                 with torch.no_grad():
-                    pred = logits.argmax(1)
-                    ok = (pred == target) if target is not None else (pred != y)
+                    ok = success(logits.argmax(1), y, target)
                     ok &= margin <= -self.kappa + 1e-12 if self.kappa else ok
                     better = ok & (l2.sqrt() < best_l2)
                     best_l2[better] = l2.sqrt()[better]
@@ -75,10 +75,3 @@ class CarliniWagnerL2(Attack):
             lo = torch.where(succeeded, lo, torch.maximum(lo, c))
             c = torch.where(hi < 1e9, (lo + hi) / 2, c * 10)
         return best
-
-
-@register("cw")
-def cw(
-    *, c: float = 1.0, kappa: float = 0.0, steps: int = 100, search_steps: int = 5, lr: float = 0.05
-) -> CarliniWagnerL2:
-    return CarliniWagnerL2(c=c, kappa=kappa, steps=steps, search_steps=search_steps, lr=lr)

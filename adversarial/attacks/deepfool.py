@@ -17,6 +17,7 @@ from adversarial.attacks import register
 from adversarial.base import Attack, AttackError
 
 
+@register("deepfool")
 @dataclass
 class DeepFool(Attack):
     steps: int = 50
@@ -57,8 +58,3 @@ class DeepFool(Attack):
             )
             r_total = r_total + r * active.view(-1, 1, 1, 1)
         return (x + (1 + self.overshoot) * r_total).clamp(0, 1)
-
-
-@register("deepfool")
-def deepfool(*, steps: int = 50, overshoot: float = 0.02) -> DeepFool:
-    return DeepFool(steps=steps, overshoot=overshoot)

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from adversarial.attacks import balls, register
 from adversarial.attacks.apgd import ranked_targets
-from adversarial.base import Attack, AttackError
+from adversarial.base import Attack, AttackError, success
 
 
 def solve_levels(a: Tensor, v: Tensor, c: Tensor) -> Tensor:
@@ -60,6 +60,7 @@ def project_to_plane(p: Tensor, w: Tensor, b: Tensor, norm: str) -> Tensor:
     return torch.minimum(tau[:, None] * w.abs(), room) * w.sign()
 
 
+@register("fab")
 @dataclass
 class FAB(Attack):
     eps: float = 8 / 255
@@ -143,8 +144,7 @@ class FAB(Attack):
 
     @staticmethod
     def _fooled(logits: Tensor, y: Tensor, t: Tensor | None, reach: bool) -> Tensor:
-        pred = logits.argmax(1)
-        return pred == t if reach else pred != y
+        return success(logits.argmax(1), y, t if reach else None)
 
     def _step(self, p: Tensor, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         """One biased projection step onto the linearised boundary w·z + b = 0 (linearised
@@ -156,17 +156,3 @@ class FAB(Attack):
         alpha = (n_p / (n_p + n_x).clamp_min(1e-12)).clamp(max=self.alpha_max)[:, None]
         mixed = (1 - alpha) * (p + self.overshoot * d_p) + alpha * (x + self.overshoot * d_x)
         return mixed.clamp(0, 1)
-
-
-@register("fab")
-def fab(
-    *,
-    eps: float = 8 / 255,
-    norm: str = "linf",
-    steps: int = 100,
-    targets: int = 9,
-    restarts: int = 1,
-    seed: int = 0,
-) -> FAB:
-    """FAB-T: minimum-norm, toward each of the `targets` most likely other classes."""
-    return FAB(eps=eps, norm=norm, steps=steps, targets=targets, restarts=restarts, seed=seed)

@@ -20,6 +20,7 @@ from adversarial.attacks import register
 from adversarial.base import Attack
 
 
+@register("generator")
 @dataclass
 class Generator(Attack):
     rounds: int = 100  # alternations at most
@@ -86,13 +87,6 @@ class Generator(Attack):
         return g.detach()
 
 
-@register("generator")
-def generator(
-    *, rounds: int = 100, image_steps: int = 5, target_steps: int = 5, lr: float = 0.01
-) -> Generator:
-    return Generator(rounds=rounds, image_steps=image_steps, target_steps=target_steps, lr=lr)
-
-
 @dataclass
 class TargetGrid:
     """Every source image aimed at every class: the exercise's grid (seed 001 B)."""
@@ -127,7 +121,7 @@ def target_grid(model, images: Tensor, labels: list[int], classes: int, **option
     y = torch.tensor(labels, device=images.device).repeat_interleave(classes)
     target = torch.arange(classes, device=images.device).repeat(s)
     t0 = time.perf_counter()
-    x_adv = generator(**options)(model, x, y, target)
+    x_adv = Generator(**options)(model, x, y, target)
     seconds = time.perf_counter() - t0
     with torch.no_grad():
         model.eval()

@@ -18,6 +18,7 @@ from adversarial.attacks import register
 from adversarial.base import Attack
 
 
+@register("jsma")
 @dataclass
 class JSMA(Attack):
     theta: float = 1.0  # value a chosen pixel is pushed to (1 = saturate)
@@ -75,8 +76,3 @@ class JSMA(Attack):
             if not step.any():
                 break
         return x_adv.view_as(x)
-
-
-@register("jsma")
-def jsma(*, theta: float = 1.0, gamma: float = 0.1) -> JSMA:
-    return JSMA(theta=theta, gamma=gamma)

@@ -20,6 +20,7 @@ from adversarial.attacks import register
 from adversarial.base import Attack
 
 
+@register("lbfgs")
 @dataclass
 class LBFGS(Attack):
     c: float = 0.1  # initial weight of ‖δ‖²
@@ -70,8 +71,3 @@ class LBFGS(Attack):
             hi = np.where(ok, hi, np.minimum(hi, c))
             c = np.where(np.isinf(hi), c * 10, (lo + hi) / 2)
         return best
-
-
-@register("lbfgs")
-def lbfgs(*, c: float = 0.1, search_steps: int = 6, max_iter: int = 50) -> LBFGS:
-    return LBFGS(c=c, search_steps=search_steps, max_iter=max_iter)

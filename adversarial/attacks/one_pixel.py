@@ -20,6 +20,7 @@ from adversarial.base import Attack
 from adversarial.oracle import as_oracle
 
 
+@register("one-pixel")
 @dataclass
 class OnePixel(Attack):
     pixels: int = 1
@@ -74,8 +75,3 @@ class OnePixel(Attack):
             )
             out[i] = self._apply(x[i], res.x.reshape(-1, 1))[0]
         return out
-
-
-@register("one-pixel")
-def one_pixel(*, pixels: int = 1, popsize: int = 20, maxiter: int = 30, seed: int = 0) -> OnePixel:
-    return OnePixel(pixels=pixels, popsize=popsize, maxiter=maxiter, seed=seed)

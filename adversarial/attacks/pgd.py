@@ -17,13 +17,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adversarial.attacks import register
-from adversarial.base import Attack, AttackError, least_likely
+from adversarial.base import Attack, AttackError, least_likely, success
 
 
+@register("pgd")
 @dataclass
 class LinfPGD(Attack):
     eps: float = 8 / 255  # radius of the L∞ ball
-    step: float = 2 / 255  # step size α
+    step: float | None = None  # step size α; None: ε/4
     steps: int = 10
     random_start: bool = True
     restarts: int = 1  # keep, per image, the first restart that succeeds
@@ -33,6 +34,8 @@ class LinfPGD(Attack):
     name = "pgd"
 
     def __post_init__(self) -> None:
+        if self.step is None:
+            self.step = self.default_step()
         if self.loss not in ("ce", "margin"):
             raise AttackError(f"loss={self.loss!r}: choose ce or margin")
         if self.eps < 0 or self.step <= 0 or self.steps < 1 or self.restarts < 1:
@@ -40,6 +43,9 @@ class LinfPGD(Attack):
                 f"eps={self.eps}, step={self.step}, steps={self.steps}, restarts={self.restarts}: "
                 "need eps ≥ 0, step > 0, steps ≥ 1, restarts ≥ 1"
             )
+
+    def default_step(self) -> float:
+        return self.eps / 4
 
     # --- the norm's hooks -------------------------------------------------------------------
     def start(self, x: Tensor) -> Tensor:
@@ -63,8 +69,7 @@ class LinfPGD(Attack):
         for _ in range(self.restarts):
             x_adv = self._one_run(model, x, y, target)
             with torch.no_grad():
-                pred = model(x_adv).argmax(1)
-            won = (pred == target) if target is not None else (pred != y)
+                won = success(model(x_adv).argmax(1), y, target)
             best[open_ & won] = x_adv[open_ & won]
             open_ &= ~won
             if not open_.any():
@@ -97,10 +102,10 @@ class LinfPGD(Attack):
         return x_adv
 
 
+@register("pgd-l2")
 @dataclass
 class L2PGD(LinfPGD):
     eps: float = 1.0  # radius of the L2 ball
-    step: float = 0.2
 
     name = "pgd-l2"
 
@@ -120,49 +125,43 @@ class L2PGD(LinfPGD):
         return (x + delta).clamp(0, 1)
 
 
-@register("pgd")
-def pgd(
-    *,
-    eps: float = 8 / 255,
-    step: float | None = None,
-    steps: int = 10,
-    restarts: int = 1,
-    random_start: bool = True,
-    loss: str = "ce",
-) -> LinfPGD:
-    return LinfPGD(
-        eps=eps,
-        step=step or eps / 4,
-        steps=steps,
-        restarts=restarts,
-        random_start=random_start,
-        loss=loss,
-    )
-
-
-@register("pgd-l2")
-def pgd_l2(
-    *, eps: float = 1.0, step: float | None = None, steps: int = 10, restarts: int = 1
-) -> L2PGD:
-    return L2PGD(eps=eps, step=step or eps / 4, steps=steps, restarts=restarts)
-
-
 @register("fgsm")
-def fgsm(*, eps: float = 8 / 255) -> LinfPGD:
-    """One step of size ε from x itself."""
-    return LinfPGD(eps=eps, step=eps, steps=1, random_start=False)
+@dataclass
+class FGSM(LinfPGD):
+    """One step of size ε from x itself (step None: ε)."""
+
+    steps: int = 1
+    random_start: bool = False
+
+    name = "fgsm"
+
+    def default_step(self) -> float:
+        return self.eps
 
 
 @register("bim")
-def bim(*, eps: float = 8 / 255, step: float = 1 / 255, steps: int | None = None) -> LinfPGD:
-    """Kurakin's iteration count: min(ε·255 + 4, 1.25·ε·255)."""
-    steps = steps or int(min(eps * 255 + 4, 1.25 * eps * 255))
-    return LinfPGD(eps=eps, step=step, steps=max(1, steps), random_start=False)
+@dataclass
+class BIM(LinfPGD):
+    """Kurakin et al.'s basic iterative method: step 1/255 from x itself; steps None: their
+    count, min(ε·255 + 4, 1.25·ε·255)."""
+
+    step: float | None = 1 / 255
+    steps: int | None = None
+    random_start: bool = False
+
+    name = "bim"
+
+    def __post_init__(self) -> None:
+        if self.steps is None:
+            self.steps = max(1, int(min(self.eps * 255 + 4, 1.25 * self.eps * 255)))
+        super().__post_init__()
 
 
 @register("ilcm")
-def ilcm(*, eps: float = 8 / 255, step: float = 1 / 255, steps: int | None = None) -> LinfPGD:
-    attack = bim(eps=eps, step=step, steps=steps)
-    attack.least_likely_target = True
-    attack.name = "ilcm"
-    return attack
+@dataclass
+class ILCM(BIM):
+    """BIM aimed at each image's least-likely class (Kurakin's iterative least-likely class)."""
+
+    least_likely_target: bool = True
+
+    name = "ilcm"

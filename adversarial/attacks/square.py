@@ -42,6 +42,7 @@ def _rand_sign(gen: torch.Generator, like: Tensor, *shape: int) -> Tensor:
     return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(like.device, like.dtype)
 
 
+@register("square")
 @dataclass
 class Square(Attack):
     eps: float = 8 / 255
@@ -95,6 +96,7 @@ class Square(Attack):
         return x_adv
 
 
+@register("square-l2")
 @dataclass
 class SquareL2(Square):
     """Square attack, L2: the same random search, with the L2 update simplified from the
@@ -152,17 +154,3 @@ def _pyramid(side: int, device, dtype) -> Tensor:
     i = torch.arange(side, device=device, dtype=dtype)
     ring = torch.minimum(torch.minimum(i, side - 1 - i)[:, None], torch.minimum(i, side - 1 - i))
     return (ring + 1) / (ring + 1).square().sum().sqrt()
-
-
-@register("square")
-def square(
-    *, eps: float = 8 / 255, queries: int = 1000, p_init: float = 0.1, seed: int = 0
-) -> Square:
-    return Square(eps=eps, queries=queries, p_init=p_init, seed=seed)
-
-
-@register("square-l2")
-def square_l2(
-    *, eps: float = 1.0, queries: int = 1000, p_init: float = 0.3, seed: int = 0
-) -> SquareL2:
-    return SquareL2(eps=eps, queries=queries, p_init=p_init, seed=seed)

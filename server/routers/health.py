@@ -1,18 +1,20 @@
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+
+from server.deps import ServicesDep
+from server.schemas import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz(request: Request) -> dict:
+@router.get("/healthz", response_model=Health)
+async def healthz(services: ServicesDep) -> Health:
     """Liveness, the served models and the work in flight (on the event loop itself: no
     thread-pool slot to wait for while uploads are being written)."""
-    state = request.app.state
-    return {
-        "status": "ok",
-        "models": sorted(state.models),
-        "in_flight": state.gate.active,
-        "uploads": state.uploads.active,
-        "worker_crashes": state.workers.crashes + state.checker.crashes,
-        "worker_out_of_memory": state.workers.out_of_memory,
-    }
+    return Health(
+        status="ok",
+        models=sorted(services.models),
+        in_flight=services.gate.active,
+        uploads=services.uploads.active,
+        worker_crashes=services.workers.crashes + services.checker.crashes,
+        worker_out_of_memory=services.workers.out_of_memory,
+    )

@@ -5,25 +5,15 @@ from fastapi import APIRouter, HTTPException, Request
 from crypto_nn.wire import context as ctx_format
 from server import keycheck
 from server.body import client_of, read_body
-from server.deps import Auth, SettingsDep
+from server.deps import Auth, ServicesDep
 from server.pool import WorkerCrashed
+from server.schemas import BINARY_BODY, KeyRegistered
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[Auth])
 
 
-@router.post(
-    "",
-    status_code=201,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-            },
-        }
-    },
-)
-async def register_key(request: Request, settings: SettingsDep) -> dict:
+@router.post("", status_code=201, response_model=KeyRegistered, openapi_extra=BINARY_BODY)
+async def register_key(request: Request, services: ServicesDep) -> KeyRegistered:
     """Register a public evaluation context (crypto_nn.wire.context bytes) → ``key_id``.
 
     Refused (422, nothing stored): not a context, a part that is not exactly one SEAL
@@ -31,8 +21,8 @@ async def register_key(request: Request, settings: SettingsDep) -> dict:
     matching no served plan, keys that lack a component or fail a trial relinearisation
     or rotation. Past the key store's bounds the least recently used keys are evicted.
     """
-    state = request.app.state
-    with state.uploads.slot(client_of(request)) as ticket:
+    settings = services.settings
+    with services.uploads.slot(client_of(request)) as ticket:
         body = await read_body(
             request,
             limit=settings.max_key_bytes,
@@ -44,7 +34,7 @@ async def register_key(request: Request, settings: SettingsDep) -> dict:
             total_timeout_s=settings.body_timeout_s,
         )
         try:
-            checked = await state.checker.run(keycheck.check_context, body, state.plan_needs)
+            checked = await services.checker.run(keycheck.check_context, body, services.plan_needs)
         except WorkerCrashed:
             raise HTTPException(
                 422,
@@ -53,18 +43,18 @@ async def register_key(request: Request, settings: SettingsDep) -> dict:
             ) from None
         del body
     key_id = hashlib.sha256(checked.context).hexdigest()[:32]
-    evicted = state.keys.add(
+    evicted = services.keys.add(
         key_id,
         checked.context,
         checked.models,
         checked.refused,
         keycheck.CHECK_VERSION,
-        state.jobs.in_use,
+        services.jobs.in_use,
     )
-    return {
-        "key_id": key_id,
-        "models": checked.models,
-        "refused": checked.refused,
-        "dropped_parts": checked.dropped,
-        "evicted": len(evicted),
-    }
+    return KeyRegistered(
+        key_id=key_id,
+        models=checked.models,
+        refused=checked.refused,
+        dropped_parts=checked.dropped,
+        evicted=len(evicted),
+    )

@@ -1,28 +1,26 @@
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from server import memory
-from server.deps import Auth
+from server.deps import Auth, ServicesDep
+from server.schemas import Limits, Usage
 
 router = APIRouter(prefix="/v1", tags=["health"], dependencies=[Auth])
 
 
-@router.get("/limits")
-def limits(request: Request) -> dict:
+@router.get("/limits", response_model=Limits)
+def limits(services: ServicesDep) -> Limits:
     """The limits this server enforces (sizes, timeouts, quotas) and how much is used."""
-    state = request.app.state
-    override = state.settings.worker_memory_mb
-    return {
-        "limits": state.settings.limits()
-        | {
-            "worker_memory_bytes": {
-                name: memory.budget_for(model.plan, override)
-                for name, model in sorted(state.models.items())
-            }
-        },
-        "usage": {
-            "keys": state.keys.usage(),
-            "jobs": state.jobs.usage(),
-            "uploads": state.uploads.active,
-            "evaluations": state.gate.active,
-        },
+    override = services.settings.worker_memory_mb
+    budgets = {
+        name: memory.budget_for(model.plan, override)
+        for name, model in sorted(services.models.items())
     }
+    return Limits(
+        limits=services.settings.limits() | {"worker_memory_bytes": budgets},
+        usage=Usage(
+            keys=services.keys.usage(),
+            jobs=services.jobs.usage(),
+            uploads=services.uploads.active,
+            evaluations=services.gate.active,
+        ),
+    )

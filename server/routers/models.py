@@ -1,23 +1,22 @@
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter
 
 from crypto_nn.roles import VERSION
-from server.deps import Auth
+from server.deps import Auth, ServicesDep
+from server.schemas import ModelList, PlanDescription
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Auth])
 
 
-@router.get("")
-def list_models(request: Request) -> dict:
+@router.get("", response_model=ModelList)
+def list_models(services: ServicesDep) -> ModelList:
     """Every served model's plan description (scheme, packing, parameters, encodings)."""
-    return {
-        "protocol_version": VERSION,
-        "models": [m.plan.describe() for m in request.app.state.models.values()],
-    }
+    return ModelList(
+        protocol_version=VERSION,
+        models=[PlanDescription(**m.plan.describe()) for m in services.models.values()],
+    )
 
 
-@router.get("/{name}")
-def get_model(name: str, request: Request) -> dict:
-    models = request.app.state.models
-    if name not in models:
-        raise HTTPException(404, f"unknown model {name!r}; served: {', '.join(sorted(models))}")
-    return models[name].plan.describe()
+@router.get("/{name}", response_model=PlanDescription)
+def get_model(name: str, services: ServicesDep) -> PlanDescription:
+    """One served model's plan description (404 names the served ones)."""
+    return PlanDescription(**services.model(name).plan.describe())

@@ -21,6 +21,8 @@ def models_dir(tmp_path_factory, square_mlp_checkpoint):
 
 def make_client(models_dir, state_dir, **overrides):
     overrides.setdefault("warm_workers", False)  # most tests never evaluate: spawn lazily
+    # one plans folder per models folder: each app loads the plans the first one compiled
+    overrides.setdefault("plans_dir", models_dir.parent / f"{models_dir.name}-plans")
     settings = Settings(
         models_dir=models_dir, state_dir=state_dir, calibration_images=200, **overrides
     )

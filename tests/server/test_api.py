@@ -155,20 +155,21 @@ def test_body_limits_and_busy(models_dir, tmp_path, new_api, client_keys):
         _problem(
             api.post(url, params={"key_id": key_id}, content=b"x" * 5000), 413, "limit here is 1000"
         )
-        api.app.state.uploads.active = api.app.state.uploads.limit  # every upload slot taken
+        uploads = api.app.state.services.uploads
+        uploads.active = uploads.limit  # every upload slot taken
         busy = api.post(url, params={"key_id": key_id}, content=b"x")
         _problem(busy, 503, "uploads in progress")
         assert busy.headers["retry-after"] == "2"
-        api.app.state.uploads.active = 0
+        api.app.state.services.uploads.active = 0
     with new_api(tmp_path / "u", max_queued=1) as api:
         keys = client_keys(api)
         key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
         body = framing.pack(keys.encrypt_batch(data.load("digits", "test").images[:2]))
-        api.app.state.gate.active = 1  # one evaluation already in flight
+        api.app.state.services.gate.active = 1  # one evaluation already in flight
         busy = api.post("/v1/models/digits-mlp/infer", params={"key_id": key_id}, content=body)
         _problem(busy, 503, "evaluations in flight")  # read whole, then refused a slot
         assert busy.headers["retry-after"] == "5"
-        api.app.state.gate.active = 0
+        api.app.state.services.gate.active = 0
     with new_api(tmp_path / "t", max_key_bytes=1000) as api:
         _problem(api.post("/v1/keys", content=b"x" * 5000), 413, "limit here is 1000")
 
@@ -242,11 +243,11 @@ def test_a_worker_killed_between_requests_is_replaced_unnoticed(api, client_keys
     body = framing.pack(keys.encrypt_batch(data.load("digits", "test").images[:4]))
     url = "/v1/models/digits-mlp/infer"
     assert api.post(url, params={"key_id": key_id}, content=body).status_code == 200
-    (pid,) = api.app.state.workers.pids()
+    (pid,) = api.app.state.services.workers.pids()
     os.kill(pid, signal.SIGKILL)
     _time.sleep(0.5)
     assert api.post(url, params={"key_id": key_id}, content=body).status_code == 200
-    assert api.app.state.workers.pids() != [pid]
+    assert api.app.state.services.workers.pids() != [pid]
 
 
 def test_workers_start_and_load_their_kernels_at_start_up(new_api, tmp_path):
@@ -257,11 +258,11 @@ def test_workers_start_and_load_their_kernels_at_start_up(new_api, tmp_path):
 
     with new_api(tmp_path / "state", warm_workers=True) as api:
         deadline = time.monotonic() + 120
-        while not api.app.state.workers.pids() and time.monotonic() < deadline:
+        while not api.app.state.services.workers.pids() and time.monotonic() < deadline:
             time.sleep(0.1)
-        (pid,) = api.app.state.workers.pids()  # spawned before any request
-        while api.app.state.tasks and time.monotonic() < deadline:
+        (pid,) = api.app.state.services.workers.pids()  # spawned before any request
+        while api.app.state.services.tasks and time.monotonic() < deadline:
             time.sleep(0.1)  # the warm-up task finished: imports and kernels loaded
-        assert not api.app.state.tasks and api.get("/healthz").status_code == 200
+        assert not api.app.state.services.tasks and api.get("/healthz").status_code == 200
     with pytest.raises(ProcessLookupError):  # stopped with the app
         os.kill(pid, 0)

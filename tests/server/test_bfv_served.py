@@ -165,7 +165,7 @@ def test_two_clients_of_a_key_less_plan_keep_their_own_job_quota(bfv_api):
     ]
     assert ids[0] != ids[1]
     assert bfv_api.post("/v1/keys", content=alice.public_context()).json()["key_id"] == ids[0]
-    jobs = bfv_api.app.state.jobs
+    jobs = bfv_api.app.state.services.jobs
     held = [jobs.new_dir()[0] for _ in range(jobs.max_active_per_key)]
     for job_id in held:  # alice holds her whole quota
         jobs.create(job_id, "digits-relu-bfv", ids[0], 1)

@@ -75,7 +75,7 @@ def test_keys_missing_components_or_of_the_wrong_kind_are_refused(api, tmp_path,
 def _plant_key(api, context: bytes) -> str:
     """A key on disk as if it had passed registration (what a checker bug would let in)."""
     key_id = hashlib.sha256(context).hexdigest()[:32]
-    store = api.app.state.keys
+    store = api.app.state.services.keys
     store.add(key_id, context, ["digits-mlp"], {}, CHECK_VERSION, lambda _: False)
     return key_id
 
@@ -96,8 +96,9 @@ def test_a_crashing_worker_fails_only_the_request_that_crashed_it(api, client_ke
     import server.worker as worker_module
 
     dead = "dead" + honest[4:]
-    api.app.state.keys.add(dead, keys.public_context(), ["digits-mlp"], {}, CHECK_VERSION, bool)
-    api.app.state.gate.limit = api.app.state.uploads.per_client = 10
+    services = api.app.state.services
+    services.keys.add(dead, keys.public_context(), ["digits-mlp"], {}, CHECK_VERSION, bool)
+    api.app.state.services.gate.limit = api.app.state.services.uploads.per_client = 10
     results = {}
 
     def post(name, key_id):
@@ -116,7 +117,7 @@ def test_a_crashing_worker_fails_only_the_request_that_crashed_it(api, client_ke
         worker_module.evaluate = original
     assert results.pop("hostile") == 500
     assert set(results.values()) == {200} and len(results) == 4, results
-    assert api.app.state.workers.crashes == 1
+    assert api.app.state.services.workers.crashes == 1
 
 
 def crash_for_dead_keys(plan_path, key_id, *args):
@@ -214,13 +215,13 @@ def test_jobs_are_bounded_per_key_and_overall(new_api, tmp_path, client_keys, ru
         key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
         body = framing.pack(keys.encrypt_batch(data.load("digits", "test").images[:4]))
         url = "/v1/models/digits-mlp/jobs"
-        api.app.state.jobs._active["f" * 32] = key_id  # one of this key's jobs is queued
+        api.app.state.services.jobs._active["f" * 32] = key_id  # one of this key's jobs is queued
         refused = api.post(url, params={"key_id": key_id}, content=body)
         _problem(refused, 503, "bound per key")
         assert refused.headers["retry-after"]
-        api.app.state.jobs._active["e" * 32] = "0" * 32  # and one of another key's
+        api.app.state.services.jobs._active["e" * 32] = "0" * 32  # and one of another key's
         _problem(api.post(url, params={"key_id": key_id}, content=body), 503, "server's bound")
-        api.app.state.jobs._active.clear()
+        api.app.state.services.jobs._active.clear()
         assert not [p for p in (tmp_path / "s" / "jobs").iterdir()]  # nothing was kept
         assert api.post(url, params={"key_id": key_id}, content=body).status_code == 202
         limits = api.get("/v1/limits").json()
@@ -236,7 +237,7 @@ def test_ended_jobs_expire_and_failed_inputs_are_deleted(new_api, tmp_path, clie
         assert status["state"] == "done"
         job_dir = tmp_path / "s" / "jobs" / status["id"]
         assert not (job_dir / "input.bin").exists() and (job_dir / "result.bin").exists()
-        jobs = api.app.state.jobs
+        jobs = api.app.state.services.jobs
         assert jobs.sweep(now=time.time()) == 0
         assert jobs.sweep(now=time.time() + 120) == 1 and not job_dir.exists()
         assert api.get(f"/v1/jobs/{status['id']}").status_code == 404

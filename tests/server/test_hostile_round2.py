@@ -101,8 +101,8 @@ def test_the_other_worker_keeps_serving_while_one_runs_out_of_memory(api, client
     replaced; the call beside it, and the next one on the fresh worker, are served."""
     keys = client_keys(api)
     key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
-    model = api.app.state.models["digits-mlp"]
-    ctx_path = api.app.state.keys.ctx_path(key_id)
+    model = api.app.state.services.models["digits-mlp"]
+    ctx_path = api.app.state.services.keys.ctx_path(key_id)
     payloads = keys.encrypt_batch(data.load("digits", "test").images[:4])
     args = (worker.evaluate, str(model.plan_path), key_id, str(ctx_path), payloads, 4, None, 0)
     budget = memory.budget_for(model.plan)
@@ -140,7 +140,7 @@ def test_a_small_ciphertext_declaring_gigabytes_never_grows_the_worker(api, clie
     key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
     cts = keys.encrypt_batch(data.load("digits", "test").images[:2])
     assert api.post(INFER, params={"key_id": key_id}, content=framing.pack(cts)).is_success
-    (pid,) = api.app.state.workers.pids()
+    (pid,) = api.app.state.services.workers.pids()
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")
     before = psutil.Process(pid).memory_info().rss

@@ -101,7 +101,7 @@ def test_zstd_decompression_bombs_are_refused_without_inflating(api, client_keys
     cts = keys.encrypt_batch(data.load("digits", "test").images[:2])
     url = "/v1/models/digits-mlp/infer"
     assert api.post(url, params={"key_id": key_id}, content=framing.pack(cts)).status_code == 200
-    worker_pid = api.app.state.workers.pids()[0]
+    worker_pid = api.app.state.services.workers.pids()[0]
     before = _rss_mb(worker_pid)
     bombed = [_zstd_bomb(cts[0])] + cts[1:]
     response = api.post(url, params={"key_id": key_id}, content=framing.pack(bombed))
