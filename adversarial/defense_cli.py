@@ -99,6 +99,13 @@ def defend_cmd(
     lr: float = 2e-3,
     n_train: Annotated[int | None, typer.Option(help="First N training images.")] = None,
     eval_n: Annotated[int, typer.Option(help="Test images attacked when judging.")] = 500,
+    budget: Annotated[
+        str,
+        typer.Option(
+            help="Judging attacks' strength: full (PGD-20×5, AutoAttack with Square 5,000, "
+            "Square 1,000, Boundary 200) or quick (fewer steps: a smoke check only)."
+        ),
+    ] = "full",
     eps: Annotated[float, typer.Option(help="L∞ budget of the judging attacks.")] = 0.1,
     classes: Annotated[str | None, typer.Option(help="Only these classes: 0,1,2,3.")] = None,
     seed: int = 0,
@@ -109,8 +116,10 @@ def defend_cmd(
     """Train (or wrap) a model with a defense, then judge it: clean accuracy, AutoAttack
     (the headline), PGD-20×5, the attack adapted to the defense, score- and decision-only
     black boxes, and the gradient-masking check."""
-    from adversarial.defenses.judge import judge
+    from adversarial.defenses.judge import BUDGETS, judge
 
+    if budget not in BUDGETS:
+        raise UserError(f"--budget {budget}: choose {' or '.join(BUDGETS)}")
     if method not in defenses.names():
         raise UserError(f"--method {method}: unknown; choose one of {', '.join(defenses.names())}")
     seed_everything(seed)
@@ -148,7 +157,11 @@ def defend_cmd(
         defended = defense.wrap(base).to(dev)
     seconds = time.perf_counter() - t0
     x, y = _tensor(test_set.subset(eval_n), dev)
-    report = judge(defended, x, y, eps=eps, adapted=ADAPTED.get(method, "none"), base=base)
+    report = judge(
+        defended, x, y, eps=eps, adapted=ADAPTED.get(method, "none"), base=base,
+        **BUDGETS[budget],
+    )  # fmt: skip
+    report["budget"] = budget
     if method == "squeeze":
         report["detection"] = _detection(defended, x, y, eps, seed)
     if generator_before is not None:

@@ -19,8 +19,8 @@ import torch
 from bench import he_single
 from bench.common import plain_timings, timed, trained_model
 from crypto_nn import rns
-from crypto_nn.ckks import plan as plan_mod
-from crypto_nn.ckks.batch import BatchEvaluator
+from crypto_nn.ckks import compile as plan_mod
+from crypto_nn.ckks.batch import CkksBatchEvaluator
 from crypto_nn.ckks.client import make_keys
 from crypto_nn.ckks.layers import Affine, Poly, Square
 from crypto_nn.ckks.params import choose_ckks, value_bits
@@ -198,11 +198,11 @@ def _batch(net, plan, test, quick: bool) -> dict:
     cts, encrypt_s = timed(lambda: keys.encrypt_batch(images))
     # the server's whole step, bytes in → bytes out (parse or load, layers, serialise);
     # the GEMM route's first call also allocates its buffers: a server pays that once
-    evaluator = BatchEvaluator(plan, public)
+    evaluator = CkksBatchEvaluator(plan, public)
     rns.warm_up()
     _, first_eval_s = timed(lambda: evaluator.run(cts))
     out_bytes, eval_s = timed(lambda: evaluator.run(cts))
-    terms = BatchEvaluator(plan, public, route="terms")  # the evaluator before the GEMM route
+    terms = CkksBatchEvaluator(plan, public, route="terms")  # the evaluator before the GEMM route
     terms_bytes, terms_eval_s = timed(lambda: terms.run(cts))
     inputs, load_s = timed(lambda: terms.load_inputs(cts))  # SEAL's own parse, for reference
     del inputs

@@ -20,7 +20,7 @@ from torch import nn
 
 from bench.common import timed
 from crypto_nn.ckks.client import make_keys
-from crypto_nn.ckks.single import SingleEvaluator
+from crypto_nn.ckks.single import CkksSingleEvaluator
 from crypto_nn.wire import seal_bytes
 from nets.layers import Square
 
@@ -103,7 +103,7 @@ def _tutorial_rows(ctx, images, k, stride, pad, kernels, conv_bias, w1, b1, w2, 
 def run_single(plan, images: np.ndarray) -> dict:
     """Our single packing over ``images``: medians per image; keygen once."""
     (keys, public), keygen_s = timed(lambda: make_keys(plan))
-    evaluator, setup_s = timed(lambda: SingleEvaluator(plan, public))
+    evaluator, setup_s = timed(lambda: CkksSingleEvaluator(plan, public))
     rows, logits = [], []
     for image in images:
         cts, enc_s = timed(lambda image=image: keys.encrypt_single(image))

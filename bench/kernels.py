@@ -31,6 +31,7 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+@torch.no_grad()  # inference only; the caller's grad mode is given back
 def run(
     *,
     model_name: str,
@@ -41,7 +42,6 @@ def run(
     seed: int,
 ) -> dict:
     seed_everything(seed)
-    torch.set_grad_enabled(False)
     test = data.load(data_name, "test")
     if checkpoint:
         net, meta = ckpt_io.load(checkpoint)

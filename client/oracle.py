@@ -19,14 +19,14 @@ from torch import Tensor
 
 from client.api import Client
 from client.session import run_images
-from crypto_nn.ckks.client import ClientKeys
-from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.ckks.client import CkksClient
+from crypto_nn.ckks.plan import CkksClientPlan
 
 
 @dataclass
 class _Served:
     name: str
-    keys: ClientKeys
+    keys: CkksClient
     key_id: str
     seconds: list[float] = field(default_factory=list)  # per request (batch) or per image
 
@@ -45,8 +45,8 @@ class EncryptedModel:
         self.served: dict[str, _Served] = {}
         for packing, name in (("batch", batch_model), ("single", single_model)):
             if name is not None:
-                plan = ClientPlan.from_description(client.model(name))
-                keys = ClientKeys(plan)
+                plan = CkksClientPlan.from_description(client.model(name))
+                keys = CkksClient(plan)
                 self.served[packing] = _Served(
                     name, keys, client.register_key(keys.public_context())
                 )

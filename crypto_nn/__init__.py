@@ -24,7 +24,7 @@ def compile(model, calibration=None, *, scheme: str = "ckks", packing: str = "ba
     from crypto_nn.errors import CompileError
 
     if scheme == "ckks":
-        from crypto_nn.ckks.plan import compile as compile_ckks
+        from crypto_nn.ckks.compile import compile as compile_ckks
 
         if calibration is None:
             raise CompileError(
@@ -65,10 +65,10 @@ def client_for(description: dict, secret: bytes | None = None):
 
     desc = parse_description(description)
     if desc.get("scheme") == "ckks":
-        from crypto_nn.ckks.client import ClientKeys
-        from crypto_nn.ckks.plan import ClientPlan
+        from crypto_nn.ckks.client import CkksClient
+        from crypto_nn.ckks.plan import CkksClientPlan
 
-        return ClientKeys(ClientPlan.from_description(desc), secret=secret)
+        return CkksClient(CkksClientPlan.from_description(desc), secret=secret)
     if desc.get("scheme") != "bfv":
         raise CompileError(f"plan scheme {str(desc.get('scheme'))[:20]!r}: not ckks or bfv")
     if secret is not None:

@@ -46,6 +46,16 @@ def _attack_all(attack, model, x, y, batch_size):
     )
 
 
+# attack budgets of ``judge``: "full" is the published strength; "quick" the same attacks
+# with fewer steps and queries (a smoke check; its numbers over-state robustness)
+BUDGETS: dict[str, dict[str, int]] = {
+    "full": {"steps": 20, "restarts": 5, "square_queries": 1000, "boundary_steps": 200,
+             "autoattack_square_queries": 5000},
+    "quick": {"steps": 10, "restarts": 1, "square_queries": 200, "boundary_steps": 30,
+              "autoattack_square_queries": 300},
+}  # fmt: skip
+
+
 def judge(
     defended: nn.Module,
     x: Tensor,

@@ -12,25 +12,28 @@ Scales are tracked by SEAL; every constant is encoded at the exact scale it must
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tenseal.sealapi as seal
 
 from crypto_nn import rns
 from crypto_nn.ckks.layers import Affine, Poly, Square
-from crypto_nn.ckks.plan import Plan
 from crypto_nn.errors import ContextError
 from crypto_nn.roles import check_segment
 from crypto_nn.wire import residues, seal_bytes, seeded
 from crypto_nn.wire.key_checks import load_keys
 
+if TYPE_CHECKING:  # the plan imports this module (lazily): no cycle at run time
+    from crypto_nn.ckks.plan import CkksPlan
+
 ACTIVATION_UNITS = 10  # a square + relinearisation + rescale ≈ 10 weighted-sum terms
 
 
-class BatchEvaluator:
+class CkksBatchEvaluator:
     """Runs one plan on ciphertexts made for the given public context."""
 
-    def __init__(self, plan: Plan, public_context: bytes, *, route: str = "gemm") -> None:
+    def __init__(self, plan: CkksPlan, public_context: bytes, *, route: str = "gemm") -> None:
         """``route``: "gemm" runs each affine layer as one integer matrix product over the
         ciphertexts' residues (``crypto_nn.rns``); "terms" runs it term by term in SEAL
         (the reference: both give the same ciphertexts bit for bit)."""

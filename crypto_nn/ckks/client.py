@@ -1,6 +1,6 @@
 """Client side of a plan: make keys, encrypt a batch, decrypt and decode. Bytes out, bytes in.
 
-The secret key never leaves :class:`ClientKeys`; :meth:`ClientKeys.public_context` is
+The secret key never leaves :class:`CkksClient`; :meth:`CkksClient.public_context` is
 what goes to the server. Inputs are encrypted with the secret key (SEAL's symmetric,
 *seeded* encryption: the second polynomial is replaced by a 64-byte seed, halving the
 upload) and modulus-switched to nothing lower than the plan needs.
@@ -14,17 +14,17 @@ import numpy as np
 import tenseal.sealapi as seal
 
 from crypto_nn import slots
-from crypto_nn.ckks.plan import Plan
+from crypto_nn.ckks.plan import CkksPlan
 from crypto_nn.errors import ContextError
 from crypto_nn.roles import Send, check_pixels, timed
 from crypto_nn.wire import context as ctx_format
 from crypto_nn.wire import seal_bytes
 
 
-class ClientKeys:
+class CkksClient:
     """A secret key for one plan's parameters, with its encoder, encryptor and decryptor."""
 
-    def __init__(self, plan: Plan, secret: bytes | None = None) -> None:
+    def __init__(self, plan: CkksPlan, secret: bytes | None = None) -> None:
         """New keys, or the ones saved with :meth:`save_secret` when ``secret`` is given."""
         self.plan = plan
         self.context = plan.params.seal_context()
@@ -147,7 +147,7 @@ class ClientKeys:
         return timed(timings, "decrypt_s", lambda: self.decrypt_batch(outs, len(images)))
 
 
-def make_keys(plan: Plan) -> tuple[ClientKeys, bytes]:
+def make_keys(plan: CkksPlan) -> tuple[CkksClient, bytes]:
     """→ (secret client keys, public context bytes for the server)."""
-    keys = ClientKeys(plan)
+    keys = CkksClient(plan)
     return keys, keys.public_context()

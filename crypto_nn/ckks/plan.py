@@ -1,6 +1,7 @@
-"""``compile(model, ...) -> Plan``: what the server runs and the client needs to know.
+"""CKKS plan data: :class:`CkksPlan` (what the server runs) and :class:`CkksClientPlan` (what a
+client rebuilds from the published description). Compilers are in ``ckks.compile``.
 
-A Plan is a plain, JSON-serialisable description (layers, encodings, scheme parameters,
+A plan is a plain, JSON-serialisable description (layers, encodings, scheme parameters,
 rotation steps, output decoding, format version) plus the arrays that run it. The
 description travels to clients (``GET /v1/models``); the arrays stay with the server.
 """
@@ -12,22 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from torch import nn
 
 from crypto_nn import slots
 from crypto_nn.ckks import layers as plan_layers
-from crypto_nn.ckks.params import CkksParams, choose_ckks, choose_ckks_single, value_bits
+from crypto_nn.ckks.params import CkksParams
 from crypto_nn.errors import CompileError
 from crypto_nn.roles import FORMAT, VERSION, key_description, parse_description
 from crypto_nn.wire.key_checks import KeySpec
 
-__all__ = ["FORMAT", "VERSION", "ClientPlan", "Plan", "compile", "parse_description"]
-SCHEMES = ("ckks",)
-PACKINGS = ("batch", "single")
+__all__ = ["FORMAT", "VERSION", "CkksClientPlan", "CkksPlan", "parse_description"]
 
 
 @dataclass
-class Plan:
+class CkksPlan:
     name: str  # model name the server serves it under
     scheme: str  # "ckks"
     packing: str  # "batch": one image per slot; "single": one image in one ciphertext
@@ -76,12 +74,12 @@ class Plan:
     def evaluator(self, public_context: bytes):
         """The server side for one client's public context (batch or single packing)."""
         if self.packing == "single":
-            from crypto_nn.ckks.single import SingleEvaluator
+            from crypto_nn.ckks.single import CkksSingleEvaluator
 
-            return SingleEvaluator(self, public_context)
-        from crypto_nn.ckks.batch import BatchEvaluator
+            return CkksSingleEvaluator(self, public_context)
+        from crypto_nn.ckks.batch import CkksBatchEvaluator
 
-        return BatchEvaluator(self, public_context)
+        return CkksBatchEvaluator(self, public_context)
 
     def save(self, path: str | Path, source: dict | None = None) -> Path:
         from crypto_nn import roles
@@ -160,83 +158,8 @@ def key_specs(params: CkksParams, relin: bool, rotations) -> list[KeySpec]:
     ]
 
 
-def _fusable(layers: list) -> bool:
-    try:
-        slots.check_shape(layers)
-    except CompileError:
-        return False
-    return True
-
-
-def compile(
-    model: nn.Module,
-    calibration: np.ndarray,
-    *,
-    scheme: str = "ckks",
-    packing: str = "batch",
-    poly_degree: int = 2,
-    n: int | None = None,
-    scale_bits: int | None = None,
-    name: str = "model",
-    classes: tuple[str, ...] = (),
-    fused: bool = True,
-) -> Plan:
-    """Compile a torch model to a homomorphic plan; refuse here, with the reason, any model
-    that would not fit (never a SEAL error halfway through an inference).
-
-    ``fused`` (batch): when the model is affine layers separated by single x² or degree-2
-    activations, each affine layer and the activation after it share one level — weights
-    at a small scale Δw, no rescale until after the square (see ``choose_ckks_single``).
-    Fewer primes make uploads smaller and every product cheaper. ``fused=False`` or an
-    explicit ``scale_bits`` gives one level per layer, the CryptoNets way."""
-    if scheme not in SCHEMES:
-        raise CompileError(f"scheme {scheme!r} is not available yet; choose one of {SCHEMES}")
-    if packing not in PACKINGS:
-        raise CompileError(f"packing {packing!r} is not available yet; choose one of {PACKINGS}")
-    if packing == "single" and n is not None and scale_bits is not None:
-        raise CompileError("single packing chooses its own scales; pass n only")
-    calibration = np.asarray(calibration, dtype=np.float32)
-    layers = plan_layers.from_torch(model, calibration, poly_degree=poly_degree)
-    x = calibration.reshape(len(calibration), -1).astype(np.float64)
-    max_abs = float(np.abs(x).max())
-    for layer in layers:
-        x = layer.forward(x)
-        max_abs = max(max_abs, float(np.abs(x).max()))
-    program = None
-    if packing == "single":
-        slots.check_shape(layers)
-        activations = sum(layer.kind != "affine" for layer in layers)
-        params = choose_ckks_single(
-            activations, value_bits(max_abs), min_slots=slots.min_slots(layers), n=n
-        )
-        program = slots.program(layers, params.slots, params.encodes_to_zero())
-    else:
-        params = None
-        if fused and scale_bits is None and _fusable(layers):
-            activations = sum(layer.kind != "affine" for layer in layers)
-            try:
-                params = choose_ckks_single(activations, value_bits(max_abs), min_slots=4096, n=n)
-            except CompileError:
-                params = None  # one level per layer may still fit (smaller primes)
-        if params is None:
-            depth = sum(layer.depth for layer in layers)
-            params = choose_ckks(depth, value_bits(max_abs), n=n, scale_bits=scale_bits)
-    return Plan(
-        name=name,
-        scheme=scheme,
-        packing=packing,
-        layers=layers,
-        params=params,
-        in_shape=tuple(calibration.shape[1:]),
-        classes=tuple(classes),
-        max_abs_value=max_abs,
-        rotations=program.rotations if program else [],
-        program=program,
-    )
-
-
 @dataclass(frozen=True)
-class ClientPlan:
+class CkksClientPlan:
     """What a client needs of a plan, rebuilt from its published description."""
 
     name: str
@@ -254,7 +177,7 @@ class ClientPlan:
         return key_specs(self.params, self.needs_relin_keys, self.rotations)
 
     @classmethod
-    def from_description(cls, desc: dict) -> ClientPlan:
+    def from_description(cls, desc: dict) -> CkksClientPlan:
         desc = parse_description(desc) if "format" in desc else desc
         try:
             p = desc["params"]

@@ -14,22 +14,25 @@ through a request.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tenseal.sealapi as seal
 
-from crypto_nn.ckks.plan import Plan
 from crypto_nn.errors import ContextError
 from crypto_nn.roles import check_segment
 from crypto_nn.slots import Program, run_diagonals
 from crypto_nn.wire import seal_bytes
 from crypto_nn.wire.key_checks import load_keys
 
+if TYPE_CHECKING:  # the plan imports this module (lazily): no cycle at run time
+    from crypto_nn.ckks.plan import CkksPlan
+
 _encoded: dict[int, tuple[Program, list]] = {}
 _lock = threading.Lock()
 
 
-def _encode_program(plan: Plan, context: seal.SEALContext) -> list:
+def _encode_program(plan: CkksPlan, context: seal.SEALContext) -> list:
     """Per step, its weight plaintexts at the level the step runs (cached per plan)."""
     with _lock:
         cached = _encoded.get(id(plan))
@@ -58,10 +61,10 @@ def _encode_program(plan: Plan, context: seal.SEALContext) -> list:
     return encoded
 
 
-class SingleEvaluator:
+class CkksSingleEvaluator:
     """Runs one single-packing plan on one image's ciphertexts for one public context."""
 
-    def __init__(self, plan: Plan, public_context: bytes) -> None:
+    def __init__(self, plan: CkksPlan, public_context: bytes) -> None:
         if plan.program is None:
             raise ContextError(f"plan {plan.name} is not a single-packing plan")
         (keys,) = load_keys(public_context, plan.key_specs())

@@ -39,7 +39,7 @@ async def register_key(request: Request, services: ServicesDep) -> KeyRegistered
             raise HTTPException(
                 422,
                 "these keys crashed the process that tried them (it has been replaced): they "
-                "are malformed for the plan's parameters — make them with ClientKeys",
+                "are malformed for the plan's parameters — make them with CkksClient",
             ) from None
         del body
     key_id = hashlib.sha256(checked.context).hexdigest()[:32]

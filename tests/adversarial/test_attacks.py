@@ -15,16 +15,8 @@ from nets.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def net():
-    torch.manual_seed(0)
-    model = models.build("cnn", (1, 8, 8), 10, width=16, depth=2)
-    train(
-        model,
-        data.load("digits", "train"),
-        TrainConfig(epochs=10, batch_size=32),
-        console=Console(quiet=True),
-    )
-    return model.eval()
+def net(digits_cnn):
+    return digits_cnn
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rich.console import Console
 from scipy.optimize import linprog
 from torch import nn
 
@@ -16,8 +15,7 @@ from adversarial.attacks.autoattack import CLEAN, ROBUST
 from adversarial.attacks.fab import project_to_plane
 from adversarial.base import AttackError
 from adversarial.metrics import norms, predictions
-from nets import data, models
-from nets.train import TrainConfig, train
+from nets import data
 
 
 class Toy(nn.Module):
@@ -121,18 +119,10 @@ def test_fab_l2_projection_meets_the_plane_with_the_kkt_form():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    torch.manual_seed(0)
-    net = models.build("cnn", (1, 8, 8), 10, width=16, depth=2)
-    train(
-        net,
-        data.load("digits", "train"),
-        TrainConfig(epochs=10, batch_size=32),
-        console=Console(quiet=True),
-    )
+def digits_batch(digits_cnn):
     test = data.load("digits", "test")
     return (
-        net.eval(),
+        digits_cnn,
         torch.from_numpy(test.images[:120]),
         torch.from_numpy(test.labels[:120]).long(),
     )
@@ -141,8 +131,8 @@ def digits():
 SMALL = {"steps": 20, "targets": 3}
 
 
-def test_autoattack_is_never_weaker_than_any_member_alone_and_its_counts_add_up(digits):
-    net, x, y = digits
+def test_autoattack_is_never_weaker_than_any_member_alone_and_its_counts_add_up(digits_batch):
+    net, x, y = digits_batch
     eps = 0.08
     aa = attacks.build("autoattack", eps=eps, square_queries=200, **SMALL)
     adv, report = aa.evaluate(net, x, y)
@@ -159,13 +149,13 @@ def test_autoattack_is_never_weaker_than_any_member_alone_and_its_counts_add_up(
     assert counts["apgd-ce"] > 0 and 0 < report.robust_accuracy < report.clean_accuracy
 
 
-def test_apgd_matches_torchattacks_and_autoattack_beats_pgd_with_restarts(digits):
+def test_apgd_matches_torchattacks_and_autoattack_beats_pgd_with_restarts(digits_batch):
     """APGD-CE against the peer's APGD (same steps): within 2 of 120 images. AutoAttack is
     never weaker than the PGD-20×5 it replaces as the headline (APGD-CE alone, one restart,
     can be: at ε = 0.12 here it leaves 44–46 images where PGD-20×5 leaves 41)."""
     import torchattacks
 
-    net, x, y = digits
+    net, x, y = digits_batch
 
     def left(adv):
         return int((predictions(net, adv) == y).sum())
@@ -179,8 +169,8 @@ def test_apgd_matches_torchattacks_and_autoattack_beats_pgd_with_restarts(digits
     assert aa <= pgd, (aa, pgd)
 
 
-def test_targeted_members_reach_the_callers_target(digits):
-    net, x, y = digits
+def test_targeted_members_reach_the_callers_target(digits_batch):
+    net, x, y = digits_batch
     target = (y + 1) % 10
     for name in ("apgd-ce", "apgd-dlr", "fab"):
         attack = attacks.build(name, eps=0.3, steps=50)
@@ -190,8 +180,8 @@ def test_targeted_members_reach_the_callers_target(digits):
         assert norms(x[:30], adv)["linf"].max() <= 0.3 + 1e-6
 
 
-def test_l2_autoattack_stays_in_its_ball(digits):
-    net, x, y = digits
+def test_l2_autoattack_stays_in_its_ball(digits_batch):
+    net, x, y = digits_batch
     aa = attacks.build("autoattack", eps=0.8, norm="l2", square_queries=100, **SMALL)
     adv, report = aa.evaluate(net, x[:40], y[:40])
     assert norms(x[:40], adv)["l2"].max() <= 0.8 * (1 + 1e-5) + 1e-6

@@ -20,7 +20,12 @@ TARGET = 2
 TRIGGER = Trigger(size=4, position="bottom-right", pattern="checker")
 
 
-@pytest.fixture(scope="module", params=["0,1,2,3", None], ids=["4 classes", "10 classes"])
+# ten classes take 2–3× the four (ten masks to reverse): that run is in the slow suite
+@pytest.fixture(
+    scope="module",
+    params=["0,1,2,3", pytest.param(None, marks=pytest.mark.slow)],
+    ids=["4 classes", "10 classes"],
+)
 def subset(request):
     return (
         select_classes(data.load("mnist-5k", "train"), request.param),

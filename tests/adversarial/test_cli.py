@@ -1,16 +1,14 @@
 """``python -m adversarial`` as a user runs it: results, files, and one-line errors."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from tests.helpers import run_cli
+
 
 def _run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "adversarial", *args], capture_output=True, text=True, timeout=600
-    )
+    return run_cli("adversarial", *args)
 
 
 def test_attack_command_prints_metrics_and_writes_grid_and_json(square_mlp_checkpoint, tmp_path):

@@ -1,35 +1,32 @@
 """``python -m adversarial defend | certify | backdoor | cleanse`` as a user runs them."""
 
 import json
-import subprocess
-import sys
 
 import torch
 
 from nets import checkpoint
+from tests.helpers import run_cli
 
 
 def _run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "adversarial", *args], capture_output=True, text=True, timeout=600
-    )
+    return run_cli("adversarial", *args)
 
 
 def test_defend_trains_judges_and_saves_a_checkpoint(tmp_path):
     out, js = tmp_path / "free.pt", tmp_path / "free.json"
     proc = _run(
         "defend", "--method", "free", "--model", "cnn", "--model-arg", "width=8",
-        "--data", "digits", "--epochs", "4", "--eval-n", "60", "--eps", "0.1",
+        "--data", "digits", "--epochs", "3", "--eval-n", "40", "--eps", "0.1", "--budget", "quick",
         "--arg", "replays=2", "--out", str(out), "--json", str(js), "--device", "cpu",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "pgd-20x5" in proc.stdout and "square (scores only)" in proc.stdout
+    assert "pgd-10x1" in proc.stdout and "square (scores only)" in proc.stdout
     assert "robust accuracy (AutoAttack, headline)" in proc.stdout
     metrics = json.loads(js.read_text())
     assert metrics["options"] == {"eps": 0.1, "replays": 2, "ramp_epochs": 0}
     assert 0 <= metrics["worst_case_robust_accuracy"] <= metrics["clean_accuracy"]
-    assert metrics["autoattack_robust_accuracy"] <= metrics["robust_accuracy"]["pgd-20x5"]
-    assert sum(metrics["autoattack_broken_by"].values()) == 60
+    assert metrics["autoattack_robust_accuracy"] <= metrics["robust_accuracy"]["pgd-10x1"]
+    assert sum(metrics["autoattack_broken_by"].values()) == 40 and metrics["budget"] == "quick"
     assert metrics["run"]["seed"] == 0 and metrics["run"]["device"] == "cpu"
     net, meta = checkpoint.load(out)
     assert meta.run["defense"] == "free" and meta.model_args == {"width": 8}
@@ -39,8 +36,8 @@ def test_defend_trains_judges_and_saves_a_checkpoint(tmp_path):
 def test_defend_wraps_a_checkpoint_and_refuses_bad_input(square_mlp_checkpoint, tmp_path):
     js = tmp_path / "jpeg.json"
     proc = _run(
-        "defend", "--method", "jpeg", "--model", str(square_mlp_checkpoint), "--eval-n", "40",
-        "--arg", "quality=50", "--json", str(js),
+        "defend", "--method", "jpeg", "--model", str(square_mlp_checkpoint), "--eval-n", "30",
+        "--arg", "quality=50", "--budget", "quick", "--json", str(js),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "pgd-transfer (from the bare model)" in json.loads(js.read_text())["robust_accuracy"]

@@ -13,7 +13,7 @@ from adversarial import defenses
 from adversarial.attacks.pgd import LinfPGD
 from adversarial.defenses.base import DefenseError
 from adversarial.defenses.judge import accuracy, judge
-from nets import data, models
+from nets import models
 from nets.train import TrainConfig, train
 
 QUIET = Console(quiet=True)
@@ -24,11 +24,6 @@ CFG = TrainConfig(epochs=8, batch_size=32, lr=3e-3, seed=0)
 def _net():
     torch.manual_seed(0)
     return models.build("cnn", (1, 8, 8), 10, width=16, depth=2)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load("digits", "train"), data.load("digits", "test")
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
 """``python -m bench he`` end to end on a small square-activation model."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -14,25 +14,18 @@ def ckpt(square_mlp_checkpoint):
 
 def test_bench_he_batch_fields(tmp_path, ckpt):
     js = tmp_path / "he.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "he",
-            "--checkpoint",
-            str(ckpt),
-            "--data",
-            "digits",
-            "--n",
-            "120",
-            "--quick",
-            "--json",
-            str(js),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_cli(
+        "bench",
+        "he",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        "digits",
+        "--n",
+        "120",
+        "--quick",
+        "--json",
+        str(js),
     )
     assert proc.returncode == 0, proc.stderr
     batch = json.loads(js.read_text())["packings"]["batch"]
@@ -56,27 +49,20 @@ def test_bench_he_batch_fields(tmp_path, ckpt):
 
 def test_bench_he_bfv_is_bit_exact(tmp_path, ckpt):
     js = tmp_path / "bfv.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "he",
-            "--scheme",
-            "bfv",
-            "--checkpoint",
-            str(ckpt),
-            "--data",
-            "digits",
-            "--n",
-            "100",
-            "--quick",
-            "--json",
-            str(js),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_cli(
+        "bench",
+        "he",
+        "--scheme",
+        "bfv",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        "digits",
+        "--n",
+        "100",
+        "--quick",
+        "--json",
+        str(js),
     )
     assert proc.returncode == 0, proc.stderr
     batch = json.loads(js.read_text())["packings"]["batch"]

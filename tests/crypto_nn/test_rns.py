@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import crypto_nn
 from crypto_nn import rns
-from crypto_nn.ckks.batch import BatchEvaluator
+from crypto_nn.ckks.batch import CkksBatchEvaluator
 from crypto_nn.errors import ContextError
 from crypto_nn.wire import inflate, residues, seal_bytes, seeded
 from nets.layers import Square
@@ -69,8 +69,8 @@ def test_ckks_gemm_route_gives_the_term_routes_ciphertexts(seed, hidden, n, fuse
     client = crypto_nn.client_for(plan.describe())
     public = client.public_context()
     cts = client.encrypt_batch(rng.random((n, 1, 4, 4)))
-    gemm = BatchEvaluator(plan, public, route="gemm").run(cts)
-    terms = BatchEvaluator(plan, public, route="terms").run(cts)
+    gemm = CkksBatchEvaluator(plan, public, route="gemm").run(cts)
+    terms = CkksBatchEvaluator(plan, public, route="terms").run(cts)
     assert _same(gemm, terms)
 
 

@@ -1,16 +1,14 @@
 """``python -m integer_nn`` and ``python -m bench kernels`` as a user runs them."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from tests.helpers import run_cli
+
 
 def run(module, *args):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600
-    )
+    return run_cli(module, *args)
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,11 @@ from rich.console import Console
 from torch import nn
 
 from integer_nn import QuantizationError, qat, quantize
-from nets import data, models
+from nets import models
 from nets.layers import Square
 from nets.train import TrainConfig, predict, train
 
 QUIET = Console(quiet=True)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load("digits", "train"), data.load("digits", "test")
 
 
 def _float_model(name_or_net, digits, epochs=10, **kwargs):

@@ -6,16 +6,11 @@ from torch import nn
 
 from integer_nn import QuantizationError, quantize, reference
 from integer_nn.ops import IntSquare, IntTable
-from nets import data, models
+from nets import models
 from nets.layers import Square
 from nets.train import TrainConfig, predict, train
 
 QUIET = Console(quiet=True)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load("digits", "train"), data.load("digits", "test")
 
 
 def _trained(name, digits, epochs=12, **kwargs):

@@ -1,4 +1,5 @@
-"""The command line as a user meets it: real subprocesses, real exit codes, one-line errors."""
+"""The command line as a user meets it: exit codes, output, one-line errors (in process; a
+real subprocess where the environment matters)."""
 
 import json
 import subprocess
@@ -6,8 +7,13 @@ import sys
 
 import pytest
 
+from tests.helpers import run_cli
+
 
 def run(*args, env=None):
+    """In process (tests.helpers.run_cli); a real subprocess where the environment matters."""
+    if env is None:
+        return run_cli("nets", *args)
     return subprocess.run(
         [sys.executable, "-m", "nets", *args], capture_output=True, text=True, env=env, timeout=300
     )

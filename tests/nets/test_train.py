@@ -11,11 +11,6 @@ from nets.train import TrainConfig, TrainStep, evaluate, predict, train
 FAST = TrainConfig(epochs=5, batch_size=32, lr=5e-3, seed=0)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return data.load("digits", "train"), data.load("digits", "test")
-
-
 def _fresh(seed=0):
     torch.manual_seed(seed)
     return models.build("mlp", (1, 8, 8), 10, hidden=32, layers=1)

@@ -5,8 +5,8 @@ import shutil
 import pytest
 from fastapi.testclient import TestClient
 
-from crypto_nn.ckks.client import ClientKeys
-from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.ckks.client import CkksClient
+from crypto_nn.ckks.plan import CkksClientPlan
 from server.app import create_app
 from server.settings import Settings
 
@@ -30,7 +30,7 @@ def make_client(models_dir, state_dir, **overrides):
 
 
 def keys_for(api):
-    return ClientKeys(ClientPlan.from_description(api.get("/v1/models/digits-mlp").json()))
+    return CkksClient(CkksClientPlan.from_description(api.get("/v1/models/digits-mlp").json()))
 
 
 @pytest.fixture

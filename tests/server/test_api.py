@@ -6,7 +6,7 @@ import numpy as np
 import tenseal as ts
 import torch
 
-from crypto_nn.ckks.client import ClientKeys
+from crypto_nn.ckks.client import CkksClient
 from crypto_nn.wire import framing
 from nets import checkpoint, data
 
@@ -54,10 +54,10 @@ def test_encrypted_round_trip_matches_plain(api, models_dir, client_keys):
 def test_single_packing_round_trip_and_missing_rotation_keys(api, models_dir):
     import dataclasses
 
-    from crypto_nn.ckks.plan import ClientPlan
+    from crypto_nn.ckks.plan import CkksClientPlan
 
-    plan = ClientPlan.from_description(api.get("/v1/models/digits-mlp-single").json())
-    short = ClientKeys(dataclasses.replace(plan, rotations=plan.rotations[1:]))
+    plan = CkksClientPlan.from_description(api.get("/v1/models/digits-mlp-single").json())
+    short = CkksClient(dataclasses.replace(plan, rotations=plan.rotations[1:]))
     registered = api.post("/v1/keys", content=short.public_context())
     # the batch plan shares the single plan's parameters and needs no rotations: it accepts
     # the key; the single plan refuses it at registration, with the reason kept
@@ -73,7 +73,7 @@ def test_single_packing_round_trip_and_missing_rotation_keys(api, models_dir):
         422,
         missing,
     )
-    keys = ClientKeys(plan)
+    keys = CkksClient(plan)
     key = api.post("/v1/keys", content=keys.public_context())
     assert key.status_code == 201 and key.json()["models"] == ["digits-mlp", "digits-mlp-single"]
     images = data.load("digits", "test").images[:3]
@@ -115,12 +115,12 @@ def test_refused_contexts_store_nothing(api, tmp_path, client_keys):
 
 
 def test_mismatched_parameters_are_refused(api, models_dir):
-    from crypto_nn.ckks import plan as plan_mod
+    from crypto_nn.ckks import compile as plan_mod
 
     net, _ = checkpoint.load(models_dir / "digits-mlp.pt")
     other = plan_mod.compile(net, data.load("digits", "train").images[:100], n=16384)
     _problem(
-        api.post("/v1/keys", content=ClientKeys(other).public_context()),
+        api.post("/v1/keys", content=CkksClient(other).public_context()),
         422,
         "match no served plan",
     )

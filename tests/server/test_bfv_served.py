@@ -120,7 +120,7 @@ def test_a_ckks_context_is_refused_by_a_bfv_only_server(bfv_api, square_mlp_chec
 
 
 def test_worker_evaluates_from_the_plan_file_without_importing_a_data_set(bfv_api):
-    state = bfv_api.app.state
+    state = bfv_api.app.state.services
     model = state.models["digits-mlp-bfv"]
     keys = crypto_nn.client_for(model.plan.describe())
     key_id = bfv_api.post("/v1/keys", content=keys.public_context()).json()["key_id"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from client.api import Client
-from crypto_nn.ckks.client import ClientKeys
-from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.ckks.client import CkksClient
+from crypto_nn.ckks.plan import CkksClientPlan
 from nets import data
 from server.local import local_server
 
@@ -21,7 +21,7 @@ def test_eight_clients_twenty_five_requests_each(models_dir, tmp_path):
 
         def one_client(k: int) -> list[float]:
             with Client(url, retries=60) as client:
-                keys = ClientKeys(ClientPlan.from_description(client.model("digits-mlp")))
+                keys = CkksClient(CkksClientPlan.from_description(client.model("digits-mlp")))
                 key_id = client.register_key(keys.public_context())
                 cts = keys.encrypt_batch(images)
                 expected = None

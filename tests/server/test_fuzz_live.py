@@ -7,8 +7,8 @@ import httpx
 import numpy as np
 import pytest
 
-from crypto_nn.ckks.client import ClientKeys
-from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.ckks.client import CkksClient
+from crypto_nn.ckks.plan import CkksClientPlan
 from crypto_nn.wire import framing
 from nets import data
 from server.local import local_server
@@ -59,8 +59,8 @@ def test_five_hundred_mutations(models_dir, tmp_path):
         httpx.Client(base_url=url, timeout=300) as http,
     ):
         pid = _server_pid(int(url.rsplit(":", 1)[1]))
-        plan = ClientPlan.from_description(http.get("/v1/models/digits-mlp").json())
-        keys = ClientKeys(plan)
+        plan = CkksClientPlan.from_description(http.get("/v1/models/digits-mlp").json())
+        keys = CkksClient(plan)
         context = keys.public_context()
         key_id = http.post("/v1/keys", content=context).json()["key_id"]
         body = framing.pack(keys.encrypt_batch(data.load("digits", "test").images[:4]))

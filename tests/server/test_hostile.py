@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.ckks.plan import CkksClientPlan
 from crypto_nn.wire import context as ctx_format
 from crypto_nn.wire import framing, seal_bytes
 from nets import data
@@ -31,9 +31,9 @@ def _problem(response, status, needle=""):
 
 @pytest.fixture
 def single_keys(api):
-    from crypto_nn.ckks.client import ClientKeys
+    from crypto_nn.ckks.client import CkksClient
 
-    return ClientKeys(ClientPlan.from_description(api.get(SINGLE).json()))
+    return CkksClient(CkksClientPlan.from_description(api.get(SINGLE).json()))
 
 
 def _stored(tmp_path):
@@ -268,12 +268,12 @@ def test_internal_errors_answer_500_and_keep_nothing(api, client_keys, monkeypat
 
     import server.routers.infer as infer_router
 
-    def unexpected(body, model, name):  # a bug anywhere below the route, holding the body
+    def unexpected(*args):  # a bug anywhere below the route, holding the body
         raise RuntimeError("a bug")
 
     keys = client_keys(api)
     key_id = api.post("/v1/keys", content=keys.public_context()).json()["key_id"]
-    monkeypatch.setattr(infer_router, "_payloads", unexpected)
+    monkeypatch.setattr(infer_router, "payloads_of", unexpected)
     big = framing.pack([seal_bytes.MAGIC + b"x" * (40 << 20)])
     process = psutil.Process()
     before = process.memory_info().rss

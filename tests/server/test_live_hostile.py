@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from crypto_nn.ckks.client import ClientKeys
-from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.ckks.client import CkksClient
+from crypto_nn.ckks.plan import CkksClientPlan
 from crypto_nn.wire import framing
 from nets import data
 from server.local import server_process
@@ -25,8 +25,8 @@ def live(tmp_path_factory, square_mlp_checkpoint):
         yield url
 
 
-def _keys(url: str, model: str = "digits-mlp") -> ClientKeys:
-    return ClientKeys(ClientPlan.from_description(httpx.get(f"{url}/v1/models/{model}").json()))
+def _keys(url: str, model: str = "digits-mlp") -> CkksClient:
+    return CkksClient(CkksClientPlan.from_description(httpx.get(f"{url}/v1/models/{model}").json()))
 
 
 def _stall(url: str, path: str, first: bytes) -> socket.socket:

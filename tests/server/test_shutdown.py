@@ -11,8 +11,8 @@ import httpx
 import psutil
 import pytest
 
-from crypto_nn.ckks.client import ClientKeys
-from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.ckks.client import CkksClient
+from crypto_nn.ckks.plan import CkksClientPlan
 from crypto_nn.wire import framing
 from nets import data
 from server.local import server_process
@@ -32,8 +32,8 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 def _start_job(url: str) -> str:
     """Register keys and submit a job; → its id once a worker runs it."""
-    plan = ClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
-    keys = ClientKeys(plan)
+    plan = CkksClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
+    keys = CkksClient(plan)
     key_id = httpx.post(f"{url}/v1/keys", content=keys.public_context(), timeout=60).json()[
         "key_id"
     ]
@@ -60,8 +60,8 @@ def test_a_signal_stops_the_server_and_every_worker(models, tmp_path, sig, mid_j
     with server_process(models, state) as (url, proc):
         job_id = _start_job(url) if mid_job else None
         if not mid_job:  # start the workers: one registration and nothing else
-            plan = ClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
-            httpx.post(f"{url}/v1/keys", content=ClientKeys(plan).public_context(), timeout=60)
+            plan = CkksClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
+            httpx.post(f"{url}/v1/keys", content=CkksClient(plan).public_context(), timeout=60)
         children = _descendants(proc.pid)
         assert children, "the server should have started worker processes"
         proc.send_signal(sig)

@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from client.api import Client, ServiceError
-from crypto_nn.ckks.client import ClientKeys
-from crypto_nn.ckks.plan import ClientPlan
+from crypto_nn.ckks.client import CkksClient
+from crypto_nn.ckks.plan import CkksClientPlan
 from crypto_nn.wire import context as ctx_format
 from crypto_nn.wire import framing
 from nets import data
@@ -43,8 +43,8 @@ RSS_GROWTH_LIMIT_MB = 400
 
 
 def _hostile_bodies(url: str) -> list[tuple[str, str, bytes]]:
-    plan = ClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp-single").json())
-    keys = ClientKeys(plan)
+    plan = CkksClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp-single").json())
+    keys = CkksClient(plan)
     public = keys.public_context()
     _, parts = ctx_format.unpack(public)
     secret = keys.save_secret()
@@ -66,7 +66,9 @@ def _hostile_bodies(url: str) -> list[tuple[str, str, bytes]]:
         ("keys", why, ctx_format.pack("ckks", {**parts, **swap})) for why, swap in swaps.items()
     ]
     bodies += [("keys", why, body) for why, body in context_mutations(public).items()]
-    batch = ClientKeys(ClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json()))
+    batch = CkksClient(
+        CkksClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
+    )
     key_id = httpx.post(f"{url}/v1/keys", content=batch.public_context(), timeout=60).json()[
         "key_id"
     ]
@@ -104,8 +106,8 @@ def test_an_honest_client_is_served_throughout_a_hostile_one(tmp_path, square_ml
     with server_process(tmp_path / "models", tmp_path / "state") as (url, proc):
         api = psutil.Process(proc.pid)
         bodies = _hostile_bodies(url)
-        keys = ClientKeys(
-            ClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
+        keys = CkksClient(
+            CkksClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
         )
         images = data.load("digits", "test").images[:16]
         stop = threading.Event()
@@ -205,8 +207,8 @@ def test_health_answers_during_ten_large_job_uploads(tmp_path, square_mlp_checkp
     shutil.copy(square_mlp_checkpoint, tmp_path / "models" / "digits-mlp.pt")
     env = {"CRYPTOROBUST_MAX_UPLOADS_PER_CLIENT": "16", "CRYPTOROBUST_MAX_JOBS": "16"}
     with server_process(tmp_path / "models", tmp_path / "state", env=env) as (url, proc):
-        keys = ClientKeys(
-            ClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
+        keys = CkksClient(
+            CkksClientPlan.from_description(httpx.get(f"{url}/v1/models/digits-mlp").json())
         )
         key_id = httpx.post(f"{url}/v1/keys", content=keys.public_context(), timeout=60).json()[
             "key_id"

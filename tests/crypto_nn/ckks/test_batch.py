@@ -7,22 +7,18 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from crypto_nn.ckks import plan as plan_mod
-from crypto_nn.ckks.batch import BatchEvaluator
+from crypto_nn.ckks import compile as plan_mod
+from crypto_nn.ckks.batch import CkksBatchEvaluator
 from crypto_nn.ckks.client import make_keys
 from crypto_nn.ckks.layers import Affine, Square
 from crypto_nn.ckks.params import choose_ckks
 from crypto_nn.errors import CompileError, ContextError
+from crypto_nn.roles import parse_description
 from crypto_nn.security import MAX_LOG_Q_128
 from crypto_nn.wire import context as ctx_format
-from nets import data, models
+from nets import models
 from nets.layers import Square as Square_
 from nets.train import TrainConfig, train
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load("digits", "train"), data.load("digits", "test")
 
 
 def _mlp(digits, act):
@@ -67,7 +63,7 @@ def error_bound(plan, images) -> float:
 def test_encrypted_logits_match_plain_within_derived_bound(square_plan, digits):
     images = digits[1].images[:200]
     keys, public = make_keys(square_plan)
-    outputs = BatchEvaluator(square_plan, public).run(keys.encrypt_batch(images))
+    outputs = CkksBatchEvaluator(square_plan, public).run(keys.encrypt_batch(images))
     logits = keys.decrypt_batch(outputs, len(images))
     plain = square_plan.forward_plain(images)
     bound = error_bound(square_plan, images)
@@ -96,18 +92,18 @@ def test_relu_becomes_fitted_polynomial_and_runs(digits, degree):
     images = digits[1].images[:64]
     keys, public = make_keys(plan)
     logits = keys.decrypt_batch(
-        BatchEvaluator(plan, public).run(keys.encrypt_batch(images)), len(images)
+        CkksBatchEvaluator(plan, public).run(keys.encrypt_batch(images)), len(images)
     )
     assert np.abs(logits - plan.forward_plain(images)).max() < 1e-2
 
 
 def test_plan_description_round_trips_through_json(square_plan):
-    desc = plan_mod.parse_description(square_plan.to_json())
+    desc = parse_description(square_plan.to_json())
     assert desc == json.loads(json.dumps(square_plan.describe()))
     assert desc["rotations"] == [] and desc["galois_keys"] is False and desc["relin_keys"] is True
     assert desc["params"]["total_bits"] <= MAX_LOG_Q_128[desc["params"]["poly_modulus_degree"]]
     with pytest.raises(CompileError, match="version 99"):
-        plan_mod.parse_description(json.dumps({**desc, "version": 99}))
+        parse_description(json.dumps({**desc, "version": 99}))
 
 
 def test_security_table_is_seal_table():
@@ -169,19 +165,19 @@ def test_context_without_relin_keys_is_refused(square_plan):
     _, public = make_keys(square_plan)
     _, parts = ctx_format.unpack(public)
     with pytest.raises(ContextError, match="must carry relinearisation keys"):
-        BatchEvaluator(square_plan, ctx_format.pack("ckks", {"params": parts["params"]}))
+        CkksBatchEvaluator(square_plan, ctx_format.pack("ckks", {"params": parts["params"]}))
 
 
 def test_mismatched_parameters_are_refused(square_plan, digits):
     other = plan_mod.compile(_mlp(digits, "square"), digits[0].images[:500], n=16384)
     _, public_other = make_keys(other)
     with pytest.raises(ContextError, match="do not match the plan"):
-        BatchEvaluator(square_plan, public_other)
+        CkksBatchEvaluator(square_plan, public_other)
 
 
 def test_bad_ciphertexts_are_refused(square_plan, digits):
     keys, public = make_keys(square_plan)
-    evaluator = BatchEvaluator(square_plan, public)
+    evaluator = CkksBatchEvaluator(square_plan, public)
     cts = keys.encrypt_batch(digits[1].images[:4])
     with pytest.raises(ContextError, match="63 input ciphertexts; the plan takes 64"):
         evaluator.evaluate(evaluator.load_inputs(cts[:63]))
@@ -222,7 +218,7 @@ def test_two_squares_stay_within_bound(digits):
     images = digits[1].images[:100]
     keys, public = make_keys(plan)
     logits = keys.decrypt_batch(
-        BatchEvaluator(plan, public).run(keys.encrypt_batch(images)), len(images)
+        CkksBatchEvaluator(plan, public).run(keys.encrypt_batch(images)), len(images)
     )
     plain = plan.forward_plain(images)
     assert np.abs(logits - plain).max() <= error_bound(plan, images)
@@ -232,7 +228,7 @@ def test_two_squares_stay_within_bound(digits):
 def test_progress_is_reported_as_the_work_advances(square_plan, digits):
     keys, public = make_keys(square_plan)
     seen = []
-    BatchEvaluator(square_plan, public).run(
+    CkksBatchEvaluator(square_plan, public).run(
         keys.encrypt_batch(digits[1].images[:4]), on_progress=seen.append
     )
     assert len(seen) >= 20 and seen == sorted(seen)

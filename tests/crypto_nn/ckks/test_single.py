@@ -9,12 +9,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from crypto_nn import slots as schedule
-from crypto_nn.ckks import plan as plan_mod
-from crypto_nn.ckks.client import ClientKeys, make_keys
+from crypto_nn.ckks import compile as plan_mod
+from crypto_nn.ckks.client import CkksClient, make_keys
 from crypto_nn.ckks.layers import Affine, Square
-from crypto_nn.ckks.single import SingleEvaluator
+from crypto_nn.ckks.plan import CkksClientPlan
+from crypto_nn.ckks.single import CkksSingleEvaluator
 from crypto_nn.errors import CompileError, ContextError
-from nets import data
 from nets.layers import Square as TorchSquare
 
 
@@ -29,11 +29,6 @@ def _conv_net(act: nn.Module) -> nn.Module:
         act,
         nn.Linear(12, 10),
     ).eval()
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load("digits", "train"), data.load("digits", "test")
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +88,7 @@ def error_bound(plan, images) -> float:
 def _run(plan, images, keys=None, public=None):
     if keys is None:
         keys, public = make_keys(plan)
-    evaluator = SingleEvaluator(plan, public)
+    evaluator = CkksSingleEvaluator(plan, public)
     return np.stack([keys.decrypt_single(evaluator.run(keys.encrypt_single(i))) for i in images])
 
 
@@ -115,10 +110,10 @@ def test_encrypted_logits_match_plain_within_derived_bound(act, square_plan, dig
 
 def test_plan_json_is_all_a_client_needs(square_plan, digits):
     desc = json.loads(square_plan.to_json())
-    client_plan = plan_mod.ClientPlan.from_description(desc)
+    client_plan = CkksClientPlan.from_description(desc)
     assert desc["packing"] == "single" and desc["galois_keys"] and desc["rotations"]
     assert all(r & (r - 1) == 0 for r in desc["rotations"])  # powers of two only
-    keys = ClientKeys(client_plan)
+    keys = CkksClient(client_plan)
     images = digits[1].images[:3]
     logits = _run(square_plan, images, keys, keys.public_context())
     np.testing.assert_allclose(
@@ -128,25 +123,25 @@ def test_plan_json_is_all_a_client_needs(square_plan, digits):
 
 def test_context_missing_a_rotation_key_is_refused_when_registered(square_plan):
     short = dataclasses.replace(square_plan, rotations=square_plan.rotations[:-1])
-    public = ClientKeys(short).public_context()
+    public = CkksClient(short).public_context()
     with pytest.raises(
         ContextError, match=rf"lacks rotation keys for steps \[{square_plan.rotations[-1]}\]"
     ):
-        SingleEvaluator(square_plan, public)
+        CkksSingleEvaluator(square_plan, public)
     batch_like = dataclasses.replace(square_plan, rotations=[])
     with pytest.raises(ContextError, match="no galois_keys part"):
-        SingleEvaluator(square_plan, ClientKeys(batch_like).public_context())
+        CkksSingleEvaluator(square_plan, CkksClient(batch_like).public_context())
 
 
 def test_wrong_number_of_inputs_and_batch_plans_are_refused(square_plan, digits):
     keys, public = make_keys(square_plan)
-    evaluator = SingleEvaluator(square_plan, public)
+    evaluator = CkksSingleEvaluator(square_plan, public)
     cts = keys.encrypt_single(digits[1].images[0])
     with pytest.raises(ContextError, match="this plan takes 1"):
         evaluator.run(cts * 2)
     with pytest.raises(ContextError, match="packs batches"):
         batch = plan_mod.compile(_conv_net(TorchSquare()), digits[0].images[:50])
-        ClientKeys(batch).encrypt_single(digits[1].images[0])
+        CkksClient(batch).encrypt_single(digits[1].images[0])
 
 
 def test_single_packing_refuses_two_activations_in_a_row(digits):
