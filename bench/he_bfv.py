@@ -21,10 +21,10 @@ import crypto_nn
 from bench.common import plain_timings, timed, trained_model
 from crypto_nn import rns
 from crypto_nn.bfv.batch import SegmentEvaluators
-from crypto_nn.bfv.client_aided import compile_client_aided
+from crypto_nn.bfv.client import BfvSingleClient
+from crypto_nn.bfv.compile import compile_bfv, compile_bfv_single, compile_client_aided
 from crypto_nn.bfv.layers import IntSquareLayer
-from crypto_nn.bfv.plan import compile_bfv
-from crypto_nn.bfv.single import BfvSingleClient, BfvSingleEvaluator, compile_bfv_single
+from crypto_nn.bfv.single import BfvSingleEvaluator
 from integer_nn import qat, quantize
 from nets import data
 from nets.errors import UserError

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 def compile(model, calibration=None, *, scheme: str = "ckks", packing: str = "batch", **options):
     """→ a :class:`crypto_nn.roles.Plan`. CKKS: ``compile(torch_model, calibration,
-    packing="batch"|"single", poly_degree=2, ...)``. BFV: ``compile(int_model,
-    scheme="bfv", packing="batch"|"single", tables="refuse"|"poly"|"client")`` — exact
-    plans (``bfv.plan``, ``bfv.single``, ``bfv.client_aided``)."""
+    packing="batch"|"single", poly_degree=2, ...)`` (``ckks.compile``). BFV:
+    ``compile(int_model, scheme="bfv", packing="batch"|"single",
+    tables="refuse"|"poly"|"client")`` — exact plans (``bfv.compile``)."""
     from crypto_nn.errors import CompileError
 
     if scheme == "ckks":
@@ -33,51 +33,40 @@ def compile(model, calibration=None, *, scheme: str = "ckks", packing: str = "ba
         return compile_ckks(model, calibration, packing=packing, **options)
     if scheme != "bfv":
         raise CompileError(f"scheme {scheme!r}: choose ckks or bfv")
-    from integer_nn.model import IntModel
+    from crypto_nn.bfv.compile import compile as compile_bfv
 
-    if not isinstance(model, IntModel):
-        raise CompileError(
-            "BFV runs integer networks: quantise first (integer_nn.quantize(model, calibration))"
-        )
-    tables = options.pop("tables", "refuse")
-    if packing == "single":
-        if tables != "refuse":
-            raise CompileError("BFV single packing takes polynomial models (x²) only")
-        from crypto_nn.bfv.single import compile_bfv_single
-
-        return compile_bfv_single(model, **options)
-    if packing != "batch":
-        raise CompileError(f"packing {packing!r}: choose batch or single")
-    if tables == "client":
-        from crypto_nn.bfv.client_aided import compile_client_aided
-
-        return compile_client_aided(model, **options)
-    from crypto_nn.bfv.plan import compile_bfv
-
-    return compile_bfv(model, tables=tables, **options)
+    return compile_bfv(model, packing=packing, **options)
 
 
 def client_for(description: dict, secret: bytes | None = None):
     """The :class:`crypto_nn.roles.Client` for a published plan description (JSON alone:
-    no weights, no server objects). ``secret``: CKKS keys saved with ``save_secret``."""
+    no weights, no server objects), chosen by (scheme, packing). ``secret``: CKKS keys saved
+    with ``save_secret``."""
     from crypto_nn.errors import CompileError
     from crypto_nn.roles import parse_description
 
     desc = parse_description(description)
-    if desc.get("scheme") == "ckks":
+    role = (desc.get("scheme"), desc.get("packing", "batch"))
+    if role[0] == "bfv" and secret is not None:
+        raise CompileError("BFV keys are made per session; saved BFV secrets are not supported")
+    if role in (("ckks", "batch"), ("ckks", "single")):
         from crypto_nn.ckks.client import CkksClient
         from crypto_nn.ckks.plan import CkksClientPlan
 
         return CkksClient(CkksClientPlan.from_description(desc), secret=secret)
-    if desc.get("scheme") != "bfv":
-        raise CompileError(f"plan scheme {str(desc.get('scheme'))[:20]!r}: not ckks or bfv")
-    if secret is not None:
-        raise CompileError("BFV keys are made per session; saved BFV secrets are not supported")
-    if desc.get("packing") == "single":
-        raise CompileError("BFV single plans are run in process (bfv.single.BfvSingleClient)")
-    from crypto_nn.bfv.client import BatchClient
+    if role == ("bfv", "batch"):
+        from crypto_nn.bfv.client import BfvClient
 
-    return BatchClient(desc)
+        return BfvClient(desc)
+    if role == ("bfv", "single"):
+        from crypto_nn.bfv.client import BfvSingleClient
+        from crypto_nn.bfv.plan import BfvSingleClientPlan
+
+        return BfvSingleClient(BfvSingleClientPlan.from_description(desc))
+    raise CompileError(
+        f"plan scheme/packing {str(role[0])[:20]!r}/{str(role[1])[:20]!r}: not ckks or bfv, "
+        "batch or single"
+    )
 
 
 def load_plan(path):

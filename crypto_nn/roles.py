@@ -34,14 +34,14 @@ FORMAT = "cryptorobust.plan"
 VERSION = 1  # of descriptions and plan files; new fields are added, never renamed
 MAGIC = b"CRPLAN\n"
 
-Progress = Callable[[float], None]
+OnProgress = Callable[[float], None]  # the fraction done, 0 … 1
 Send = Callable[[int, list[bytes]], list[bytes]]
 
 
 @runtime_checkable
 class Evaluator(Protocol):
     def run(
-        self, payloads: list[bytes], on_progress: Progress | None = None, *, segment: int = 0
+        self, payloads: list[bytes], on_progress: OnProgress | None = None, *, segment: int = 0
     ) -> list[bytes]: ...
 
 
@@ -194,3 +194,16 @@ def timed(timings: dict[str, float] | None, key: str, fn: Callable[[], object]):
     finally:
         if timings is not None:
             timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
+
+
+class Progress:
+    """``on_progress(fraction)`` for an evaluation of ``total`` equal steps (layers × primes):
+    ``step()`` after each; nothing when ``on_progress`` is None."""
+
+    def __init__(self, total: int, on_progress: OnProgress | None) -> None:
+        self.total, self.done, self.report = max(1, total), 0, on_progress
+
+    def step(self) -> None:
+        self.done += 1
+        if self.report is not None:
+            self.report(min(1.0, self.done / self.total))

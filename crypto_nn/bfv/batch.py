@@ -11,12 +11,12 @@ from crypto_nn.bfv.client import flatten, split
 from crypto_nn.bfv.layers import IntAffine, IntSquareLayer
 from crypto_nn.bfv.tables import IntPolyTable, PolyEvaluator
 from crypto_nn.errors import ContextError
-from crypto_nn.roles import check_segment
+from crypto_nn.roles import Progress, check_segment
 from crypto_nn.wire import residues, seal_bytes, seeded
 from crypto_nn.wire.key_checks import LoadedKeys, load_keys
 
 
-class BfvEvaluator:
+class BfvBatchEvaluator:
     """One exact segment under each of its primes, for one client's keys."""
 
     def __init__(
@@ -39,7 +39,7 @@ class BfvEvaluator:
             (k.context, seal.Evaluator(k.context), k.relin_keys, k.spec.plain_modulus) for k in keys
         ]
 
-    def _run_one(self, ctx, ev, relin, t, payloads: list[bytes]) -> list[bytes]:
+    def _run_one(self, ctx, ev, relin, t, payloads: list[bytes], progress=None) -> list[bytes]:
         if len(payloads) != self.plan.n_inputs:
             raise ContextError(
                 f"{len(payloads)} input ciphertexts; the plan takes {self.plan.n_inputs}"
@@ -47,7 +47,9 @@ class BfvEvaluator:
         xs = seeded.SeededInputs.parse(ctx, payloads, scale=1.0) if self.route == "gemm" else None
         xs = xs or seal_bytes.load_fresh_ciphertexts(ctx, payloads, scale=1.0)
         scratch = seal.Ciphertext()
+        progress = progress or Progress(0, None)
         for layer in self.plan.layers:
+            progress.step()  # the layer about to run: reports are never late
             gemm = None
             if self.route == "gemm" and isinstance(layer, IntAffine):
                 gemm = self._affine_gemm(ctx, ev, t, xs, layer)
@@ -129,18 +131,20 @@ class BfvEvaluator:
                 out[j] = ct
         return out
 
-    def run_primes(self, payloads: list[list[bytes]]) -> list[list[bytes]]:
-        """Per prime, its ciphertexts → per prime, the outputs (b"": a constant logit)."""
+    def run_primes(self, payloads: list[list[bytes]], on_progress=None) -> list[list[bytes]]:
+        """Per prime, its ciphertexts → per prime, the outputs (b"": a constant logit);
+        ``on_progress(fraction)`` as each layer of each prime starts."""
         if len(payloads) != len(self._sets):
             raise ContextError(
                 f"{len(payloads)} ciphertext sets; the plan has {len(self._sets)} plaintext primes"
             )
-        return [self._run_one(*s, p) for s, p in zip(self._sets, payloads, strict=True)]
+        progress = Progress(len(self._sets) * len(self.plan.layers), on_progress)
+        return [self._run_one(*s, p, progress) for s, p in zip(self._sets, payloads, strict=True)]
 
     def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
         """The :class:`crypto_nn.roles.Evaluator` role: prime-major bytes in and out."""
         check_segment(segment, 1)
-        return flatten(self.run_primes(split(payloads, len(self._sets))))
+        return flatten(self.run_primes(split(payloads, len(self._sets)), on_progress))
 
 
 class SegmentEvaluators:
@@ -153,12 +157,12 @@ class SegmentEvaluators:
         self.evaluators, first = [], 0
         for segment in plan.segments:
             k = len(segment.params.plain_moduli)
-            self.evaluators.append(BfvEvaluator(segment, keys[first : first + k], route=route))
+            self.evaluators.append(BfvBatchEvaluator(segment, keys[first : first + k], route=route))
             first += k
 
     def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
         check_segment(segment, len(self.evaluators))
-        return self.evaluators[segment].run(payloads)
+        return self.evaluators[segment].run(payloads, on_progress)
 
     def __call__(self, segment: int, payloads: list[list[bytes]]) -> list[list[bytes]]:
         """Per-prime lists in and out (in-process callers, benchmarks)."""

@@ -1,22 +1,29 @@
-"""Client side of BFV plans: secret keys per plaintext prime, encrypt, decrypt, CRT.
+"""Every client role of BFV plans: secret keys per plaintext prime, encrypt, decrypt, CRT.
 
-:class:`KeySets` holds one secret key per prime; :class:`BfvClient` encrypts and
-decrypts one segment (a batch plan is one segment); :class:`BatchClient` is the
+:class:`KeySet` holds one secret key per prime; :class:`BfvSegmentClient` encrypts and
+decrypts one segment (a batch plan is one segment); :class:`BfvClient` is the
 :class:`crypto_nn.roles.Client` role for served batch and client-aided plans, built from
 the plan's JSON alone: float images in, exact integer logits out, every client-aided
-round trip (decrypt, the tables in the clear, re-encrypt) inside ``infer``.
+round trip (decrypt, the tables in the clear, re-encrypt) inside ``infer``;
+:class:`BfvSingleClient` the same role for single-packing plans.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import tenseal.sealapi as seal
 
-from crypto_nn.bfv.params import BfvParams, crt_combine
+from crypto_nn import slots
+from crypto_nn.bfv.params import crt_combine
+from crypto_nn.bfv.plan import (
+    BfvClientPlan,
+    BfvSingleClientPlan,
+    BfvSinglePlan,
+    key_spec_from_description,
+)
 from crypto_nn.errors import ContextError
 from crypto_nn.roles import Send, check_pixels, parse_description, timed
 from crypto_nn.wire import context as ctx_format
@@ -74,35 +81,11 @@ def public_parts(sets: list[KeySet]) -> bytes:
     return ctx_format.pack("bfv", parts, client=client)
 
 
-@dataclass(frozen=True)
-class SegmentView:
-    """What a client needs of one exact segment (rebuilt from the plan's JSON)."""
-
-    params: BfvParams
-    n_inputs: int
-    n_outputs: int
-    input_min: int
-    input_max: int  # inputs are integers in [input_min, input_min + input_max]
-    constant_outputs: dict[int, int] = field(default_factory=dict)
-
-    @classmethod
-    def from_description(cls, d: dict) -> SegmentView:
-        lo, hi = (int(v) for v in d["input_range"])
-        return cls(
-            BfvParams.from_description(d["params"]),
-            int(d["inputs"]),
-            int(d["outputs"]),
-            lo,
-            hi - lo,
-            {int(k): int(v) for k, v in d.get("constant_outputs", {}).items()},
-        )
-
-
-class BfvClient:
+class BfvSegmentClient:
     """One segment's primes: encrypt a batch, decrypt and CRT-combine."""
 
     def __init__(self, plan, sets: list[KeySet] | None = None) -> None:
-        """``plan``: a BfvPlan or a :class:`SegmentView`; ``sets``: its primes' keys (new
+        """``plan``: a BfvPlan or a :class:`BfvClientPlan`; ``sets``: its primes' keys (new
         ones when not given)."""
         self.plan = plan
         self._sets = sets if sets is not None else key_sets(plan.key_specs())
@@ -203,7 +186,7 @@ def op_description(op) -> dict[str, object]:
     }
 
 
-class BatchClient:
+class BfvClient:
     """The Client role for served BFV batch plans (one segment) and client-aided ones."""
 
     def __init__(self, description: dict) -> None:
@@ -213,12 +196,12 @@ class BatchClient:
             self.classes = tuple(desc["output"]["classes"])
             self.in_shape = tuple(int(v) for v in desc["input"]["shape"])
             self.pixel_max = int(desc["input"]["pixel_max"])
-            self.segments = [SegmentView.from_description(s) for s in desc["segments_detail"]]
+            self.segments = [BfvClientPlan.from_description(s) for s in desc["segments_detail"]]
             self.client_ops = [
                 [op_from_description(op) for op in ops] for ops in desc["client_ops"]
             ]
             self.cut_shapes = [tuple(int(v) for v in s) for s in desc["cut_shapes"]]
-            specs = [_spec_from_description(k) for k in desc["keys"]]
+            specs = [key_spec_from_description(k) for k in desc["keys"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise ContextError(f"BFV plan description lacks or mangles a field ({exc})") from None
         self.packing = "batch"
@@ -226,7 +209,7 @@ class BatchClient:
         self.clients, first = [], 0
         for segment in self.segments:
             k = len(segment.params.plain_moduli)
-            self.clients.append(BfvClient(segment, self._sets[first : first + k]))
+            self.clients.append(BfvSegmentClient(segment, self._sets[first : first + k]))
             first += k
 
     def public_context(self) -> bytes:
@@ -291,15 +274,77 @@ class BatchClient:
         raise ContextError("the plan has no segments")
 
 
-def _spec_from_description(d: dict) -> KeySpec:
-    parts = set(d["parts"])
-    suffix = next(p for p in parts if p.startswith("params"))[len("params") :]
-    return KeySpec(
-        "bfv",
-        int(d["poly_modulus_degree"]),
-        tuple(int(b) for b in d["coeff_mod_bit_sizes"]),
-        plain_modulus=int(d["plain_modulus"]),
-        relin="relin_keys" + suffix in parts,
-        rotations=tuple(int(r) for r in d.get("rotations", [])),
-        suffix=suffix,
-    )
+def slot_ints(values: np.ndarray, t: int, n_slots: int) -> list[int]:
+    """A slot vector (integers as floats or ints) mod t, written into both batching rows."""
+    row = np.rint(np.asarray(values, dtype=np.float64)).astype(np.int64) % t
+    row = np.resize(row, n_slots)
+    return np.concatenate([row, row]).astype(np.uint64).tolist()
+
+
+class BfvSingleClient:
+    """Secret keys (one per plaintext prime), encrypt one image, decrypt and CRT-combine."""
+
+    def __init__(self, plan: BfvSinglePlan | BfvSingleClientPlan) -> None:
+        """``plan``: the compiled plan, or what a client rebuilds of it from its JSON."""
+        self.plan = plan
+        self.packing = "single"
+        self._sets = key_sets(plan.key_specs())
+
+    def public_context(self) -> bytes:
+        return public_parts(self._sets)
+
+    def encrypt_single(self, x_int: np.ndarray) -> list[list[bytes]]:
+        """One integer image (C, H, W) in [0, input_max] → per prime, one ciphertext per chunk."""
+        x = np.asarray(x_int, dtype=np.int64)
+        if x.shape != tuple(self.plan.in_shape):
+            raise ContextError(f"an image of shape {x.shape}; the plan takes {self.plan.in_shape}")
+        if x.min() < 0 or x.max() > self.plan.input_max:
+            raise ContextError(f"inputs must be integers in [0, {self.plan.input_max}]")
+        vectors = slots.encode_image(self.plan.input_layouts, x)
+        out = []
+        for _, _, enc, _, encoder, t, _ in self._sets:
+            cts = []
+            for v in vectors:
+                pt = seal.Plaintext()
+                encoder.encode(slot_ints(v, t, encoder.slot_count() // 2), pt)
+                cts.append(seal_bytes.dumps(enc.encrypt_symmetric(pt)))
+            out.append(cts)
+        return out
+
+    def decrypt_single(self, outputs: list[list[bytes]]) -> np.ndarray:
+        residues = []
+        for (ctx, _, _, dec, encoder, _, _), cts in zip(self._sets, outputs, strict=True):
+            pt = seal.Plaintext()
+            dec.decrypt(seal_bytes.loads(seal.Ciphertext, cts[0], ctx, what="output"), pt)
+            values = encoder.decode_uint64(pt)
+            residues.append(np.asarray(values[: self.plan.n_outputs], dtype=np.int64))
+        return crt_combine(residues, self.plan.params.plain_moduli)
+
+    def noise_budget(self, outputs: list[list[bytes]]) -> int:
+        return min(
+            dec.invariant_noise_budget(seal_bytes.loads(seal.Ciphertext, cts[0], ctx))
+            for (ctx, _, _, dec, _, _, _), cts in zip(self._sets, outputs, strict=True)
+        )
+
+    def infer(
+        self,
+        images: np.ndarray,
+        send: Send,
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> np.ndarray:
+        """The Client role: float images in [0, 1], one request per image → exact logits."""
+        images = np.asarray(images, dtype=np.float64)
+        check_pixels(images)
+        primes = len(self.plan.params.plain_moduli)
+        logits = []
+        for i, image in enumerate(np.rint(images * self.plan.pixel_max).astype(np.int64)):
+            cts = timed(timings, "encrypt_s", lambda x=image: flatten(self.encrypt_single(x)))
+            outs = timed(timings, "server_s", lambda cts=cts: send(0, cts))
+            logits.append(
+                timed(timings, "decrypt_s", lambda o=outs: self.decrypt_single(split(o, primes)))
+            )
+            if on_progress is not None:
+                on_progress(i + 1, len(images))
+        return np.stack(logits)

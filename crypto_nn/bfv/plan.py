@@ -1,43 +1,41 @@
-"""BFV batch plans: the IntModel's polynomial network, exactly, under encryption.
+"""BFV plan data: :class:`BfvPlan` (one exact batch segment), :class:`ClientAidedPlan`
+(segments with client ops between them), :class:`BfvSinglePlan` (one image per request),
+:class:`BfvClientPlan` (what a client rebuilds of a segment from the JSON). Compilers
+are in ``bfv.compile``, clients in ``bfv.client``, evaluators in ``bfv.batch`` and
+``bfv.single``.
 
 The integer network (integer_nn, ``square="exact"``: affine layers and x², no tables)
+
 runs slot-wise under BFV: one ciphertext per input value, one image per slot (N slots),
 under as many plaintext primes as the logits' range needs (``bfv.params``). Decrypted
 logits equal ``IntModel.forward`` bit for bit.
 
 A :class:`BfvPlan` is one exact *segment*; served plans are one segment (batch) or
-several with client ops between them (``bfv.client_aided``), and both fill the
+several with client ops between them (client-aided: lookup tables at the client), and both fill the
 :class:`crypto_nn.roles.Plan` role through :class:`SegmentedPlan`.
 
 Noise is planned, not trusted: SEAL's default modulus for N = 4096 decrypts depth-2
-products wrongly without raising. ``compile_bfv`` runs the plan once on extreme inputs
+products wrongly without raising. ``bfv.compile`` runs the plan once on extreme inputs
 with a throwaway key and refuses it unless every modulus keeps ≥ ``MIN_NOISE_BUDGET``
 bits of invariant noise budget.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from crypto_nn.bfv.layers import IntAffine, IntSquareLayer, fold_constants, layers_from_int_model
+from crypto_nn import slots
+from crypto_nn.bfv.layers import IntAffine, IntSquareLayer
 from crypto_nn.bfv.params import (
-    MAX_PLAIN_BITS,
-    MIN_NOISE_BUDGET,
-    NOISE_MARGIN,
-    PLAIN_BITS,
     BfvParams,
-    batching_primes,
-    default_coeff,
 )
 from crypto_nn.bfv.tables import IntPolyTable
-from crypto_nn.errors import CompileError
+from crypto_nn.errors import ContextError
 from crypto_nn.roles import FORMAT, VERSION, check_segment, key_description
 from crypto_nn.wire.key_checks import KeySpec
-from integer_nn.model import IntModel
 
 
 class SegmentedPlan:
@@ -178,113 +176,155 @@ class BfvPlan(SegmentedPlan):
         }
 
 
-def compile_bfv(
-    model: IntModel,
-    *,
-    n: int | None = None,
-    verify: bool = True,
-    tables: str = "refuse",
-    name: str = "model-bfv",
-) -> BfvPlan:
-    """A BFV batch plan for an IntModel; refused with the reason if it cannot fit.
+@dataclass
+class ClientAidedPlan(SegmentedPlan):
+    segments: list[BfvPlan]
+    client_ops: list[list]  # after segment k: the ops the client applies (len = segments − 1)
+    cut_shapes: list[tuple[int, ...]]  # (C, H, W) of segment k's output, for those ops
+    name: str = "model-bfv"
+    classes: tuple[str, ...] = field(default_factory=tuple)
+    pixel_max: int = 0
+    output_scale: float = 1.0
 
-    ``tables="poly"``: tables become interpolating polynomials over Z_t (non-interactive;
-    see ``crypto_nn.bfv.tables``). Without ``n``, the smallest N ∈ {8192, 16384, 32768}
-    whose trial run keeps enough noise budget is taken."""
-    logit_bound = max(abs(model.stats[-1].worst.lo), abs(model.stats[-1].worst.hi))
-    layers = layers_from_int_model(model, tables=tables)
-    candidates = [n] if n else [8192, 16384, 32768]
-    for i, degree in enumerate(candidates):
+    @property
+    def round_trips(self) -> int:
+        return len(self.client_ops)
+
+
+@dataclass
+class BfvSinglePlan:
+    program: slots.Program
+    params: BfvParams
+    in_shape: tuple[int, ...]
+    input_max: int
+    logit_bound: int
+    n_outputs: int
+    name: str = "model-bfv-single"
+    classes: tuple[str, ...] = ()
+    pixel_max: int = 0
+    output_scale: float = 1.0
+    scheme = "bfv"
+    packing = "single"
+
+    @property
+    def rotations(self) -> list[int]:
+        return self.program.rotations
+
+    @property
+    def input_layouts(self) -> list[np.ndarray]:
+        return self.program.layouts
+
+    def key_specs(self) -> list[KeySpec]:
+        return self.params.key_specs(relin=True, rotations=self.rotations)
+
+    def input_count(self, segment: int = 0) -> int:
+        check_segment(segment, 1)
+        return len(self.input_layouts) * len(self.params.plain_moduli)
+
+    def evaluator(self, public_context: bytes):
+        from crypto_nn.bfv.single import BfvSingleEvaluator
+
+        return BfvSingleEvaluator(self, public_context)
+
+    def save(self, path: str | Path, source: dict | None = None) -> Path:
+        from crypto_nn import roles
+
+        return roles.save(self, path, source)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": self.name,
+            "scheme": "bfv",
+            "packing": "single",
+            "tables": "none",
+            "params": self.params.describe(),
+            "logit_bound": str(self.logit_bound),
+            "rotations": self.rotations,
+            "keys": key_description(self.key_specs()),
+            "zero_diagonals_skipped": self.program.skipped_diagonals,
+            "segments": 1,
+            "round_trips": 0,
+            "input": {
+                "shape": list(self.in_shape),
+                "pixel_max": self.pixel_max,
+                "input_max": self.input_max,
+                "layouts": [layout.tolist() for layout in self.input_layouts],
+            },
+            "output": {
+                "logits": self.n_outputs,
+                "classes": list(self.classes),
+                "output_scale": self.output_scale,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class BfvClientPlan:
+    """What a client needs of one exact segment (rebuilt from the plan's JSON)."""
+
+    params: BfvParams
+    n_inputs: int
+    n_outputs: int
+    input_min: int
+    input_max: int  # inputs are integers in [input_min, input_min + input_max]
+    constant_outputs: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_description(cls, d: dict) -> BfvClientPlan:
+        lo, hi = (int(v) for v in d["input_range"])
+        return cls(
+            BfvParams.from_description(d["params"]),
+            int(d["inputs"]),
+            int(d["outputs"]),
+            lo,
+            hi - lo,
+            {int(k): int(v) for k, v in d.get("constant_outputs", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class BfvSingleClientPlan:
+    """What a client needs of a BFV single plan, rebuilt from its published JSON."""
+
+    params: BfvParams
+    in_shape: tuple[int, ...]
+    input_max: int
+    pixel_max: int
+    n_outputs: int
+    input_layouts: tuple[np.ndarray, ...]
+    keys: tuple[KeySpec, ...]
+
+    def key_specs(self) -> list[KeySpec]:
+        return list(self.keys)
+
+    @classmethod
+    def from_description(cls, d: dict) -> BfvSingleClientPlan:
         try:
-            plan = compile_layers(
-                copy.deepcopy(layers),
-                tuple(model.in_shape),
-                (0, model.input_max),
-                logit_bound,
-                n=degree,
-                verify=verify,
+            return cls(
+                BfvParams.from_description(d["params"]),
+                tuple(int(v) for v in d["input"]["shape"]),
+                int(d["input"]["input_max"]),
+                int(d["input"]["pixel_max"]),
+                int(d["output"]["logits"]),
+                tuple(np.asarray(v, dtype=np.int64) for v in d["input"]["layouts"]),
+                tuple(key_spec_from_description(k) for k in d["keys"]),
             )
-        except CompileError as exc:
-            if i == len(candidates) - 1 or "noise budget" not in str(exc):
-                raise
-            continue
-        return served(plan, model, name)
-    raise AssertionError("unreachable")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContextError(f"BFV plan description lacks or mangles a field ({exc})") from None
 
 
-def served(plan, model: IntModel, name: str):
-    """The plan with what its client needs to know of the model (name, classes, pixels)."""
-    plan.name, plan.classes = name, tuple(model.classes)
-    plan.pixel_max, plan.output_scale = model.input_max, float(model.output_scale)
-    return plan
-
-
-def compile_layers(
-    layers: list[IntAffine | IntSquareLayer],
-    in_shape: tuple[int, ...],
-    in_range: tuple[int, int],
-    logit_bound: int,
-    *,
-    n: int = 8192,
-    verify: bool = True,
-) -> BfvPlan:
-    """A BFV batch plan for polynomial layers with inputs in ``in_range``.
-
-    Plaintext primes start at ``PLAIN_BITS`` (most noise headroom). With ``verify``, the
-    noise budget left on a trial run says how much larger t can be — each extra bit of t
-    costs about one bit for the fresh ciphertext and one per ciphertext product — and
-    larger primes are taken when that needs fewer of them (fewer moduli: proportionally
-    faster), after a second trial confirms them.
-    """
-    in_lo, in_hi = in_range
-    if in_lo:  # inputs arrive as x − in_lo ≥ 0: W·x + b = W·(x − in_lo) + (b + W·in_lo)
-        if not isinstance(layers[0], IntAffine):
-            raise CompileError(
-                "a segment with a shifted input range must start with an affine layer"
-            )
-        first = layers[0]
-        layers = [IntAffine(first.weight, first.bias + first.weight.sum(1) * in_lo), *layers[1:]]
-    constants = fold_constants(layers)
-    coeff_bits, coeff_primes = default_coeff(n)
-
-    def plan_for(bits: int) -> BfvPlan:
-        return BfvPlan(
-            layers=layers,
-            params=BfvParams(n, coeff_bits, batching_primes(n, bits, logit_bound, coeff_primes)),
-            in_shape=in_shape,
-            input_max=in_hi - in_lo,
-            logit_bound=logit_bound,
-            constant_outputs=constants,
-            input_min=in_lo,
-        )
-
-    plan = plan_for(PLAIN_BITS)
-    if not verify:
-        return plan
-    left = _noise_left(plan)
-    if left < MIN_NOISE_BUDGET:
-        raise CompileError(
-            f"BFV at N={n} ends with {left} bits of noise budget (need ≥ {MIN_NOISE_BUDGET}); "
-            "use N=16384 or fewer bits / layers"
-        )
-    spare = (left - MIN_NOISE_BUDGET - NOISE_MARGIN) // (1 + plan.products)
-    bits = min(MAX_PLAIN_BITS, PLAIN_BITS + max(0, spare))
-    if bits > PLAIN_BITS:
-        wider = plan_for(bits)
-        if len(wider.params.plain_moduli) < len(plan.params.plain_moduli) and (
-            _noise_left(wider) >= MIN_NOISE_BUDGET
-        ):
-            return wider
-    return plan
-
-
-def _noise_left(plan: BfvPlan) -> int:
-    """Noise budget left after the plan on the worst inputs (all maximal), throwaway key."""
-    from crypto_nn.bfv.batch import BfvEvaluator
-    from crypto_nn.bfv.client import BfvClient
-
-    client = BfvClient(plan)
-    x = np.full((2, plan.n_inputs), plan.input_min, np.int64)
-    x[0] = plan.input_min + plan.input_max
-    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
-    return min(client.noise_budgets(outputs))
+def key_spec_from_description(d: dict) -> KeySpec:
+    """A key spec from a plan description's ``keys`` entry."""
+    parts = set(d["parts"])
+    suffix = next(p for p in parts if p.startswith("params"))[len("params") :]
+    return KeySpec(
+        "bfv",
+        int(d["poly_modulus_degree"]),
+        tuple(int(b) for b in d["coeff_mod_bit_sizes"]),
+        plain_modulus=int(d["plain_modulus"]),
+        relin="relin_keys" + suffix in parts,
+        rotations=tuple(int(r) for r in d.get("rotations", [])),
+        suffix=suffix,
+    )

@@ -20,7 +20,7 @@ import numpy as np
 import tenseal.sealapi as seal
 
 from crypto_nn.errors import ContextError
-from crypto_nn.roles import check_segment
+from crypto_nn.roles import Progress, check_segment
 from crypto_nn.slots import Program, run_diagonals
 from crypto_nn.wire import seal_bytes
 from crypto_nn.wire.key_checks import load_keys
@@ -143,8 +143,11 @@ class CkksSingleEvaluator:
             out.append(y)
         return out
 
-    def evaluate(self, xs: list[seal.Ciphertext]) -> seal.Ciphertext:
+    def evaluate(self, xs: list[seal.Ciphertext], on_progress=None) -> seal.Ciphertext:
+        """``on_progress(fraction)`` as each step of the schedule starts."""
+        progress = Progress(len(self.plan.program.steps), on_progress)
         for step, weights in zip(self.plan.program.steps, self.weights, strict=True):
+            progress.step()
             if step.kind == "im2col":
                 xs = self._im2col(step, weights, xs)
             elif step.kind == "diagonals":
@@ -164,4 +167,4 @@ class CkksSingleEvaluator:
     def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
         """The :class:`crypto_nn.roles.Evaluator` role: one image's bytes → the logits'."""
         check_segment(segment, 1)
-        return [seal_bytes.dumps(self.evaluate(self.load_inputs(payloads)))]
+        return [seal_bytes.dumps(self.evaluate(self.load_inputs(payloads), on_progress))]

@@ -147,7 +147,7 @@ def test_a_budget_no_network_can_meet_is_refused_with_the_way_out(digits):
 @pytest.mark.slow  # tests/server/test_bfv_served.py checks the same over HTTP in the default run
 def test_budgeted_x2_network_runs_exactly_under_one_bfv_prime(digits):
     import crypto_nn
-    from crypto_nn.bfv.plan import compile_bfv
+    from crypto_nn.bfv.compile import compile_bfv
 
     net = _float_model("cryptonets", digits)
     ptq = quantize(net, digits[0].images[:500], weight_bits=4, act_bits=4)

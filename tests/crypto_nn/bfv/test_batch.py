@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto_nn.bfv.batch import BfvEvaluator
-from crypto_nn.bfv.client import BfvClient
+from crypto_nn.bfv.batch import BfvBatchEvaluator
+from crypto_nn.bfv.client import BfvSegmentClient
+from crypto_nn.bfv.compile import compile_bfv
 from crypto_nn.bfv.params import crt_combine
-from crypto_nn.bfv.plan import compile_bfv
 from crypto_nn.errors import CompileError
 from integer_nn.model import IntModel
 from integer_nn.ops import IntFlatten, IntLinear, IntSquare, IntTable
@@ -68,12 +68,12 @@ def test_bfv_decrypts_to_exactly_the_integer_forward(case):
     model, x = case
     plan = compile_bfv(model)
     assert math.prod(plan.params.plain_moduli) > 2 * plan.logit_bound
-    client = BfvClient(plan)
+    client = BfvSegmentClient(plan)
     public, inputs = client.public_context(), client.encrypt_batch(x)
-    outputs = BfvEvaluator(plan, public).run_primes(inputs)  # the GEMM route
+    outputs = BfvBatchEvaluator(plan, public).run_primes(inputs)  # the GEMM route
     got = client.decrypt_batch(outputs, len(x))
     assert got.tolist() == model.forward(x).tolist()
-    terms = BfvEvaluator(plan, public, route="terms").run_primes(inputs)
+    terms = BfvBatchEvaluator(plan, public, route="terms").run_primes(inputs)
     assert [[_residues(c) for c in per] for per in outputs] == [
         [_residues(c) for c in per] for per in terms
     ]  # the same ciphertexts, bit for bit
@@ -130,9 +130,9 @@ def test_outputs_no_input_reaches_are_folded_constants():
     )
     plan = compile_bfv(model)
     assert plan.constant_outputs == {1: -7}
-    client = BfvClient(plan)
+    client = BfvSegmentClient(plan)
     x = np.array([[[[7, 0]]], [[[3, 5]]]])
-    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
+    outputs = BfvBatchEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
     assert client.decrypt_batch(outputs, 2).tolist() == model.forward(x).tolist()
 
 
@@ -148,10 +148,10 @@ def test_measured_noise_headroom_buys_fewer_wider_primes():
     plan = compile_bfv(model)
     assert len(plan.params.plain_moduli) < len(narrow.params.plain_moduli)
     assert math.prod(plan.params.plain_moduli) > 2 * plan.logit_bound
-    client = BfvClient(plan)
+    client = BfvSegmentClient(plan)
     x = rng.integers(0, 4, size=(16, 1, 2, 2))
     x[0] = 3
-    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
+    outputs = BfvBatchEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
     assert client.decrypt_batch(outputs, len(x)).tolist() == model.forward(x).tolist()
     assert min(client.noise_budgets(outputs)) >= 10
 
@@ -172,6 +172,6 @@ def test_bfv_is_exact_where_the_integer_model_passes_int64():
     expected = model.forward(x)
     assert expected.dtype == object and max(abs(v) for v in expected.ravel()) > 2**63
     plan = compile_bfv(model)
-    client = BfvClient(plan)
-    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
+    client = BfvSegmentClient(plan)
+    outputs = BfvBatchEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
     assert client.decrypt_batch(outputs, len(x)).tolist() == expected.tolist()

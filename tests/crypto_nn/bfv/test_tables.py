@@ -6,10 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import crypto_nn
-from crypto_nn.bfv.batch import BfvEvaluator
-from crypto_nn.bfv.client import BfvClient
-from crypto_nn.bfv.client_aided import compile_client_aided
-from crypto_nn.bfv.plan import compile_bfv
+from crypto_nn.bfv.batch import BfvBatchEvaluator
+from crypto_nn.bfv.client import BfvSegmentClient
+from crypto_nn.bfv.compile import compile_bfv, compile_client_aided
 from crypto_nn.bfv.tables import eval_poly_plain, interpolate_mod
 from crypto_nn.errors import CompileError
 from integer_nn.model import IntModel
@@ -114,10 +113,10 @@ def test_polynomial_table_runs_non_interactively_and_exactly():
     plan = compile_bfv(model, tables="poly")
     table = next(layer for layer in plan.layers if layer.kind == "poly_table")
     assert table.domain <= 33 and table.depth >= 4  # the worst-case accumulator interval
-    client = BfvClient(plan)
+    client = BfvSegmentClient(plan)
     x = rng.integers(0, 2, size=(8, 1, 4, 4))
     x[0], x[1] = 1, 0
-    outputs = BfvEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
+    outputs = BfvBatchEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
     assert client.decrypt_batch(outputs, len(x)).tolist() == model.forward(x).tolist()
 
 
@@ -141,7 +140,9 @@ def test_tables_are_refused_without_a_mode_and_when_too_wide():
 
 
 def test_bfv_single_packing_is_exact_and_needs_its_rotation_keys():
-    from crypto_nn.bfv.single import BfvSingleClient, BfvSingleEvaluator, compile_bfv_single
+    from crypto_nn.bfv.client import BfvSingleClient
+    from crypto_nn.bfv.compile import compile_bfv_single
+    from crypto_nn.bfv.single import BfvSingleEvaluator
     from crypto_nn.errors import ContextError
     from integer_nn.ops import IntConv2d, IntSquare
 
@@ -188,8 +189,7 @@ def _context_with_rotations(client, steps):
 
 def test_one_compile_entry_point_dispatches_by_scheme_packing_and_tables():
     import crypto_nn
-    from crypto_nn.bfv.client_aided import ClientAidedPlan
-    from crypto_nn.bfv.plan import BfvPlan
+    from crypto_nn.bfv.plan import BfvPlan, ClientAidedPlan
 
     model = _table_model(np.random.default_rng(2), 3, 2)
     assert isinstance(
