@@ -139,54 +139,6 @@ def test_tables_are_refused_without_a_mode_and_when_too_wide():
         compile_bfv(wide, tables="poly")
 
 
-def test_bfv_single_packing_is_exact_and_needs_its_rotation_keys():
-    from crypto_nn.bfv.client import BfvSingleClient
-    from crypto_nn.bfv.compile import compile_bfv_single
-    from crypto_nn.bfv.single import BfvSingleEvaluator
-    from crypto_nn.errors import ContextError
-    from integer_nn.ops import IntConv2d, IntSquare
-
-    rng = np.random.default_rng(5)
-    model = IntModel(
-        ops=[
-            IntConv2d(weight=rng.integers(-3, 4, (2, 1, 3, 3)), bias=rng.integers(-5, 6, 2)),
-            IntSquare(),
-            IntFlatten(),
-            IntLinear(weight=rng.integers(-3, 4, (3, 8)), bias=np.array([4, -1, 0])),
-        ],
-        in_shape=(1, 4, 4),
-        input_bits=2,
-        output_scale=1.0,
-    )
-    plan = compile_bfv_single(model)
-    assert all(r & (r - 1) == 0 for r in plan.rotations)
-    client = BfvSingleClient(plan)
-    evaluator = BfvSingleEvaluator(plan, client.public_context())
-    x = rng.integers(0, 4, size=(3, 1, 4, 4))
-    x[0] = 3
-    for image, expected in zip(x, model.forward(x), strict=True):
-        got = client.decrypt_single(evaluator.run_primes(client.encrypt_single(image)))
-        assert got.tolist() == expected.tolist()
-    with pytest.raises(
-        ContextError, match=rf"lacks rotation keys for steps \[{plan.rotations[0]}\]"
-    ):
-        BfvSingleEvaluator(plan, _context_with_rotations(client, plan.rotations[1:]))
-
-
-def _context_with_rotations(client, steps):
-    """The client's public context, but with Galois keys for ``steps`` only."""
-    import dataclasses
-
-    from crypto_nn.bfv.client import public_parts
-
-    return public_parts(
-        [
-            ks._replace(spec=dataclasses.replace(ks.spec, rotations=tuple(steps)))
-            for ks in client._sets
-        ]
-    )
-
-
 def test_one_compile_entry_point_dispatches_by_scheme_packing_and_tables():
     import crypto_nn
     from crypto_nn.bfv.plan import BfvPlan, ClientAidedPlan
