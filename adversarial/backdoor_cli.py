@@ -28,7 +28,12 @@ def backdoor_cmd(
     target: Annotated[int, typer.Option(help="The class stamped images go to.")] = 0,
     rate: Annotated[float, typer.Option(help="Fraction of training images poisoned.")] = 0.1,
     size: Annotated[int, typer.Option(help="Trigger side, pixels.")] = 4,
-    position: str = "bottom-right",
+    position: Annotated[
+        str, typer.Option(help="Corner: top-left, top-right, bottom-left or bottom-right.")
+    ] = "bottom-right",
+    margin: Annotated[
+        int, typer.Option(help="Pixels between the trigger and the image border (0: flush).")
+    ] = 1,
     pattern: str = "checker",
     classes: Annotated[str | None, typer.Option(help="Only these classes: 0,1,2,3.")] = None,
     epochs: int = 5,
@@ -43,7 +48,7 @@ def backdoor_cmd(
     seed_everything(seed)
     dev = resolve_device(device)
     try:
-        trigger = Trigger(size=size, position=position, pattern=pattern)
+        trigger = Trigger(size=size, position=position, pattern=pattern, margin=margin)
     except DefenseError as exc:
         raise UserError(str(exc)) from None
     train_set = select_classes(data.load(data_name, "train", data_dir=data_dir), classes)

@@ -76,7 +76,6 @@ def _tensor(ds: Dataset, dev):
     return torch.from_numpy(ds.images).to(dev), torch.from_numpy(ds.labels).long().to(dev)
 
 
-
 @app.command("defenses")
 def defenses_cmd() -> None:
     """The defenses and their options."""

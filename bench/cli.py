@@ -63,7 +63,10 @@ def he_cmd(
     model: Annotated[
         str, typer.Option(help="Architecture trained here when no checkpoint.")
     ] = "tenseal-tutorial",
-    data_name: Annotated[str, typer.Option("--data")] = "fashion-mnist",
+    data_name: Annotated[
+        str | None,
+        typer.Option("--data", help="Default: the checkpoint's own data set, else fashion-mnist."),
+    ] = None,
     checkpoint: Annotated[str | None, typer.Option(help="Use this trained model instead.")] = None,
     n: Annotated[int, typer.Option(help="Test images (one batch: at most the slot count).")] = 1000,
     epochs: Annotated[int, typer.Option(help="Training epochs when no checkpoint.")] = 2,
@@ -127,6 +130,10 @@ def he_cmd(
     from nets.cli_util import parse_options
 
     options = parse_options(arg or [], model_registry.options(model)) if not checkpoint else {}
+    if data_name is None:  # a checkpoint is evaluated on what it was trained on
+        from nets import checkpoint as checkpoint_io
+
+        data_name = checkpoint_io.load(checkpoint)[1].data if checkpoint else "fashion-mnist"
     result = he.run(
         scheme=scheme,
         **extra,
@@ -316,7 +323,7 @@ def qat_cmd(
         Path | None, typer.Option("--json", help="Write JSON (+ .md beside it).")
     ] = None,
 ) -> None:
-    """Float vs post-training vs quantisation-aware integer accuracy (issue 16's table)."""
+    """Float vs post-training vs quantisation-aware integer accuracy (README's QAT table)."""
     from bench import qat
     from nets.errors import UserError
 

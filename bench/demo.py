@@ -46,7 +46,14 @@ def run(*, model_path: Path, n: int, n_single: int, workdir: Path) -> dict:
         "packings": {},
     }
     server = local_server(models_dir, workdir / "state", log=workdir / "server.log")
+    print(
+        f"starting the server on a loopback port: it compiles {name}'s CKKS batch, CKKS "
+        "single and BFV plans on first start (about a minute; saved for the next start) — "
+        f"log: {workdir / 'server.log'}",
+        flush=True,
+    )
     with server as url, Client(url) as client:
+        print(f"server ready at {url}; querying it encrypted", flush=True)
         result["server"] = url
         runs = (
             ("batch", name, len(test)),
@@ -112,7 +119,7 @@ def table(r: dict) -> str:
         [
             "plain (torch, CPU, one batch)",
             r["n_images"],
-            r["plain_accuracy"],
+            f"{r['plain_accuracy']:.3f}",
             "-",
             f"{r['plain_s']:.4f} s",
             f"{r['plain_s'] / r['n_images'] * 1000:.4f} ms",
@@ -121,19 +128,19 @@ def table(r: dict) -> str:
     ]
     for packing, p in r["packings"].items():
         total = p["keygen_register_s"] + p["encrypt_s"] + p["server_s"] + p["decrypt_s"]
-        label = f"encrypted CKKS {packing} via HTTP ({p['requests']} requests)"
+        label = f"encrypted CKKS {packing} via HTTP ({_count(p['requests'], 'request')})"
         if p.get("scheme") == "bfv":
+            trips = _count(p["round_trips"], "client round trip")
             label = (
-                f"encrypted BFV exact via HTTP ({p['requests']} requests, "
-                f"{p['round_trips']} round trips), bit-exact vs integer model "
-                f"{p['bit_exact_rate']:.3f}"
+                f"encrypted BFV exact via HTTP ({_count(p['requests'], 'request')}, {trips}), "
+                f"bit-exact vs integer model {p['bit_exact_rate']:.3f}"
             )
         rows.append(
             [
                 label,
                 p["n_images"],
-                p["encrypted_accuracy"],
-                p["argmax_agreement"],
+                f"{p['encrypted_accuracy']:.3f}",
+                f"{p['argmax_agreement']:.3f}",
                 f"{total:.1f} s",
                 f"{total / p['n_images'] * 1000:.1f} ms",
                 f"{p['upload_bytes'] / 1e6:.1f} MB",
@@ -148,3 +155,7 @@ def table(r: dict) -> str:
         "thesis Table 3.1: 0.1 ms plain vs 300 s encrypted per image\n"
     )
     return md
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

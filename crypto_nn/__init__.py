@@ -1,7 +1,9 @@
 """Compile a network to a homomorphic-encryption plan (TenSEAL CKKS / BFV) and run it.
 
-Layout: ``ckks/`` and ``bfv/`` hold the same roles under the same module names
-(``params``, ``plan``, ``client``, ``batch``, ``single``); ``slots`` is the packing
+Layout: ``ckks/`` and ``bfv/`` hold the same roles under the same module names:
+``params`` (parameters), ``plan`` (plan data, server and client side), ``compile``
+(compilers), ``client`` (every client role), ``batch`` / ``single`` (evaluators only);
+``slots`` is the packing
 schedule both schemes' single packing runs, ``wire/`` the bytes both put on the wire
 (SEAL objects, ciphertext lists, public contexts, key checks, residues), ``rns`` the
 batch layers' integer matrix product over RNS limbs, ``roles`` the three

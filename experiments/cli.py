@@ -54,7 +54,10 @@ def list_cmd(
             )  # fmt: skip
         )
         return
-    table = Table("name", "what it reproduces", "data", "--quick", "full", "--arg")
+    table = Table()
+    table.add_column("name", no_wrap=True)  # a name is what a user types: never cut
+    for header in ("what it reproduces", "data", "--quick", "full", "--arg"):
+        table.add_column(header)
     for e in rows:
         full = measured[e.name]
         table.add_row(
@@ -62,7 +65,9 @@ def list_cmd(
             f"{full:.0f} min (measured)" if full is not None else f"~{e.minutes['full']:g} min",
             ", ".join(f"{k}={v}" for k, v in e.options.items()),
         )  # fmt: skip
-    console.print(table)
+    # a pipe or a file has no width: rich would wrap at 80 columns; give the table its own
+    out = console if console.is_terminal else Console(width=200)
+    out.print(table)
 
 
 @app.command("index")

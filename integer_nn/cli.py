@@ -61,7 +61,6 @@ def _accuracy(int_model: IntModel, test: data.Dataset) -> tuple[np.ndarray, floa
     return pred, float((pred == test.labels).mean())
 
 
-
 @app.command("quantize")
 def quantize_cmd(
     ckpt_path: Annotated[

@@ -29,6 +29,7 @@ class Trigger:
         check(self.size >= 1, f"trigger size {self.size}: must be ≥ 1")
         check(self.position in CORNERS, f"position {self.position!r}: choose {CORNERS}")
         check(self.pattern in ("checker", "white"), f"pattern {self.pattern!r}: checker|white")
+        check(self.margin >= 0, f"margin {self.margin}: pixels from the border, ≥ 0")
 
     def mask_and_pattern(self, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """(H, W) mask in {0, 1} and (C, H, W) pattern: stamped = (1 − m)·x + m·p."""

@@ -1,5 +1,5 @@
 """A ciphertext's RNS residues as a numpy array, and back into SEAL — the bridge the
-batch evaluators' matrix products run on (issue 15).
+batch evaluators' matrix products run on.
 
 TenSEAL's ``sealapi`` gives no access to a ciphertext's memory, only ``save``/``load``
 through a file, and ``save`` always zstd-compresses. So residues come out as SEAL's own

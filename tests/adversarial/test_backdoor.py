@@ -80,3 +80,12 @@ def test_cleanse_names_the_backdoored_model_and_unlearning_removes_it(subset, mo
             console=QUIET)  # fmt: skip
     assert attack_success(bad, test_set, TRIGGER, TARGET) <= 0.10
     assert accuracy(bad, x, y) >= clean_before - 0.02
+
+
+def test_the_trigger_margin_puts_the_patch_flush_in_its_corner_or_refuses():
+    mask, _ = Trigger(size=3, position="top-left", margin=0).mask_and_pattern((1, 8, 8))
+    assert mask[:3, :3].all() and mask.sum() == 9
+    mask, _ = Trigger(size=3, position="bottom-right").mask_and_pattern((1, 8, 8))
+    assert mask[4:7, 4:7].all() and mask.sum() == 9  # the default: one pixel in
+    with pytest.raises(Exception, match="margin -1"):
+        Trigger(margin=-1)

@@ -146,7 +146,7 @@ def framing_mutations(cts: list[bytes]) -> dict[str, bytes]:
     }
 
 
-# --- compressed streams (issue 26): bombs, and bytes hidden after an object's members ----
+# --- compressed streams (the second hostile round): bombs, bytes after an object's members
 def seal_frame(like: bytes, frame: bytes) -> bytes:
     """A SEAL header copied from ``like`` over ``frame``, declared zstd-compressed."""
     return like[:5] + b"\x02" + like[6:8] + struct.pack("<Q", 16 + len(frame)) + frame

@@ -1,4 +1,4 @@
-"""What a hostile client tried (issue 11), each refused with a 4xx and nothing stored."""
+"""What a hostile client tried in the first round, each refused with a 4xx, nothing stored."""
 
 import hashlib
 import json

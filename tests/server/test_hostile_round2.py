@@ -1,4 +1,4 @@
-"""The second hostile-client round (issue 26) over HTTP: secrets inside compressed parts,
+"""The second hostile-client round over HTTP: secrets inside compressed parts,
 strict names and query parameters, bodies freed when a request fails, and evaluation
 workers under a memory limit that fail alone."""
 

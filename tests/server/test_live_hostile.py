@@ -1,4 +1,4 @@
-"""A live server against clients that stall, flood and upload large keys (issue 11, 7 and 9)."""
+"""A live server against clients that stall, flood and upload large keys."""
 
 import shutil
 import socket

@@ -1,7 +1,7 @@
 """≥ 60 s of a hostile client against a live server while an honest one keeps querying.
 
-The hostile side cycles through everything issue 11 found: keys missing components, Galois
-keys posing as relinearisation keys, smuggled secret keys, structure-aware header
+The hostile side cycles through everything the first hostile round found: keys missing
+components, Galois keys posing as relinearisation keys, smuggled secret keys, structure-aware header
 mutations, bodies that stall, lie about their length or flood the job queue. The honest
 client (``client.api.Client``: 503 + Retry-After are retried) must get every answer, and
 the API process's memory must stay bounded. The hostile client connects from another
@@ -54,7 +54,7 @@ def _hostile_bodies(url: str) -> list[tuple[str, str, bytes]]:
         "secret as numbered part": {"relin_keys.1": secret},
         "secret after relin": {"relin_keys": parts["relin_keys"] + secret},
     }
-    swaps |= {  # the second round (issue 26): inside compressed streams, bombs, names
+    swaps |= {  # the second hostile round: inside compressed streams, bombs, names
         f"secret inside {name}": {name: inside(blob, secret)} for name, blob in parts.items()
     }
     swaps |= {
@@ -201,7 +201,7 @@ with httpx.Client() as http:
 
 @pytest.mark.slow
 def test_health_answers_during_ten_large_job_uploads(tmp_path, square_mlp_checkpoint):
-    """Ten 143 MB job bodies at once (issue 26: /healthz took 2.9 s while they were written
+    """Ten 143 MB job bodies at once (/healthz once took 2.9 s while they were written
     on the event loop): each upload is written by a thread, /healthz stays under 0.5 s."""
     (tmp_path / "models").mkdir()
     shutil.copy(square_mlp_checkpoint, tmp_path / "models" / "digits-mlp.pt")
