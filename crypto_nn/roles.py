@@ -147,7 +147,12 @@ def load(path: str | Path) -> Plan:
     with path.open("rb") as f:
         f.read(len(MAGIC))
         f.readline(1 << 16)
-        return pickle.load(f)
+        try:
+            return pickle.load(f)
+        except (AttributeError, ModuleNotFoundError, ImportError) as exc:  # classes moved
+            raise CompileError(
+                f"{path}: saved by another version of cryptorobust ({exc}); compile it again"
+            ) from None
 
 
 def parse_description(text_or_dict) -> dict[str, object]:

@@ -85,3 +85,15 @@ def test_a_segment_a_plan_lacks_is_refused_by_name():
     plan = crypto_nn.compile(_int_model(True), scheme="bfv", tables="client", verify=False)
     with pytest.raises(Exception, match="segment 2; this plan has 2"):
         plan.input_count(2)
+
+
+def test_a_plan_saved_by_another_version_is_refused_with_the_fix(tmp_path):
+    """A class that moved since the plan was saved: a CompileError the server recompiles on,
+    not an AttributeError at start-up."""
+    import pickle
+
+    path = tmp_path / "moved.plan"
+    blob = pickle.dumps(roles.Progress(1, None)).replace(b"Progress", b"Vanished")
+    path.write_bytes(roles.MAGIC + b'{"format": "cryptorobust.plan", "version": 1}\n' + blob)
+    with pytest.raises(CompileError, match="another version of cryptorobust"):
+        crypto_nn.load_plan(path)
