@@ -3,6 +3,8 @@ the integer network op by op under each plaintext prime (exact: ring operations 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import tenseal.sealapi as seal
 
@@ -14,6 +16,16 @@ from crypto_nn.errors import ContextError
 from crypto_nn.roles import Progress, check_segment
 from crypto_nn.wire import residues, seal_bytes, seeded
 from crypto_nn.wire.key_checks import LoadedKeys, load_keys
+
+
+@dataclass
+class PrimeState:
+    """An evaluator's state for one plaintext prime: its SEAL context, evaluator, keys."""
+
+    context: seal.SEALContext
+    evaluator: seal.Evaluator
+    relin_keys: seal.RelinKeys | None
+    t: int  # the plaintext prime
 
 
 class BfvBatchEvaluator:
@@ -36,10 +48,12 @@ class BfvBatchEvaluator:
         )
         self.plan = plan
         self._sets = [
-            (k.context, seal.Evaluator(k.context), k.relin_keys, k.spec.plain_modulus) for k in keys
+            PrimeState(k.context, seal.Evaluator(k.context), k.relin_keys, k.spec.plain_modulus)
+            for k in keys
         ]
 
-    def _run_one(self, ctx, ev, relin, t, payloads: list[bytes], progress=None) -> list[bytes]:
+    def _run_one(self, prime: PrimeState, payloads: list[bytes], progress=None) -> list[bytes]:
+        ctx, ev, relin, t = prime.context, prime.evaluator, prime.relin_keys, prime.t
         if len(payloads) != self.plan.n_inputs:
             raise ContextError(
                 f"{len(payloads)} input ciphertexts; the plan takes {self.plan.n_inputs}"
@@ -139,7 +153,7 @@ class BfvBatchEvaluator:
                 f"{len(payloads)} ciphertext sets; the plan has {len(self._sets)} plaintext primes"
             )
         progress = Progress(len(self._sets) * len(self.plan.layers), on_progress)
-        return [self._run_one(*s, p, progress) for s, p in zip(self._sets, payloads, strict=True)]
+        return [self._run_one(s, p, progress) for s, p in zip(self._sets, payloads, strict=True)]
 
     def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
         """The :class:`crypto_nn.roles.Evaluator` role: prime-major bytes in and out."""

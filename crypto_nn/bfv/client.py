@@ -302,28 +302,29 @@ class BfvSingleClient:
             raise ContextError(f"inputs must be integers in [0, {self.plan.input_max}]")
         vectors = slots.encode_image(self.plan.input_layouts, x)
         out = []
-        for _, _, enc, _, encoder, t, _ in self._sets:
+        for ks in self._sets:
             cts = []
             for v in vectors:
                 pt = seal.Plaintext()
-                encoder.encode(slot_ints(v, t, encoder.slot_count() // 2), pt)
-                cts.append(seal_bytes.dumps(enc.encrypt_symmetric(pt)))
+                ks.encoder.encode(slot_ints(v, ks.t, ks.encoder.slot_count() // 2), pt)
+                cts.append(seal_bytes.dumps(ks.encryptor.encrypt_symmetric(pt)))
             out.append(cts)
         return out
 
     def decrypt_single(self, outputs: list[list[bytes]]) -> np.ndarray:
         residues = []
-        for (ctx, _, _, dec, encoder, _, _), cts in zip(self._sets, outputs, strict=True):
+        for ks, cts in zip(self._sets, outputs, strict=True):
             pt = seal.Plaintext()
-            dec.decrypt(seal_bytes.loads(seal.Ciphertext, cts[0], ctx, what="output"), pt)
-            values = encoder.decode_uint64(pt)
+            output = seal_bytes.loads(seal.Ciphertext, cts[0], ks.ctx, what="output")
+            ks.decryptor.decrypt(output, pt)
+            values = ks.encoder.decode_uint64(pt)
             residues.append(np.asarray(values[: self.plan.n_outputs], dtype=np.int64))
         return crt_combine(residues, self.plan.params.plain_moduli)
 
     def noise_budget(self, outputs: list[list[bytes]]) -> int:
         return min(
-            dec.invariant_noise_budget(seal_bytes.loads(seal.Ciphertext, cts[0], ctx))
-            for (ctx, _, _, dec, _, _, _), cts in zip(self._sets, outputs, strict=True)
+            ks.decryptor.invariant_noise_budget(seal_bytes.loads(seal.Ciphertext, cts[0], ks.ctx))
+            for ks, cts in zip(self._sets, outputs, strict=True)
         )
 
     def infer(

@@ -9,6 +9,7 @@ row 0 is read back.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import tenseal.sealapi as seal
@@ -24,13 +25,26 @@ if TYPE_CHECKING:  # the plan imports this module (lazily): no cycle at run time
     from crypto_nn.bfv.plan import BfvSinglePlan
 
 
+@dataclass
+class SinglePrimeState:
+    """The single evaluator's state for one plaintext prime: context, evaluator, keys, and
+    the plan's weights encoded for that prime."""
+
+    context: seal.SEALContext
+    evaluator: seal.Evaluator
+    relin_keys: seal.RelinKeys | None
+    galois_keys: seal.GaloisKeys | None
+    t: int
+    encoded: list
+
+
 class BfvSingleEvaluator:
     """Server side: the single schedule under each plaintext prime."""
 
     def __init__(self, plan: BfvSinglePlan, public_context: bytes) -> None:
         self.plan = plan
         self._sets = [
-            (
+            SinglePrimeState(
                 k.context,
                 seal.Evaluator(k.context),
                 k.relin_keys,
@@ -64,9 +78,10 @@ class BfvSingleEvaluator:
                 encoded.append(None)
         return encoded
 
-    def _run_one(
-        self, ctx, ev, relin, galois, t, encoded, payloads: list[bytes], progress=None
-    ) -> bytes:
+    def _run_one(self, prime: SinglePrimeState, payloads: list[bytes], progress=None) -> bytes:
+        ctx, ev, relin, galois = prime.context, prime.evaluator, prime.relin_keys, prime.galois_keys
+        encoded = prime.encoded
+
         def rotate(ct, step):
             out = seal.Ciphertext()
             ev.rotate_rows(ct, step, galois, out)
@@ -127,4 +142,4 @@ class BfvSingleEvaluator:
                 f"{len(payloads)} ciphertext sets; the plan has {len(self._sets)} primes"
             )
         progress = Progress(len(self._sets) * len(self.plan.program.steps), on_progress)
-        return [[self._run_one(*s, p, progress)] for s, p in zip(self._sets, payloads, strict=True)]
+        return [[self._run_one(s, p, progress)] for s, p in zip(self._sets, payloads, strict=True)]
