@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 import tenseal.sealapi as seal
 
-from crypto_nn import rns
 from crypto_nn.bfv.client import flatten, split
 from crypto_nn.bfv.layers import IntAffine, IntSquareLayer
 from crypto_nn.bfv.tables import IntPolyTable, PolyEvaluator
 from crypto_nn.errors import ContextError
+from crypto_nn.gemm import GemmRoute
 from crypto_nn.roles import Progress, check_segment
-from crypto_nn.wire import residues, seal_bytes, seeded
+from crypto_nn.wire import seal_bytes, seeded
 from crypto_nn.wire.key_checks import LoadedKeys, load_keys
 
 
@@ -26,6 +26,7 @@ class PrimeState:
     evaluator: seal.Evaluator
     relin_keys: seal.RelinKeys | None
     t: int  # the plaintext prime
+    gemm: GemmRoute  # its GEMM route (arranged weights per layer)
 
 
 class BfvBatchEvaluator:
@@ -39,16 +40,21 @@ class BfvBatchEvaluator:
         "gemm" runs each affine layer as one integer matrix product over the residues
         (``crypto_nn.rns``), "terms" term by term in SEAL — the same ciphertexts."""
         self.route = route
-        self._buffers: dict = {}  # the GEMM route's input pieces per shape, reused
-        self._layers: dict = {}  # its arranged weights per (layer, prime)
         keys = (
             load_keys(public_context, plan.key_specs())
             if isinstance(public_context, bytes)
             else public_context
         )
         self.plan = plan
+        buffers: dict = {}  # the GEMM route's input pieces per shape, shared by the primes
         self._sets = [
-            PrimeState(k.context, seal.Evaluator(k.context), k.relin_keys, k.spec.plain_modulus)
+            PrimeState(
+                k.context,
+                seal.Evaluator(k.context),
+                k.relin_keys,
+                k.spec.plain_modulus,
+                GemmRoute(k.context, buffers),
+            )
             for k in keys
         ]
 
@@ -66,7 +72,7 @@ class BfvBatchEvaluator:
             progress.step()  # the layer about to run: reports are never late
             gemm = None
             if self.route == "gemm" and isinstance(layer, IntAffine):
-                gemm = self._affine_gemm(ctx, ev, t, xs, layer)
+                gemm = self._affine_gemm(prime, xs, layer)
             if isinstance(xs, seeded.SeededInputs) and gemm is None:
                 xs = xs.load()  # anything but the first matrix product runs in SEAL
             if gemm is not None:
@@ -105,11 +111,11 @@ class BfvBatchEvaluator:
             xs = out
         return [b"" if x is None else seal_bytes.dumps(x) for x in xs]
 
-    def _affine_gemm(self, ctx, ev, t: int, xs: list, layer) -> list | None:
+    def _affine_gemm(self, prime: PrimeState, xs: list, layer) -> list | None:
         """The term route's products and sums in one matrix product: weights as it
         multiplies them (|w| mod t, sign kept), bias added in SEAL. None (term route):
         weights past int64, or a folded-constant input that a weight still reads."""
-        weight = layer.weight
+        t, ev, weight = prime.t, prime.evaluator, layer.weight
         if weight.dtype != np.int64:
             return None
         seeded_in = isinstance(xs, seeded.SeededInputs)
@@ -121,25 +127,11 @@ class BfvBatchEvaluator:
         rows = np.flatnonzero(w.any(axis=1))
         out: list = [None] * len(w)  # an output no input reaches: a folded constant
         if rows.size:
-            if seeded_in:
-                meta, moduli = xs.meta, np.tile(xs.moduli, 2)
-            else:
-                live_cts = [xs[i] for i in live]
-                moduli = residues.row_moduli(ctx, live_cts[0].parms_id(), live_cts[0].size())
-            key = (id(layer), t, rns.modulus_bits(moduli))
-            if key not in self._layers:  # arranged once per layer and prime, not per request
-                self._layers[key] = rns.Layer.from_weights(w[rows], key[2])
-            compiled = self._layers[key]
-            if compiled is None:
+            live_xs = xs if seeded_in else [xs[i] for i in live]
+            cts = prime.gemm.multiply(live_xs, id(layer), lambda: w[rows])
+            if cts is None:
                 return None
-            if seeded_in:
-                pieces = xs.pieces(compiled.bits, compiled.pieces, self._buffers)
-            else:
-                meta, pieces = residues.stack(
-                    live_cts, compiled.bits, compiled.pieces, self._buffers
-                )
-            y = rns.affine(pieces, moduli, compiled)
-            for j, ct in zip(rows, residues.unstack(ctx, meta, y), strict=True):
+            for j, ct in zip(rows, cts, strict=True):
                 if int(layer.bias[j]) % t:
                     ev.add_plain_inplace(ct, seal.Plaintext(format(int(layer.bias[j]) % t, "x")))
                 out[j] = ct

@@ -20,8 +20,9 @@ import tenseal.sealapi as seal
 from crypto_nn import rns
 from crypto_nn.ckks.layers import Affine, Poly, Square
 from crypto_nn.errors import ContextError
+from crypto_nn.gemm import GemmRoute
 from crypto_nn.roles import check_segment
-from crypto_nn.wire import residues, seal_bytes, seeded
+from crypto_nn.wire import seal_bytes, seeded
 from crypto_nn.wire.key_checks import load_keys
 
 if TYPE_CHECKING:  # the plan imports this module (lazily): no cycle at run time
@@ -39,9 +40,8 @@ class CkksBatchEvaluator:
         (the reference: both give the same ciphertexts bit for bit)."""
         (keys,) = load_keys(public_context, plan.key_specs())
         self.plan, self.route = plan, route
-        self._layers: dict = {}  # the GEMM route's compiled weights, per layer
-        self._buffers: dict = {}  # its input pieces per shape, reused between requests
         self.context, self.relin_keys = keys.context, keys.relin_keys
+        self._gemm = GemmRoute(self.context)
         self.encoder = seal.CKKSEncoder(self.context)
         self.evaluator = seal.Evaluator(self.context)
 
@@ -93,32 +93,16 @@ class CkksBatchEvaluator:
         return out
 
     def _affine_gemm(self, xs, layer: Affine, fold: float, delta: float):
-        """The products and sums of ``_affine``, all at once: W̃ = round(w·fold·Δw) as SEAL
-        encodes each weight, an output no input reaches gets 1·x₀ (the 1/δ·x of the term
-        route), one integer matrix product per limb. ``xs``: SEAL ciphertexts, or the
-        request's seeded inputs parsed without SEAL. None: weights too large to slice."""
-        seeded_in = isinstance(xs, seeded.SeededInputs)
-        if seeded_in:
-            meta = xs.meta
-            moduli = np.tile(xs.moduli, meta.size)
-            scale = meta.scale
-        else:
-            moduli = residues.row_moduli(self.context, xs[0].parms_id(), xs[0].size())
-            scale = xs[0].scale
-        key = (id(layer), fold, delta)
-        if key not in self._layers:
-            weights = rns.seal_round(layer.weight * fold * delta)
-            weights[~weights.any(axis=1), 0] = 1
-            self._layers[key] = rns.Layer.from_weights(weights, rns.modulus_bits(moduli))
-        compiled = self._layers[key]
-        if compiled is None:
-            return None
-        if seeded_in:
-            pieces = xs.pieces(compiled.bits, compiled.pieces, self._buffers)
-        else:
-            meta, pieces = residues.stack(xs, compiled.bits, compiled.pieces, self._buffers)
-        y = rns.affine(pieces, moduli, compiled)
-        return residues.unstack(self.context, meta, y, scale=scale * delta)
+        """The products and sums of ``_affine``, all at once (``crypto_nn.gemm``): W̃ =
+        round(w·fold·Δw) as SEAL encodes each weight, an output no input reaches gets 1·x₀
+        (the 1/δ·x of the term route). None: weights too large to slice."""
+
+        def weights() -> np.ndarray:
+            w = rns.seal_round(layer.weight * fold * delta)
+            w[~w.any(axis=1), 0] = 1
+            return w
+
+        return self._gemm.multiply(xs, (id(layer), fold, delta), weights, scale_factor=delta)
 
     def _fused_activation(self, xs: list[seal.Ciphertext], layer) -> list[seal.Ciphertext]:
         """x² or z² + a·z + b (a poly's c2 moved into the next layer), on unrescaled
