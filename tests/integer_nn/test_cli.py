@@ -1,4 +1,4 @@
-"""``python -m integer_nn`` and ``python -m bench kernels`` as a user runs them."""
+"""``python -m integer_nn`` as a user runs it."""
 
 import json
 
@@ -69,36 +69,6 @@ def test_quantize_errors_are_one_line(checkpoint, tmp_path):
         proc = run("integer_nn", "quantize", *args)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-
-
-def test_bench_kernels_quick(tmp_path):
-    js = tmp_path / "k.json"
-    proc = run(
-        "bench",
-        "kernels",
-        "--model",
-        "cryptonets",
-        "--data",
-        "digits",
-        "--batch",
-        "1",
-        "--batch",
-        "64",
-        "--quick",
-        "--json",
-        str(js),
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(js.read_text())
-    for bs in ("1", "64"):
-        row = result["batches"][bs]
-        assert row["identical_to_reference"] is True
-        for key in ("numba_images_per_s", "numpy_images_per_s", "torch_images_per_s"):
-            assert row[key] > 0
-        assert row["numba_over_numpy"] == pytest.approx(
-            row["numba_images_per_s"] / row["numpy_images_per_s"]
-        )
-    assert js.with_suffix(".md").read_text().startswith("IntModel kernels")
 
 
 def test_qat_writes_the_exact_model_and_reports_float_ptq_and_qat(checkpoint, tmp_path):
