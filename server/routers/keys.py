@@ -39,7 +39,8 @@ async def register_key(request: Request, services: ServicesDep) -> KeyRegistered
             raise HTTPException(
                 422,
                 "these keys crashed the process that tried them (it has been replaced): they "
-                "are malformed for the plan's parameters — make them with CkksClient",
+                "are malformed for the plan's parameters — make them with python -m client "
+                "keygen or crypto_nn.client_for(the model's description)",
             ) from None
         del body
     key_id = hashlib.sha256(checked.context).hexdigest()[:32]
