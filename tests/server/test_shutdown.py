@@ -53,8 +53,20 @@ def _assert_all_exit(processes: list[psutil.Process], within_s: float) -> None:
     assert not alive, [(p.pid, p.cmdline()[:3]) for p in alive]
 
 
-@pytest.mark.parametrize("mid_job", [False, True], ids=["idle", "mid-job"])
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+# SIGTERM in the middle of a job goes through every shutdown step (jobs marked failed,
+# workers stopped); the other three cases (~25 s each: a real server) run with -m slow
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("sig", "mid_job"),
+    [
+        pytest.param(signal.SIGTERM, True, id="SIGTERM-mid-job"),
+        pytest.param(signal.SIGTERM, False, id="SIGTERM-idle", marks=SLOW),
+        pytest.param(signal.SIGINT, True, id="SIGINT-mid-job", marks=SLOW),
+        pytest.param(signal.SIGINT, False, id="SIGINT-idle", marks=SLOW),
+    ],
+)
 def test_a_signal_stops_the_server_and_every_worker(models, tmp_path, sig, mid_job):
     state = tmp_path / "state"
     with server_process(models, state) as (url, proc):
