@@ -11,8 +11,9 @@ from adversarial.defense_cli import select_classes
 from adversarial.defenses.badnets import Trigger, attack_success, poison
 from adversarial.defenses.cleanse import CleanseConfig, anomaly_indices, cleanse, unlearn
 from adversarial.defenses.judge import accuracy
-from nets import data, models
-from nets.train import TrainConfig, train
+from nets import data
+from nets.train import TrainConfig
+from tests.helpers import train_small
 
 QUIET = Console(quiet=True)
 CFG = TrainConfig(epochs=4, batch_size=64, lr=3e-3, seed=0)
@@ -34,10 +35,7 @@ def subset(request):
 
 
 def _trained(train_set):
-    torch.manual_seed(0)
-    net = models.build("cnn", train_set.shape, len(train_set.classes), width=16, depth=2)
-    train(net, train_set, CFG, console=QUIET)
-    return net.eval()
+    return train_small("cnn", train_set, epochs=4, batch_size=64, lr=3e-3, width=16, depth=2)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +57,9 @@ def test_anomaly_index_uses_the_mad_consistency_constant():
     assert np.allclose(anomaly_indices(l1), (median - l1) / mad)
 
 
+# ~100 s on 4 classes, 2–3× that on ten: the slow suite. The default suite runs Neural Cleanse
+# and unlearning through the CLI (test_defense_cli) and the neural-cleanse experiment's tiny run.
+@pytest.mark.slow
 def test_cleanse_names_the_backdoored_model_and_unlearning_removes_it(subset, models_pair):
     train_set, test_set = subset
     clean, bad = models_pair

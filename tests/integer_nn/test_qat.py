@@ -12,19 +12,17 @@ from integer_nn import QuantizationError, qat, quantize
 from nets import models
 from nets.layers import Square
 from nets.train import TrainConfig, predict, train
+from tests.helpers import train_small
 
 QUIET = Console(quiet=True)
 
 
 def _float_model(name_or_net, digits, epochs=10, **kwargs):
+    if isinstance(name_or_net, str):
+        return train_small(name_or_net, digits[0], epochs=epochs, **kwargs)
     torch.manual_seed(0)
-    net = (
-        models.build(name_or_net, (1, 8, 8), 10, **kwargs)
-        if isinstance(name_or_net, str)
-        else name_or_net
-    )
-    train(net, digits[0], TrainConfig(epochs=epochs, batch_size=32, lr=5e-3), console=QUIET)
-    return net.eval()
+    train(name_or_net, digits[0], TrainConfig(epochs=epochs, batch_size=32, lr=5e-3), console=QUIET)
+    return name_or_net.eval()
 
 
 def _fine_tuned(net, digits, config, epochs=2):

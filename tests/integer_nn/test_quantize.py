@@ -8,16 +8,14 @@ from integer_nn import QuantizationError, quantize, reference
 from integer_nn.ops import IntSquare, IntTable
 from nets import models
 from nets.layers import Square
-from nets.train import TrainConfig, predict, train
+from nets.train import predict
+from tests.helpers import train_small
 
 QUIET = Console(quiet=True)
 
 
 def _trained(name, digits, epochs=12, **kwargs):
-    torch.manual_seed(0)
-    model = models.build(name, (1, 8, 8), 10, **kwargs)
-    train(model, digits[0], TrainConfig(epochs=epochs, batch_size=32, lr=5e-3), console=QUIET)
-    return model
+    return train_small(name, digits[0], epochs=epochs, **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -19,15 +19,11 @@ from crypto_nn.wire import context as ctx_format
 from nets import models
 from nets.layers import Square as Square_
 from nets.train import TrainConfig, train
+from tests.helpers import train_small
 
 
 def _mlp(digits, act):
-    torch.manual_seed(0)
-    model = models.build("mlp", (1, 8, 8), 10, hidden=16, layers=1, act=act)
-    train(
-        model, digits[0], TrainConfig(epochs=8, batch_size=32, lr=5e-3), console=Console(quiet=True)
-    )
-    return model
+    return train_small("mlp", digits[0], epochs=8, hidden=16, layers=1, act=act)
 
 
 @pytest.fixture(scope="module")
