@@ -103,7 +103,9 @@ def run(ctx: Context) -> Outcome:
         plain[name] = _score(net, x, y, x_adv, eps, time.perf_counter() - t0, oracle.queries)
     ctx.log("starting the server (it compiles the CKKS plans)")
     encrypted, service = {}, {}
-    server = local_server(models_dir, ctx.out / "state", log=ctx.out / "server.log")
+    # the attacks use the CKKS plans only: the server need not compile the BFV one
+    server = local_server(models_dir, ctx.out / "state", log=ctx.out / "server.log",
+                          env={"CRYPTOROBUST_PACKINGS": '["batch", "single"]'})  # fmt: skip
     with server as url, Client(url, timeout=600) as client:
         model = EncryptedModel(client, "victim", "victim-single")
         with torch.no_grad():

@@ -93,7 +93,10 @@ def test_unknown_experiment_and_option_are_clear_errors():
 
 
 UNIT_SCRIPT = """
-import sys, time
+import signal, sys, time
+# Ctrl-C raises KeyboardInterrupt even when this was started with SIGINT ignored (a
+# background job of a non-interactive shell inherits SIG_IGN, and Python keeps it)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 from experiments.units import Units
 units = Units(Path(sys.argv[1]), resume=sys.argv[2] == "resume")

@@ -63,13 +63,14 @@ def _avgpool_net():
 @pytest.mark.parametrize(
     "make, config",
     [
-        (lambda d: _float_model("mlp", d), qat.QATConfig(weight_bits=3, act_bits=3)),
-        (lambda d: _float_model("cryptonets", d), qat.QATConfig(per_channel=True)),
+        # exactness does not need a well-trained float model: three epochs before QAT
+        (lambda d: _float_model("mlp", d, 3), qat.QATConfig(weight_bits=3, act_bits=3)),
+        (lambda d: _float_model("cryptonets", d, 3), qat.QATConfig(per_channel=True)),
         (
-            lambda d: _float_model("cnn", d, width=4, depth=2),
+            lambda d: _float_model("cnn", d, 3, width=4, depth=2),
             qat.QATConfig(weight_bits=4, act_bits=5, per_channel=False),
         ),
-        (lambda d: _float_model(_avgpool_net(), d), qat.QATConfig(acc_bits=40)),
+        (lambda d: _float_model(_avgpool_net(), d, 3), qat.QATConfig(acc_bits=40)),
     ],
     ids=["mlp-relu-3bit", "cryptonets-x2-per-channel", "cnn-maxpool-per-tensor", "x2-avgpool-tanh"],
 )
