@@ -49,7 +49,7 @@ def _attack_table(net, x, y, eps: float, sizes: dict) -> dict:
     "distillation",
     summary="seed 000: defensive distillation (T 20, 100) vs FGSM/PGD, then C&W and boundary",
     quick_min=5,
-    full_min=25,
+    full_min=150,  # the first of three models unfinished at 57 min (1 thread, loaded)
     data="mnist-5k",
 )
 def run(ctx: Context) -> Outcome:

@@ -37,7 +37,7 @@ def _grid(ctx: Context, net, test_set, classes, stem: str, rounds: int):
     "generator",
     summary="seed 001 B–D: generator attack grid (5 digits × 10), CIFAR-10, robust model",
     quick_min=5,
-    full_min=20,
+    full_min=60,  # measured 2026-12-06: A–B 4 min, D unfinished at 32 min (2 threads)
     data="mnist-5k",
 )
 def run(ctx: Context) -> Outcome:
