@@ -29,8 +29,8 @@ class CliResult:
 def run_cli(package: str, *args: str) -> CliResult:
     """``python -m PACKAGE ARGS…`` in this process: the same app, exit code and output as
     the real command (``__main__`` is ``sys.exit(run_app(app))``) without the seconds a new
-    interpreter spends importing torch. One subprocess test per package checks the entry
-    point itself (tests/test_usage_errors.py)."""
+    interpreter spends importing torch. The entry point itself is run as a real process in
+    tests/test_usage_errors.py, and by the server and environment tests that need one."""
     app = importlib.import_module(f"{package}.cli").app
     for module in EXTRA_COMMANDS.get(package, ()):  # what __main__ imports to register
         importlib.import_module(f"{package}.{module}")
