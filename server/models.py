@@ -57,6 +57,15 @@ def _calibration(path: Path, calibration_images: int):
     return net, meta, data.load(meta.data, "train").subset(calibration_images).images
 
 
+def smoothing_sigma(meta) -> float:
+    """The σ a checkpoint was trained with for randomized smoothing (``adversarial defend
+    --method smoothing``), else 0: its CKKS plans are calibrated on noisy images too, so
+    ``client certify`` can send noisy copies up to that σ."""
+    if meta.run.get("defense") != "smoothing":
+        return 0.0
+    return float(meta.run.get("defense_options", {}).get("sigma", 0.0))
+
+
 def int_model_file(path: Path) -> Path:
     """Where an IntModel for checkpoint ``path`` may lie: ``NAME.int.npz`` beside it."""
     return path.with_name(path.stem + ".int.npz")
@@ -96,7 +105,14 @@ def compile_checkpoint(
     name = served_name(path.stem, packing)
     if packing != "bfv":
         net, meta, calib = _calibration(path, calibration_images)
-        return crypto_nn.compile(net, calib, packing=packing, name=name, classes=meta.classes)
+        return crypto_nn.compile(
+            net,
+            calib,
+            packing=packing,
+            name=name,
+            classes=meta.classes,
+            noise_sigma=smoothing_sigma(meta),
+        )
     int_model = quantized(path, calibration_images, bfv_bits)
     has_tables = any(op.kind == "table" or op.kind == "maxpool2d" for op in int_model.ops)
     return crypto_nn.compile(

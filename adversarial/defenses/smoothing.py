@@ -12,6 +12,7 @@ attacker differentiates).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,13 +30,15 @@ ABSTAIN = -1
 
 
 class NoiseStep(TrainStep):
-    """Gaussian data augmentation at σ (Cohen et al.'s training)."""
+    """Gaussian data augmentation at σ (Cohen et al.'s training); ``clip`` clamps the noisy
+    images to [0, 1], the base classifier the encrypted certifier evaluates."""
 
-    def __init__(self, sigma: float) -> None:
-        self.sigma = sigma
+    def __init__(self, sigma: float, clip: bool = False) -> None:
+        self.sigma, self.clip = sigma, clip
 
     def loss(self, model, x, y):
-        logits = model(x + self.sigma * torch.randn_like(x))
+        noisy = x + self.sigma * torch.randn_like(x)
+        logits = model(noisy.clamp(0.0, 1.0) if self.clip else noisy)
         return F.cross_entropy(logits, y), logits
 
 
@@ -53,6 +56,48 @@ class Certificate:
     candidate: int  # the class the n0 samples picked (bounded by the n samples)
 
 
+NOISE_CHUNK = 1000  # rows per draw: the stream is the same whatever batch evaluates it
+
+
+def noisy_copies(
+    x: Tensor,
+    n: int,
+    sigma: float,
+    generator: torch.Generator | None = None,
+    clip: tuple[float, float] | None = None,
+) -> Iterator[Tensor]:
+    """n copies of one image ``x`` (C, H, W) plus N(0, σ²I) noise, in chunks of
+    ``NOISE_CHUNK`` drawn on the CPU from ``generator`` (then moved to x's device).
+
+    Every certifier draws its samples here, so the same generator state gives the same
+    noisy images whether torch evaluates them or the encrypted service does. ``clip``
+    clamps the noisy images to a range: the base classifier becomes f∘clip, and Cohen et
+    al.'s theorem holds for any base classifier, so the certificate stays exact."""
+    left = n
+    while left:
+        b = min(NOISE_CHUNK, left)
+        noise = torch.randn((b, *x.shape), generator=generator, device="cpu").to(x.device)
+        out = x.unsqueeze(0) + sigma * noise
+        yield out.clamp(*clip) if clip is not None else out
+        left -= b
+
+
+def certificate(guess: int, counts: np.ndarray, alpha: float, sigma: float) -> Certificate:
+    """Cohen et al.'s CERTIFY from its two samples' outcomes: ``guess`` is the class the
+    n0 selection samples picked, ``counts`` the n estimation samples' class counts."""
+    n = int(counts.sum())
+    p_lower = lower_confidence_bound(int(counts[guess]), n, alpha)
+    if p_lower <= 0.5:
+        return Certificate(ABSTAIN, 0.0, p_lower, counts, guess)
+    return Certificate(guess, sigma * float(norm.ppf(p_lower)), p_lower, counts, guess)
+
+
+def check_certify_args(sigma: float, n0: int, n: int, alpha: float) -> None:
+    check(sigma > 0, f"sigma={sigma}: the noise level must be > 0")
+    check(n0 >= 1 and n >= 1, f"n0={n0}, n={n}: both must be ≥ 1")
+    check(0 < alpha < 0.5, f"alpha={alpha}: choose a level in (0, 0.5)")
+
+
 class Smoothed(nn.Module):
     def __init__(
         self,
@@ -60,22 +105,26 @@ class Smoothed(nn.Module):
         sigma: float,
         num_classes: int,
         *,
-        batch_size: int = 1000,
+        batch_size: int = NOISE_CHUNK,
         eot_samples: int = 8,
+        clip: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         self.model, self.sigma, self.num_classes = model, sigma, num_classes
-        self.batch_size, self.eot_samples = batch_size, eot_samples
+        self.batch_size, self.eot_samples, self.clip = batch_size, eot_samples, clip
 
     def forward(self, x: Tensor) -> Tensor:
         """log E_ε[softmax f(x + ε)] over ``eot_samples`` draws: differentiable (EOT)."""
         probs = torch.stack(
             [
-                F.softmax(self.model(x + self.sigma * torch.randn_like(x)), dim=1)
+                F.softmax(self.model(self._clip(x + self.sigma * torch.randn_like(x))), dim=1)
                 for _ in range(self.eot_samples)
             ]
         ).mean(0)
         return probs.clamp_min(1e-12).log()
+
+    def _clip(self, x: Tensor) -> Tensor:
+        return x.clamp(*self.clip) if self.clip is not None else x
 
     @torch.no_grad()
     def counts(self, x: Tensor, n: int, generator: torch.Generator | None = None) -> np.ndarray:
@@ -83,13 +132,10 @@ class Smoothed(nn.Module):
         was = self.model.training
         self.model.eval()
         out = np.zeros(self.num_classes, dtype=np.int64)
-        left = n
-        while left:
-            b = min(self.batch_size, left)
-            noise = torch.randn((b, *x.shape), generator=generator, device="cpu").to(x.device)
-            pred = self.model(x.unsqueeze(0) + self.sigma * noise).argmax(1)
-            out += np.bincount(pred.cpu().numpy(), minlength=self.num_classes)
-            left -= b
+        for chunk in noisy_copies(x, n, self.sigma, generator, self.clip):
+            for batch in chunk.split(self.batch_size):
+                pred = self.model(batch).argmax(1)
+                out += np.bincount(pred.cpu().numpy(), minlength=self.num_classes)
         self.model.train(was)
         return out
 
@@ -107,15 +153,9 @@ class Smoothed(nn.Module):
     def certify(
         self, x: Tensor, n0: int, n: int, alpha: float, generator: torch.Generator | None = None
     ) -> Certificate:
-        check(n0 >= 1 and n >= 1, f"n0={n0}, n={n}: both must be ≥ 1")
-        check(0 < alpha < 0.5, f"alpha={alpha}: choose a level in (0, 0.5)")
+        check_certify_args(self.sigma, n0, n, alpha)
         guess = int(self.counts(x, n0, generator).argmax())
-        counts = self.counts(x, n, generator)
-        p_lower = lower_confidence_bound(int(counts[guess]), n, alpha)
-        if p_lower <= 0.5:
-            return Certificate(ABSTAIN, 0.0, p_lower, counts, guess)
-        radius = self.sigma * float(norm.ppf(p_lower))
-        return Certificate(guess, radius, p_lower, counts, guess)
+        return certificate(guess, self.counts(x, n, generator), alpha, self.sigma)
 
 
 def certify_dataset(
@@ -159,6 +199,7 @@ def certified_accuracy(rows: list[dict], radii: np.ndarray) -> np.ndarray:
 @dataclass(kw_only=True)
 class GaussianNoiseTraining(TrainingDefense):
     sigma: float = 0.25
+    clip: bool = False  # clamp noisy images to [0, 1] (what `client certify` sends)
 
     name = "smoothing"
 
@@ -166,7 +207,7 @@ class GaussianNoiseTraining(TrainingDefense):
         check(self.sigma > 0, f"sigma={self.sigma}: the noise level must be > 0")
 
     def step(self) -> TrainStep:
-        return NoiseStep(self.sigma)
+        return NoiseStep(self.sigma, self.clip)
 
 
 @register("smoothing")

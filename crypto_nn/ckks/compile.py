@@ -37,6 +37,7 @@ def compile(
     name: str = "model",
     classes: tuple[str, ...] = (),
     fused: bool = True,
+    noise_sigma: float = 0.0,
 ) -> CkksPlan:
     """Compile a torch model to a homomorphic plan; refuse here, with the reason, any model
     that would not fit (never a SEAL error halfway through an inference).
@@ -45,7 +46,11 @@ def compile(
     activations, each affine layer and the activation after it share one level — weights
     at a small scale Δw, no rescale until after the square (see ``choose_ckks_single``).
     Fewer primes make uploads smaller and every product cheaper. ``fused=False`` or an
-    explicit ``scale_bits`` gives one level per layer, the CryptoNets way."""
+    explicit ``scale_bits`` gives one level per layer, the CryptoNets way.
+
+    ``noise_sigma``: the plan will also see the calibration images plus N(0, σ²) noise,
+    clipped to [0, 1] — randomized smoothing's samples (``client certify``). Its scales
+    are sized on four noisy copies of every calibration image as well as the clean ones."""
     if scheme not in SCHEMES:
         raise CompileError(f"scheme {scheme!r} is not available yet; choose one of {SCHEMES}")
     if packing not in PACKINGS:
@@ -53,6 +58,9 @@ def compile(
     if packing == "single" and n is not None and scale_bits is not None:
         raise CompileError("single packing chooses its own scales; pass n only")
     calibration = np.asarray(calibration, dtype=np.float32)
+    if noise_sigma < 0:
+        raise CompileError(f"noise_sigma={noise_sigma}: a noise level is ≥ 0")
+    calibration = with_noise(calibration, noise_sigma).astype(np.float32)
     layers = plan_layers.from_torch(model, calibration, poly_degree=poly_degree)
     x = calibration.reshape(len(calibration), -1).astype(np.float64)
     max_abs = float(np.abs(x).max())
@@ -89,4 +97,16 @@ def compile(
         max_abs_value=max_abs,
         rotations=program.rotations if program else [],
         program=program,
+        noise_sigma=float(noise_sigma),
     )
+
+
+def with_noise(calibration: np.ndarray, sigma: float, copies: int = 4) -> np.ndarray:
+    """The clean images, then ``copies`` noisy ones each (seeded: a plan compiles the same
+    way twice), clipped to [0, 1] as the certifying client clips them."""
+    x = calibration.astype(np.float64)
+    if sigma == 0:
+        return x
+    rng = np.random.default_rng(0)
+    noisy = [np.clip(x + sigma * rng.standard_normal(x.shape), 0.0, 1.0) for _ in range(copies)]
+    return np.concatenate([x, *noisy])

@@ -36,6 +36,7 @@ class CkksPlan:
     max_abs_value: float  # largest |value| of any layer on calibration data
     rotations: list[int] = field(default_factory=list)  # Galois steps the plan needs (batch: none)
     program: slots.Program | None = None  # single packing: slot layouts and diagonals
+    noise_sigma: float = 0.0  # calibrated on images + N(0, σ²) noise, clipped to [0, 1]
 
     @property
     def input_layouts(self) -> list[np.ndarray]:
@@ -118,6 +119,7 @@ class CkksPlan:
             "keys": key_description(self.key_specs()),
             "segments": 1,
             "max_abs_value": self.max_abs_value,
+            "noise_sigma": self.noise_sigma,
             **(
                 {"zero_diagonals_skipped": self.program.skipped_diagonals}
                 if self.program is not None
@@ -172,6 +174,8 @@ class CkksClientPlan:
     packing: str = "batch"
     rotations: tuple[int, ...] = ()
     input_layouts: tuple[np.ndarray, ...] = ()
+    max_abs_value: float = float("inf")  # largest |value| on calibration data (unknown: inf)
+    noise_sigma: float = 0.0  # the Gaussian noise the calibration data carried
 
     def key_specs(self) -> list[KeySpec]:
         return key_specs(self.params, self.needs_relin_keys, self.rotations)
@@ -201,6 +205,8 @@ class CkksClientPlan:
                 packing=str(desc.get("packing", "batch")),
                 rotations=tuple(int(r) for r in desc.get("rotations", [])),
                 input_layouts=layouts,
+                max_abs_value=float(desc.get("max_abs_value", float("inf"))),
+                noise_sigma=float(desc.get("noise_sigma", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CompileError(f"plan description lacks or mangles a field ({exc})") from None

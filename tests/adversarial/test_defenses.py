@@ -6,6 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 from scipy.stats import beta, norm
 
@@ -196,6 +198,27 @@ def test_certify_matches_the_closed_form(x0):
         assert cert.radius == pytest.approx(sigma * norm.ppf(bound), abs=1e-9)
     if x0 == 0.5:  # p_A = ½: no bound from finitely many samples clears it
         assert cert.label == ABSTAIN
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 2500), st.integers(1, 3000), st.sampled_from([None, (0.0, 1.0)]))
+def test_the_noise_stream_does_not_depend_on_the_evaluation_batch(batch, n, clip):
+    """What lets the encrypted certifier (4,096 per request) reproduce the clear counts."""
+    from adversarial.defenses.smoothing import Smoothed, noisy_copies
+
+    x = torch.full((1, 2, 2), 0.55)
+    counts = [
+        Smoothed(Threshold(0.5), 0.25, 2, batch_size=b, clip=clip).counts(
+            x, n, torch.Generator().manual_seed(3)
+        )
+        for b in (batch, 4096)
+    ]
+    assert (counts[0] == counts[1]).all() and counts[0].sum() == n
+    copies = torch.cat(list(noisy_copies(x, n, 0.25, torch.Generator().manual_seed(3), clip)))
+    first = copies.flatten(1)[:, 0]
+    assert counts[0][0] == int((first - 0.5 > 0.5 - first).sum())
+    if clip is not None:
+        assert copies.min() >= 0.0 and copies.max() <= 1.0
 
 
 def test_certified_accuracy_at_radius_zero_is_at_most_smoothed_accuracy(digits):
