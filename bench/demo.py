@@ -21,6 +21,7 @@ from client.api import Client
 from client.session import run_images
 from nets import checkpoint, data
 from server.local import local_server
+from server.models import smoothing_sigma
 
 
 def run(*, model_path: Path, n: int, n_single: int, workdir: Path) -> dict:
@@ -97,7 +98,38 @@ def run(*, model_path: Path, n: int, n_single: int, workdir: Path) -> dict:
                 result["packings"][row]["max_abs_logit_difference"] = float(
                     np.abs(outcome.logits - plain[:count]).max()
                 )
+        sigma = smoothing_sigma(meta)
+        if sigma:  # a noise-trained checkpoint: one certified encrypted prediction
+            result["certified"] = _certify_one(client, name, net, test, sigma)
     return result
+
+
+def _certify_one(client: Client, name: str, net, test, sigma: float) -> dict:
+    """Test image 0 certified through the CKKS batch plan (one request of noisy copies)
+    and in the clear with the same noise."""
+    from adversarial.defenses.smoothing import Smoothed
+    from client.certify import CLIP, certify
+
+    desc = client.model(name)
+    keys = crypto_nn.client_for(desc)
+    key_id = client.register_key(keys.public_context())
+    enc = certify(client, keys, desc, key_id, test.images[0], sigma=sigma, n0=100, n=3996)
+    clear = Smoothed(net.eval(), sigma, len(test.classes), clip=CLIP).certify(
+        torch.from_numpy(test.images[0]), enc.n0, enc.n, enc.alpha, torch.Generator().manual_seed(0)
+    )
+    return {
+        "label": enc.label,
+        "true_label": int(test.labels[0]),
+        "radius": enc.radius,
+        "sigma": sigma,
+        "n0": enc.n0,
+        "n": enc.n,
+        "requests": enc.requests,
+        "upload_bytes": enc.upload_bytes,
+        "seconds": enc.timings["total_s"],
+        "clear_label": clear.label,
+        "clear_radius": clear.radius,
+    }
 
 
 def _int_reference(model_path: Path, images: np.ndarray) -> np.ndarray:
@@ -154,7 +186,20 @@ def table(r: dict) -> str:
         "model's; "
         "thesis Table 3.1: 0.1 ms plain vs 300 s encrypted per image\n"
     )
+    c = r.get("certified")
+    if c:
+        md += (
+            f"\ncertified encrypted prediction of test image 0 (randomized smoothing, σ = "
+            f"{c['sigma']}, {c['n0']} + {c['n']} noisy copies in {_count(c['requests'], 'request')}"
+            f", {c['upload_bytes'] / 1e6:.0f} MB, {c['seconds']:.1f} s): {_label(c['label'])} "
+            f"(true {c['true_label']}), certified L2 radius {c['radius']:.3f}; in the clear with "
+            f"the same noise: {_label(c['clear_label'])}, radius {c['clear_radius']:.3f}\n"
+        )
     return md
+
+
+def _label(label: int) -> str:
+    return "abstain" if label < 0 else f"class {label}"
 
 
 def _count(n: int, noun: str) -> str:
