@@ -9,9 +9,20 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 RUNS ?= runs
 
-.PHONY: demo test lint pytest setup data slow clean lock
+.PHONY: demo test lint pytest setup data slow clean lock web
 
-setup: $(STAMP) $(FASHION_MNIST)
+WEB := server/web
+WEB_STAMP := $(WEB)/node_modules/.installed
+
+setup: $(STAMP) $(FASHION_MNIST) $(WEB_STAMP)
+
+# The browser client's node-seal (SEAL 4.1 in WebAssembly) and, for the tests, a Node that
+# runs it — exactly the versions in package-lock.json, from the npm registry.
+$(WEB_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
+	npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+web: $(WEB_STAMP)
 
 # constraints.txt pins every package to the version CI last tested (make lock refreshes it)
 $(STAMP): pyproject.toml constraints.txt
@@ -65,4 +76,4 @@ demo: setup $(DEMO_MODEL)
 	$(PY) -m bench demo --checkpoint $(DEMO_MODEL) --n 1000 --workdir $(RUNS)/demo
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache $(WEB)/node_modules

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from crypto_nn import roles
 from crypto_nn.errors import ContextError
+from crypto_nn.wire import context as ctx_format
+from crypto_nn.wire import seal_version
 
 
 class EvaluatorCache:
@@ -37,6 +39,8 @@ class EvaluatorCache:
         if evaluator is None:
             data = context if isinstance(context, bytes) else Path(context).read_bytes()
             evaluator = plan.evaluator(data)
+            if ctx_format.unpack(data)[0].get("seal") is not None:  # a SEAL 4.1 client
+                evaluator = seal_version.Translating(evaluator)
         self._evaluators[cache_key] = evaluator
         while len(self._evaluators) > self.size:
             self._evaluators.popitem(last=False)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from crypto_nn.errors import ContextError
 from crypto_nn.wire import context as ctx_format
-from crypto_nn.wire import seal_bytes
+from crypto_nn.wire import seal_bytes, seal_version
 from crypto_nn.wire.key_checks import KeySpec, check_params, load_key_set, prove, read_params
 
 CHECK_VERSION = 4  # keys registered by an older check are refused until registered again
@@ -71,6 +71,14 @@ def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
         )
     for name, data in parts.items():
         seal_bytes.check_whole(data, what=f"context part {name}")
+    if header.get("seal") is not None:  # SEAL 4.1 (node-seal): headers rewritten, sent plain
+        parts = {
+            name: seal_version.translate(
+                data, seal_version.part_kind(name), seal_version.SERVER_MINOR, len(data),
+                what=f"context part {name} (SEAL {header['seal']}, uncompressed)",
+            )
+            for name, data in parts.items()
+        }  # fmt: skip
     models, refused, wanted, stored = [], {}, set(), set()
     proven: dict[KeySpec, None] = {}  # plans sharing a key set load and prove it once
     for plan in mine:
@@ -104,6 +112,9 @@ def check_context(body: bytes, plans: list[PlanNeeds]) -> Checked:
     # only a refused plan would have used is dropped, whatever it held
     dropped = sorted(set(parts) - stored)
     canonical = ctx_format.pack(
-        scheme, {n: parts[n] for n in parts if n in stored}, client=header.get("client")
+        scheme,
+        {n: parts[n] for n in parts if n in stored},
+        client=header.get("client"),
+        seal=header.get("seal"),
     )
     return Checked(canonical, models, refused, dropped)

@@ -6,6 +6,11 @@ own serialisations: ``params`` always; ``relin_keys`` / ``galois_keys`` only whe
 needs them (batch CKKS needs neither). A secret key has no part name here, so it cannot
 be sent.
 
+``seal``: ``"4.1"`` when the parts (and the client's ciphertexts) are SEAL 4.1 objects —
+node-seal, the browser client. The server rewrites their version headers
+(:mod:`crypto_nn.wire.seal_version`) at registration and for every request of that key;
+without it, parts are read as the server's own SEAL version.
+
 ``client``: 32 hex digits a client derives from its secret key (:func:`client_id`). The
 server's key id hashes the whole context, so two clients whose contexts hold no key
 (a client-aided BFV plan needs only the public parameters) still get different ids —
@@ -43,10 +48,17 @@ def client_id(secret: bytes) -> str:
     return hashlib.blake2b(secret, digest_size=16, person=b"cryptorobust.id").hexdigest()
 
 
-def pack(scheme: str, parts: dict[str, bytes], client: str | None = None) -> bytes:
+SEAL_VERSIONS = ("4.1",)  # a ``seal`` a client may declare (absent: the server's own)
+
+
+def pack(
+    scheme: str, parts: dict[str, bytes], client: str | None = None, seal: str | None = None
+) -> bytes:
     header = {"format": FORMAT, "version": VERSION, "scheme": scheme}
     if client is not None:
         header["client"] = client
+    if seal is not None:
+        header["seal"] = seal
     header["parts"] = [[name, len(data)] for name, data in parts.items()]
     return MAGIC + json.dumps(header).encode() + b"\n" + b"".join(parts.values())
 
@@ -66,6 +78,11 @@ def unpack(data: bytes) -> tuple[dict[str, object], dict[str, bytes]]:
     client = header.get("client")
     if client is not None and not (isinstance(client, str) and _CLIENT.fullmatch(client)):
         raise ContextError("context header: 'client' must be 32 lowercase hex digits")
+    if "seal" in header and header["seal"] not in SEAL_VERSIONS:
+        raise ContextError(
+            f"context header: 'seal' {str(header['seal'])[:20]!r} — declare one of "
+            f"{SEAL_VERSIONS}, or leave it out for the server's own SEAL version"
+        )
     entries = header.get("parts")
     if not isinstance(entries, list) or len(entries) > MAX_PARTS:
         raise ContextError(f"context header needs 'parts': a list of at most {MAX_PARTS}")
