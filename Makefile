@@ -14,7 +14,15 @@ RUNS ?= runs
 WEB := server/web
 WEB_STAMP := $(WEB)/node_modules/.installed
 
-setup: $(STAMP) $(FASHION_MNIST) $(WEB_STAMP)
+CHROMEDRIVER := /usr/bin/chromedriver
+
+setup: $(STAMP) $(FASHION_MNIST) $(WEB_STAMP) $(CHROMEDRIVER)
+
+# Debian's headless browser for the browser client's test (never a downloaded build)
+$(CHROMEDRIVER):
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "note: the browser test needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver as root); it skips without them"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi
 
 # The browser client's node-seal (SEAL 4.1 in WebAssembly) and, for the tests, a Node that
 # runs it — exactly the versions in package-lock.json, from the npm registry.

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from server import problems
-from server.routers import health, infer, jobs, keys, limits, models
+from server.routers import health, infer, jobs, keys, limits, models, web
 from server.services import Services, build_services
 from server.settings import Settings
 
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keys.router,
         infer.router,
         jobs.router,
+        web.router,
     ):
         app.include_router(router)
     return app

@@ -1,5 +1,6 @@
 """The ``python -m server`` command line: one command that runs the HTTP service."""
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -58,6 +59,12 @@ def serve(
             file=sys.stderr,
         )
     service = create_app(settings)
+    handler = logging.StreamHandler()  # the server's own lines (uploads …) beside uvicorn's
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    logging.getLogger("server").addHandler(handler)
+    logging.getLogger("server").setLevel(logging.INFO)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"the browser client: http://{shown}:{port}/", flush=True)
     # uvicorn waits this long for in-flight requests on SIGTERM/SIGINT, then runs the
     # app's shutdown (jobs marked failed, workers stopped) and re-raises the signal
     uvicorn.run(

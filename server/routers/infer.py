@@ -1,6 +1,7 @@
 """Synchronous inference on encrypted inputs: ciphertexts in, encrypted logits out."""
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Request, Response
 
@@ -11,6 +12,7 @@ from server.inference import KEY_ID, SEGMENT, checked, expected, payloads_of, re
 from server.schemas import BINARY_BODY, BINARY_RESPONSE
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=[Auth])
+uploads = logging.getLogger("server.uploads")
 
 
 @router.post(
@@ -39,6 +41,11 @@ async def infer(
             payloads = await asyncio.to_thread(payloads_of, body, model, name, segment)
         finally:
             del body
+        sizes = sorted({len(p) for p in payloads})
+        uploads.info(
+            "ciphertexts for %s (key %s, segment %d): %d of sizes %s, %d bytes",
+            name, key_id, segment, len(payloads), sizes, sum(map(len, payloads)),
+        )  # fmt: skip
         with services.gate.slot():
             outputs, _ = await services.backend.evaluate(model, key_id, ctx_path, payloads, segment)
         del payloads

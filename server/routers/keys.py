@@ -1,4 +1,5 @@
 import hashlib
+import logging
 
 from fastapi import APIRouter, HTTPException, Request
 
@@ -10,6 +11,7 @@ from server.pool import WorkerCrashed
 from server.schemas import BINARY_BODY, KeyRegistered
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[Auth])
+uploads = logging.getLogger("server.uploads")  # what every upload held: names and sizes
 
 
 @router.post("", status_code=201, response_model=KeyRegistered, openapi_extra=BINARY_BODY)
@@ -42,8 +44,17 @@ async def register_key(request: Request, services: ServicesDep) -> KeyRegistered
                 "are malformed for the plan's parameters — make them with python -m client "
                 "keygen or crypto_nn.client_for(the model's description)",
             ) from None
+        header, parts = ctx_format.unpack(body)  # checked above: only part names and sizes
         del body
     key_id = hashlib.sha256(checked.context).hexdigest()[:32]
+    uploads.info(
+        "context from %s: parts %s, seal %s → key %s",
+        client_of(request),
+        [[name, len(data)] for name, data in parts.items()],
+        header.get("seal", "server's"),
+        key_id,
+    )
+    del parts
     evicted = services.keys.add(
         key_id,
         checked.context,

@@ -51,6 +51,10 @@ export function unpackCiphertexts(body) {
 /** Keys for one CKKS plan; the secret key stays inside (never saved by this module). */
 export class CkksKeys {
   constructor(seal, desc) {
+    this.init(seal, desc, null);
+  }
+
+  init(seal, desc, secretBytes) {
     if (desc.scheme !== 'ckks') throw new Error(`plan ${desc.name} is ${desc.scheme}, not CKKS`);
     this.seal = seal;
     this.desc = desc;
@@ -62,7 +66,13 @@ export class CkksKeys {
       seal.CoeffModulus.Create(p.poly_modulus_degree, Int32Array.from(p.coeff_mod_bit_sizes)));
     this.context = new seal.SEALContext(this.parms, true, seal.SecLevelType.tc128);
     if (!this.context.parametersSet()) throw new Error(`SEAL refuses plan ${desc.name}'s parameters`);
-    this.keygen = new seal.KeyGenerator(this.context);
+    if (secretBytes) {
+      const kept = new seal.SecretKey();
+      kept.loadFromArray(this.context, secretBytes);
+      this.keygen = new seal.KeyGenerator(this.context, kept);
+    } else {
+      this.keygen = new seal.KeyGenerator(this.context);
+    }
     const secret = this.keygen.secretKey();
     this.encoder = new seal.CKKSEncoder(this.context);
     this.encryptor = new seal.Encryptor(this.context, this.keygen.createPublicKey(), secret);
@@ -71,6 +81,10 @@ export class CkksKeys {
   }
 
   get slots() { return this.encoder.slotCount(); }
+
+  /** SEAL's bytes of the secret key — only for the browser's own encrypted key store
+   *  (keystore.js wraps them with a non-extractable AES key); never part of an upload. */
+  secretBytesForKeystore() { return this.keygen.secretKey().saveToArray(this.none); }
 
   /** [[name, bytes]]: parameters, and the keys the plan's description asks for. */
   publicParts() {
@@ -84,6 +98,13 @@ export class CkksKeys {
         this.keygen.createGaloisKeysSerializableWithSteps(steps).saveToArray(this.none)]);
     }
     return parts;
+  }
+
+  /** Keys restored from a secret key this browser kept (``secretBytes``: SEAL's bytes). */
+  static restore(seal, desc, secretBytes) {
+    const keys = Object.create(CkksKeys.prototype);
+    keys.init(seal, desc, secretBytes);
+    return keys;
   }
 
   encryptValues(values) {
@@ -102,6 +123,20 @@ export class CkksKeys {
     const values = this.encoder.decodeFloat64(pt);
     ct.delete(); pt.delete();
     return values;
+  }
+
+  /** Single packing: one image → one ciphertext per slot layout (the plan's client-side
+   *  im2col: slot s of ciphertext c holds input value layouts[c][s], −1 meaning 0). */
+  encryptSingle(image) {
+    const layouts = this.desc.input.layouts;
+    if (!layouts) throw new Error(`plan ${this.desc.name} packs batches; use encryptBatch`);
+    return layouts.map((layout) => this.encryptValues(layout.map((i) => (i < 0 ? 0 : image[i]))));
+  }
+
+  /** The single plan's one output ciphertext → its logits. */
+  decryptSingle(blobs) {
+    if (blobs.length !== 1) throw new Error(`${blobs.length} outputs; a single plan returns 1`);
+    return this.decryptValues(blobs[0]).slice(0, this.desc.output.logits);
   }
 
   /** Batch packing: images (n arrays of the plan's inputs, pixels in [0, 1]) → one

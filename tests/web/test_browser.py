@@ -1,0 +1,112 @@
+"""The page in a real browser: Debian's headless Chromium driven by selenium through the
+system chromedriver, against a live server. Pick a test image, press the button, wait:
+the predicted class equals the Python client's; the second query skips keygen; the
+server's upload log shows no secret key."""
+
+import base64
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import crypto_nn
+from client.api import Client
+from client.session import run_images
+from server.local import local_server
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SAMPLES = ROOT / "server/web/static/samples/digits.json"
+NODE_SEAL = ROOT / "server/web/node_modules/node-seal/dist/seal_throws.wasm"
+SHOTS = ROOT / "runs" / "browser"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a dev dependency")
+    if not (CHROMIUM.is_file() and DRIVER.is_file()):
+        pytest.skip("no headless browser: apt-get install -y chromium chromium-driver (make setup)")
+    if not NODE_SEAL.is_file():
+        pytest.skip("node-seal is not installed: make web")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--user-data-dir={tmp_path_factory.mktemp('profile')}"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(DRIVER)))
+    driver.set_window_size(1100, 1500)
+    yield driver
+    driver.quit()
+
+
+def _samples() -> np.ndarray:
+    s = json.loads(SAMPLES.read_text())
+    raw = np.frombuffer(base64.b64decode(s["pixels_base64"]), dtype=np.uint8)
+    return (raw.reshape(-1, *s["shape"]) / 255.0).astype(np.float64)
+
+
+def _python_predictions(url: str, model: str, images: np.ndarray) -> list[int]:
+    with Client(url) as c:
+        desc = c.model(model)
+        keys = crypto_nn.client_for(desc)
+        outcome = run_images(c, keys, model, c.register_key(keys.public_context()), images)
+    return outcome.logits.argmax(1).tolist()
+
+
+def _run_page(driver, *, model: str, sample: int | None = None, batch: int | None = None):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(driver, 240)
+    wait.until(lambda d: d.find_element(By.ID, "model").is_enabled())
+    Select(driver.find_element(By.ID, "model")).select_by_value(model)
+    if batch is None:
+        driver.find_element(By.ID, "tab-one").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#samples canvas")) == 12)
+        driver.find_elements(By.CSS_SELECTOR, "#samples canvas")[sample].click()
+    else:
+        driver.find_element(By.ID, "tab-batch").click()
+        field = driver.find_element(By.ID, "batch-n")
+        field.clear()
+        field.send_keys(str(batch))
+    wait.until(ec.element_to_be_clickable((By.ID, "run"))).click()
+    wait.until(lambda d: d.find_element(By.ID, "result").is_displayed()
+               or d.find_element(By.ID, "error").is_displayed())  # fmt: skip
+    error = driver.find_element(By.ID, "error")
+    assert not error.is_displayed(), error.text
+    prediction = driver.find_element(By.ID, "prediction")
+    timings = json.loads(driver.find_element(By.ID, "result").get_attribute("data-timings"))
+    return json.loads(prediction.get_attribute("data-classes")), timings
+
+
+def test_the_page_classifies_like_the_python_client(browser, tmp_path, square_mlp_checkpoint):
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(square_mlp_checkpoint, models / "digits-mlp.pt")
+    images = _samples()
+    log = tmp_path / "server.log"
+    with local_server(models, tmp_path / "state", log=log) as url:
+        browser.get(url + "/")
+        single, first = _run_page(browser, model="digits-mlp-single", sample=3)
+        assert single == _python_predictions(url, "digits-mlp-single", images[3:4])
+        assert not first["keysKept"] and first["keygen_s"] > 0
+        again, second = _run_page(browser, model="digits-mlp-single", sample=7)
+        assert again == _python_predictions(url, "digits-mlp-single", images[7:8])
+        assert second["keysKept"] and "keygen_s" not in second  # kept in IndexedDB
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / "browser-client.png"))
+        batch, _ = _run_page(browser, model="digits-mlp", batch=16)
+        assert batch == _python_predictions(url, "digits-mlp", images[:16])
+    lines = log.read_text().splitlines()
+    contexts = [line for line in lines if "server.uploads: context from" in line]
+    assert len(contexts) >= 2  # the page's two registrations (single, batch) + Python's
+    for line in contexts:  # every part the server ever received, by name and size
+        names = re.findall(r"\['(\w+(?:\.\d+)?)', \d+\]", line)
+        assert names and set(names) <= {"params", "relin_keys", "galois_keys"}, line
+    assert any("seal 4.1" in line for line in contexts)
+    uploads = [line for line in lines if "server.uploads: ciphertexts for" in line]
+    assert len(uploads) >= 4
