@@ -2,7 +2,7 @@
 // usage: node node_client.mjs SPEC.json — {url, model, images: [[...], ...]} → JSON on stdout:
 // {logits, timings, upload_bytes, context_parts}
 import fs from 'node:fs';
-import { CkksKeys, packCiphertexts, packContext, unpackCiphertexts } from '../../server/web/static/he.js';
+import { BfvKeys, CkksKeys, packCiphertexts, packContext, unpackCiphertexts } from '../../server/web/static/he.js';
 import initialize from '../../server/web/node_modules/node-seal/dist/index_throws.js';
 
 const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
@@ -16,16 +16,28 @@ async function call(path, init) {
   return response;
 }
 const desc = await (await call(`/v1/models/${spec.model}`)).json();
-const keys = await timed('keygen_s', () => new CkksKeys(seal, desc));
+const Keys = desc.scheme === 'bfv' ? BfvKeys : CkksKeys;
+const keys = await timed('keygen_s', () => new Keys(seal, desc));
 const parts = keys.publicParts();
 const context = packContext(desc.scheme, parts, 'ab'.repeat(16));
 const octets = { 'Content-Type': 'application/octet-stream' };
 const { key_id } = await timed('register_s', async () =>
   (await call('/v1/keys', { method: 'POST', body: context, headers: octets })).json());
-const blobs = await timed('encrypt_s', () => keys.encryptBatch(spec.images));
-const body = packCiphertexts(blobs);
-const answer = await timed('server_s', async () => new Uint8Array(await (await call(
-  `/v1/models/${spec.model}/infer?key_id=${key_id}`, { method: 'POST', body, headers: octets })).arrayBuffer()));
-const logits = await timed('decrypt_s', () => keys.decryptBatch(unpackCiphertexts(answer), spec.images.length));
-console.log(JSON.stringify({ logits: logits.map((row) => Array.from(row)), timings, key_id,
-  upload_bytes: body.length, context_parts: parts.map(([n, d]) => [n, d.length]) }));
+let upload = 0;
+const post = async (segment, blobs) => {
+  const body = packCiphertexts(blobs);
+  upload += body.length;
+  const path = `/v1/models/${spec.model}/infer?key_id=${key_id}` + (segment ? `&segment=${segment}` : '');
+  return unpackCiphertexts(new Uint8Array(await (await call(path,
+    { method: 'POST', body, headers: octets })).arrayBuffer()));
+};
+let logits;
+if (desc.scheme === 'bfv') {
+  logits = (await keys.infer(spec.images, post, timings)).map((row) => row.map(String));
+} else {
+  const blobs = await timed('encrypt_s', () => keys.encryptBatch(spec.images));
+  const answer = await timed('server_s', () => post(0, blobs));
+  logits = keys.decryptBatch(answer, spec.images.length).map((row) => Array.from(row));
+}
+console.log(JSON.stringify({ logits, timings, key_id, upload_bytes: upload,
+  context_parts: parts.map(([n, d]) => [n, d.length]) }));

@@ -7,6 +7,7 @@ import base64
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +49,15 @@ def _samples() -> np.ndarray:
     return (raw.reshape(-1, *s["shape"]) / 255.0).astype(np.float64)
 
 
-def _python_predictions(url: str, model: str, images: np.ndarray) -> list[int]:
+def _python(url: str, model: str, images: np.ndarray):
     with Client(url) as c:
         desc = c.model(model)
         keys = crypto_nn.client_for(desc)
-        outcome = run_images(c, keys, model, c.register_key(keys.public_context()), images)
-    return outcome.logits.argmax(1).tolist()
+        return run_images(c, keys, model, c.register_key(keys.public_context()), images)
+
+
+def _python_predictions(url: str, model: str, images: np.ndarray) -> list[int]:
+    return _python(url, model, images).logits.argmax(1).tolist()
 
 
 def _run_page(driver, *, model: str, sample: int | None = None, batch: int | None = None):
@@ -80,18 +84,26 @@ def _run_page(driver, *, model: str, sample: int | None = None, batch: int | Non
     assert not error.is_displayed(), error.text
     prediction = driver.find_element(By.ID, "prediction")
     timings = json.loads(driver.find_element(By.ID, "result").get_attribute("data-timings"))
+    integers = prediction.get_attribute("data-integers")
+    timings["integers"] = json.loads(integers) if integers else None
+    timings["text"] = prediction.text
     return json.loads(prediction.get_attribute("data-classes")), timings
 
 
-def test_the_page_classifies_like_the_python_client(browser, tmp_path, square_mlp_checkpoint):
+def test_the_page_classifies_like_the_python_client(
+    browser, tmp_path, square_mlp_checkpoint, digits_mlp_trainer
+):
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(square_mlp_checkpoint, models / "digits-mlp.pt")
+    digits_mlp_trainer(models / "digits-relu.pt", act="relu", seed=0, epochs=8)
     images = _samples()
     log = tmp_path / "server.log"
     with local_server(models, tmp_path / "state", log=log) as url:
+        t0 = time.perf_counter()
         browser.get(url + "/")
         single, first = _run_page(browser, model="digits-mlp-single", sample=3)
+        first["page_to_first_result_s"] = time.perf_counter() - t0
         assert single == _python_predictions(url, "digits-mlp-single", images[3:4])
         assert not first["keysKept"] and first["keygen_s"] > 0
         again, second = _run_page(browser, model="digits-mlp-single", sample=7)
@@ -101,12 +113,18 @@ def test_the_page_classifies_like_the_python_client(browser, tmp_path, square_ml
         browser.save_screenshot(str(SHOTS / "browser-client.png"))
         batch, _ = _run_page(browser, model="digits-mlp", batch=16)
         assert batch == _python_predictions(url, "digits-mlp", images[:16])
+        _, exact = _run_page(browser, model="digits-relu-bfv", batch=16)  # client-aided
+        assert "bit-exact integer logits" in exact["text"]
+        python = _python(url, "digits-relu-bfv", images[:16])
+        assert [[int(v) for v in row] for row in exact["integers"]] == python.logits.tolist()
+        (SHOTS / "timings.json").write_text(json.dumps({"first": first, "second": second}))
     lines = log.read_text().splitlines()
     contexts = [line for line in lines if "server.uploads: context from" in line]
     assert len(contexts) >= 2  # the page's two registrations (single, batch) + Python's
     for line in contexts:  # every part the server ever received, by name and size
         names = re.findall(r"\['(\w+(?:\.\d+)?)', \d+\]", line)
-        assert names and set(names) <= {"params", "relin_keys", "galois_keys"}, line
+        kinds = {name.partition(".")[0] for name in names}  # BFV: one part per prime (.i)
+        assert names and kinds <= {"params", "relin_keys", "galois_keys"}, line
     assert any("seal 4.1" in line for line in contexts)
     uploads = [line for line in lines if "server.uploads: ciphertexts for" in line]
     assert len(uploads) >= 4

@@ -32,37 +32,61 @@ def node() -> Path:
     return NODE
 
 
-def test_node_seal_client_matches_the_python_client(node, tmp_path, square_mlp_checkpoint):
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy(square_mlp_checkpoint, models / "digits-mlp.pt")
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, square_mlp_checkpoint, digits_mlp_trainer):
+    folder = tmp_path_factory.mktemp("node")
+    (folder / "models").mkdir()
+    shutil.copy(square_mlp_checkpoint, folder / "models" / "digits-mlp.pt")
+    # ReLU: its BFV plan is client-aided (a table between two round trips)
+    digits_mlp_trainer(folder / "models" / "digits-relu.pt", act="relu", seed=0, epochs=8)
+    with local_server(folder / "models", folder / "state") as url:
+        yield url, folder
+
+
+def _both(node, url: str, folder: Path, model: str, images: np.ndarray):
+    """The same images through he.js under Node and through the Python client."""
+    spec = folder / f"{model}.json"
+    flat = images.reshape(len(images), -1).tolist()
+    spec.write_text(json.dumps({"url": url, "model": model, "images": flat}))
+    run = subprocess.run(
+        [str(node), str(ROOT / "tests/web/node_client.mjs"), str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    with Client(url) as c:
+        keys = crypto_nn.client_for(c.model(model))
+        key_id = c.register_key(keys.public_context())
+        python = run_images(c, keys, model, key_id, images)
+    return json.loads(run.stdout), python
+
+
+def test_node_seal_client_matches_the_python_client(node, served):
+    url, folder = served
     images = data.load("digits", "test").images[:16]
-    with local_server(models, tmp_path / "state") as url:
-        spec = tmp_path / "spec.json"
-        flat = images.reshape(16, -1).tolist()
-        spec.write_text(json.dumps({"url": url, "model": "digits-mlp", "images": flat}))
-        run = subprocess.run(
-            [str(node), str(ROOT / "tests/web/node_client.mjs"), str(spec)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        browser = json.loads(run.stdout)
-        with Client(url) as c:
-            desc = c.model("digits-mlp")
-            keys = crypto_nn.client_for(desc)
-            key_id = c.register_key(keys.public_context())
-            python = run_images(c, keys, "digits-mlp", key_id, images)
+    browser, python = _both(node, url, folder, "digits-mlp", images)
     logits = np.asarray(browser["logits"])
     assert (logits.argmax(1) == python.logits.argmax(1)).all()
     assert np.abs(logits - python.logits).max() < 1e-3  # two encryptions, CKKS error each
     # what the server kept of the 4.1 client: its parameters and relinearisation keys,
     # rewritten to its own SEAL version, and the declaration — never a secret key
-    state = (tmp_path / "state").rglob("*")
+    state = (folder / "state").rglob("*")
     stored = [p for p in state if p.name == f"{browser['key_id']}.ctx"]
     assert stored, "the registered context is on disk"
     header, parts = ctx_format.unpack(stored[0].read_bytes())
     assert header["seal"] == "4.1" and sorted(parts) == ["params", "relin_keys"]
     assert all(blob[3:5] == b"\x04\x03" for blob in parts.values())
     assert [name for name, _ in browser["context_parts"]] == ["params", "relin_keys"]
+
+
+@pytest.mark.parametrize("model, requests", [("digits-mlp-bfv", 1), ("digits-relu-bfv", 2)])
+def test_node_seal_bfv_logits_are_the_python_clients_bit_for_bit(node, served, model, requests):
+    """BFV batch, x² (one request) and client-aided ReLU (its table runs in the client
+    between two round trips — in JavaScript for the page): the logits are exact integers,
+    so both clients get the same ones."""
+    url, folder = served
+    images = data.load("digits", "test").images[:16]
+    browser, python = _both(node, url, folder, model, images)
+    assert [[int(v) for v in row] for row in browser["logits"]] == python.logits.tolist()
+    assert python.requests == requests

@@ -29,7 +29,7 @@ async function api(path) {
 }
 
 // --- models -------------------------------------------------------------------------
-const SUPPORTED = (d) => d.scheme === 'ckks';
+const SUPPORTED = (d) => d.scheme === 'ckks' || (d.scheme === 'bfv' && d.packing === 'batch');
 
 async function loadModels() {
   const select = $('model');
@@ -55,7 +55,7 @@ async function chooseModel(name) {
   state.desc = state.models.find((d) => d.name === name);
   const d = state.desc;
   const [c, h, w] = d.input.shape;
-  const slots = d.params.poly_modulus_degree / 2;
+  const slots = d.params.poly_modulus_degree / (d.scheme === 'bfv' ? 1 : 2);
   $('model-info').textContent = `${d.output.classes.length} classes, input ${c}×${h}×${w}, ` +
     (d.packing === 'batch' ? `up to ${slots} images per request` : 'one image per request');
   $('batch-n').max = d.packing === 'batch' ? slots : 64;
@@ -232,7 +232,8 @@ function softmax(row) {
 
 function showResult(msg, count) {
   const classes = state.desc.output.classes;
-  const probs = msg.logits.map(softmax);
+  const scale = msg.exact ? msg.outputScale : 1;  // BFV: integer logit × its scale = real logit
+  const probs = msg.logits.map((row) => softmax(row.map((v) => v * scale)));
   const first = probs[0];
   const order = [...first.keys()].sort((a, b) => first[b] - first[a]);
   const name = (k) => classes[k] ?? String(k);
@@ -240,6 +241,10 @@ function showResult(msg, count) {
     ? `Prediction: ${name(order[0])} (class ${order[0]})`
     : `${count} predictions; the first: ${name(order[0])} (class ${order[0]})`;
   $('prediction').dataset.classes = JSON.stringify(msg.logits.map((r) => r.indexOf(Math.max(...r))));
+  if (msg.exact) {
+    $('prediction').textContent += ' — bit-exact integer logits';
+    $('prediction').dataset.integers = JSON.stringify(msg.integers);
+  }
   const bars = $('bars');
   bars.innerHTML = '';
   for (const k of order.slice(0, 3)) {

@@ -2,7 +2,7 @@
 // responsive. Messages in: {cmd: 'infer', origin, token, desc, images, id}. Out:
 // {type: 'progress', step, detail}, {type: 'result', ...}, {type: 'error', message}.
 import initialize from '/vendor/node-seal/index_throws.js';
-import { CkksKeys, packCiphertexts, packContext, unpackCiphertexts } from './he.js';
+import { BfvKeys, CkksKeys, packCiphertexts, packContext, unpackCiphertexts } from './he.js';
 import * as keystore from './keystore.js';
 
 let seal = null;
@@ -60,6 +60,15 @@ async function register(req, session, timings, sizes) {
 async function session(req, timings, sizes) {
   const name = keystore.keyName(req.origin, req.desc);
   if (sessions.has(name)) return { name, session: sessions.get(name), kept: true };
+  if (req.desc.scheme === 'bfv') {  // one secret key per plaintext prime: kept for this page only
+    progress('keygen', `generating keys for ${req.desc.name} (${req.desc.keys.length} plaintext prime(s))`);
+    const t0 = now();
+    const s = { keys: new BfvKeys(seal, req.desc), keyId: null, client: randomHex(16) };
+    timings.keygen_s = now() - t0;
+    await register(req, s, timings, sizes);
+    sessions.set(name, s);
+    return { name, session: s, kept: false };
+  }
   let kept = null;
   try { kept = await keystore.load(name); } catch { kept = null; }
   if (kept) {
@@ -83,9 +92,10 @@ async function session(req, timings, sizes) {
   return { name, session: s, kept: false };
 }
 
-async function send(req, s, blobs, timings, sizes, name) {
+async function send(req, s, blobs, timings, sizes, name, segment = 0) {
   const body = packCiphertexts(blobs);
-  const path = () => `/v1/models/${encodeURIComponent(req.desc.name)}/infer?key_id=${s.keyId}`;
+  const path = () => `/v1/models/${encodeURIComponent(req.desc.name)}/infer?key_id=${s.keyId}` +
+    (segment ? `&segment=${segment}` : '');
   const t0 = now();
   let response;
   try {
@@ -94,7 +104,7 @@ async function send(req, s, blobs, timings, sizes, name) {
     if (err.status !== 404 || !String(err.message).includes('unknown key_id')) throw err;
     progress('register', 'the server no longer holds this browser\'s keys (evicted): registering again');
     await register(req, s, timings, sizes);
-    await keystore.updateKeyId(name, s.keyId);
+    if (req.desc.scheme === 'ckks') await keystore.updateKeyId(name, s.keyId);
     response = await call(req.origin, req.token, path(), { method: 'POST', body, headers: OCTETS });
   }
   const answer = new Uint8Array(await response.arrayBuffer());
@@ -117,6 +127,21 @@ async function infer(req) {
   const packing = req.desc.packing;
   let logits = [];
   timings.encrypt_s = 0; timings.decrypt_s = 0;
+  if (req.desc.scheme === 'bfv') {
+    const segments = req.desc.segments;
+    progress('encrypt', `encrypting ${req.images.length} image(s) as integers` +
+      (segments > 1 ? `; ${segments} round trips (the client applies the tables between them)` : ''));
+    const values = await s.keys.infer(req.images, async (k, blobs) => {
+      progress('server', `segment ${k + 1} of ${segments}: the server evaluates the ciphertexts`);
+      return send(req, s, blobs, timings, sizes, name, k);
+    }, timings);
+    progress('decrypt', 'decrypted: exact integer logits');
+    const integers = values.map((row) => row.map(String));
+    post({ type: 'result', id: req.id, logits: integers.map((r) => r.map(Number)), integers,
+           exact: true, outputScale: req.desc.output.output_scale, timings, sizes,
+           keysKept: kept, keyId: s.keyId });
+    return;
+  }
   if (packing === 'single') {
     for (let i = 0; i < req.images.length; i++) {
       progress('encrypt', `encrypting image ${i + 1} of ${req.images.length}`);
