@@ -402,3 +402,28 @@ def certify_encrypted_cmd(
         seed=seed,
     )
     _show(r, certify_encrypted.table(r), json_out)
+
+
+@app.command("browser")
+def browser_cmd(
+    checkpoint: Annotated[Path, typer.Option(help="A trained checkpoint to serve.")] = Path(
+        "runs/demo/tenseal-tutorial.pt"
+    ),
+    batch: Annotated[int, typer.Option(help="Images in the batch request.")] = 4096,
+    workdir: Annotated[Path, typer.Option(help="Server state, log and screenshot.")] = Path(
+        "runs/bench/browser"
+    ),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write JSON (+ .md beside it).")
+    ] = None,
+) -> None:
+    """The page in headless Chromium (SEAL 4.1 wasm) vs the Python client, same plans:
+    keygen, encrypt, server, decrypt, round trip; page load to first result."""
+    from bench import browser
+
+    if not checkpoint.is_file():
+        from nets.errors import UserError
+
+        raise UserError(f"--checkpoint {checkpoint} not found: `make demo` trains it")
+    r = browser.run(checkpoint=checkpoint, workdir=workdir, batch=batch)
+    _show(r, browser.table(r), json_out)

@@ -3,7 +3,6 @@ system chromedriver, against a live server. Pick a test image, press the button,
 the predicted class equals the Python client's; the second query skips keygen; the
 server's upload log shows no secret key."""
 
-import base64
 import json
 import re
 import shutil
@@ -14,39 +13,26 @@ import numpy as np
 import pytest
 
 import crypto_nn
+from bench.browser import CHROMIUM, DRIVER, chromium, run_page, samples
 from client.api import Client
 from client.session import run_images
 from server.local import local_server
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SAMPLES = ROOT / "server/web/static/samples/digits.json"
 NODE_SEAL = ROOT / "server/web/node_modules/node-seal/dist/seal_throws.wasm"
 SHOTS = ROOT / "runs" / "browser"
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a dev dependency")
+    pytest.importorskip("selenium.webdriver", reason="selenium is a dev dependency")
     if not (CHROMIUM.is_file() and DRIVER.is_file()):
         pytest.skip("no headless browser: apt-get install -y chromium chromium-driver (make setup)")
     if not NODE_SEAL.is_file():
         pytest.skip("node-seal is not installed: make web")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--user-data-dir={tmp_path_factory.mktemp('profile')}"):  # fmt: skip
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(DRIVER)))
-    driver.set_window_size(1100, 1500)
+    driver = chromium(tmp_path_factory.mktemp("profile"))
     yield driver
     driver.quit()
-
-
-def _samples() -> np.ndarray:
-    s = json.loads(SAMPLES.read_text())
-    raw = np.frombuffer(base64.b64decode(s["pixels_base64"]), dtype=np.uint8)
-    return (raw.reshape(-1, *s["shape"]) / 255.0).astype(np.float64)
 
 
 def _python(url: str, model: str, images: np.ndarray):
@@ -60,36 +46,6 @@ def _python_predictions(url: str, model: str, images: np.ndarray) -> list[int]:
     return _python(url, model, images).logits.argmax(1).tolist()
 
 
-def _run_page(driver, *, model: str, sample: int | None = None, batch: int | None = None):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import Select, WebDriverWait
-
-    wait = WebDriverWait(driver, 240)
-    wait.until(lambda d: d.find_element(By.ID, "model").is_enabled())
-    Select(driver.find_element(By.ID, "model")).select_by_value(model)
-    if batch is None:
-        driver.find_element(By.ID, "tab-one").click()
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#samples canvas")) == 12)
-        driver.find_elements(By.CSS_SELECTOR, "#samples canvas")[sample].click()
-    else:
-        driver.find_element(By.ID, "tab-batch").click()
-        field = driver.find_element(By.ID, "batch-n")
-        field.clear()
-        field.send_keys(str(batch))
-    wait.until(ec.element_to_be_clickable((By.ID, "run"))).click()
-    wait.until(lambda d: d.find_element(By.ID, "result").is_displayed()
-               or d.find_element(By.ID, "error").is_displayed())  # fmt: skip
-    error = driver.find_element(By.ID, "error")
-    assert not error.is_displayed(), error.text
-    prediction = driver.find_element(By.ID, "prediction")
-    timings = json.loads(driver.find_element(By.ID, "result").get_attribute("data-timings"))
-    integers = prediction.get_attribute("data-integers")
-    timings["integers"] = json.loads(integers) if integers else None
-    timings["text"] = prediction.text
-    return json.loads(prediction.get_attribute("data-classes")), timings
-
-
 def test_the_page_classifies_like_the_python_client(
     browser, tmp_path, square_mlp_checkpoint, digits_mlp_trainer
 ):
@@ -97,23 +53,23 @@ def test_the_page_classifies_like_the_python_client(
     models.mkdir()
     shutil.copy(square_mlp_checkpoint, models / "digits-mlp.pt")
     digits_mlp_trainer(models / "digits-relu.pt", act="relu", seed=0, epochs=8)
-    images = _samples()
+    images = samples("digits")
     log = tmp_path / "server.log"
     with local_server(models, tmp_path / "state", log=log) as url:
         t0 = time.perf_counter()
         browser.get(url + "/")
-        single, first = _run_page(browser, model="digits-mlp-single", sample=3)
+        single, first = run_page(browser, model="digits-mlp-single", sample=3)
         first["page_to_first_result_s"] = time.perf_counter() - t0
         assert single == _python_predictions(url, "digits-mlp-single", images[3:4])
         assert not first["keysKept"] and first["keygen_s"] > 0
-        again, second = _run_page(browser, model="digits-mlp-single", sample=7)
+        again, second = run_page(browser, model="digits-mlp-single", sample=7)
         assert again == _python_predictions(url, "digits-mlp-single", images[7:8])
         assert second["keysKept"] and "keygen_s" not in second  # kept in IndexedDB
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SHOTS / "browser-client.png"))
-        batch, _ = _run_page(browser, model="digits-mlp", batch=16)
+        batch, _ = run_page(browser, model="digits-mlp", batch=16)
         assert batch == _python_predictions(url, "digits-mlp", images[:16])
-        _, exact = _run_page(browser, model="digits-relu-bfv", batch=16)  # client-aided
+        _, exact = run_page(browser, model="digits-relu-bfv", batch=16)  # client-aided
         assert "bit-exact integer logits" in exact["text"]
         python = _python(url, "digits-relu-bfv", images[:16])
         assert [[int(v) for v in row] for row in exact["integers"]] == python.logits.tolist()
