@@ -8,8 +8,10 @@
 #
 # The GPU machine has torch and nothing else, and cannot download: run
 #   scripts/gpu-check.sh prepare
-# here first. It fills gpu-bundle/ with the wheels of the pure-Python dependencies these
-# three commands import (rich, typer, torchattacks, …) and the Fashion-MNIST IDX files;
+# here first. It fills gpu-bundle/ with the one dependency these three commands import that
+# the GPU image lacks (torchattacks, pure Python; the image has numpy, scipy, numba, rich,
+# typer — its own versions are kept: ours could need packages it lacks, e.g. a newer
+# typer needs pydantic) and the Fashion-MNIST IDX files;
 # carry gpu-bundle to the machine (the device tool's `carry`), then run
 #   scripts/gpu-check.sh            (GPU_CHECK_DEVICE=cpu runs the same here, as a dry run)
 set -euo pipefail
@@ -20,7 +22,6 @@ PY=${PYTHON:-python3}
 if [[ "${1:-}" == "prepare" ]]; then
     mkdir -p "$BUNDLE/wheels" "$BUNDLE/fashion-mnist"
     "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d "$BUNDLE/wheels" \
-        rich typer click shellingham markdown-it-py mdurl pygments typing_extensions \
         'torchattacks==3.5.1'
     cp /usr/share/datasets/fashion-mnist/*.gz "$BUNDLE/fashion-mnist/"
     du -sh "$BUNDLE"
