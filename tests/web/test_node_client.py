@@ -90,3 +90,64 @@ def test_node_seal_bfv_logits_are_the_python_clients_bit_for_bit(node, served, m
     browser, python = _both(node, url, folder, model, images)
     assert [[int(v) for v in row] for row in browser["logits"]] == python.logits.tolist()
     assert python.requests == requests
+
+
+@pytest.mark.parametrize("scheme", ["ckks", "bfv"])
+def test_objects_the_server_writes_load_in_node_seal(node, tmp_path, scheme):
+    """The reverse direction: parameters, a secret key, seeded and full ciphertexts and
+    both kinds of key-switching keys made by the server's SEAL 4.3, rewritten to 4.1, are
+    loaded by SEAL 4.1 and decrypt to what was encrypted."""
+    import tenseal.sealapi as seal
+
+    from crypto_nn.ckks.params import CkksParams
+    from crypto_nn.wire import seal_bytes
+    from crypto_nn.wire.seal_version import translate
+
+    if scheme == "ckks":
+        parms = CkksParams(8192, (60, 40, 40, 60), 40, 0).seal_parameters()
+    else:
+        parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
+        parms.set_poly_modulus_degree(4096)
+        parms.set_coeff_modulus(seal.CoeffModulus.BFVDefault(4096, seal.SEC_LEVEL_TYPE.TC128))
+        parms.set_plain_modulus(seal.PlainModulus.Batching(4096, 20))
+    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+    kg = seal.KeyGenerator(ctx)
+    enc = seal.Encryptor(ctx, kg.secret_key())
+    pt = seal.Plaintext()
+    if scheme == "ckks":
+        seal.CKKSEncoder(ctx).encode([0.125, -2.5, 3.0, 0.0] * 1024, 2.0**40, pt)
+    else:
+        seal.BatchEncoder(ctx).encode([11, 0, 524287, 5] * 1024, pt)
+    full = seal.Ciphertext()
+    enc.encrypt_symmetric(pt, full)
+    steps = [ctx.key_context_data().galois_tool().get_elt_from_step(s) for s in (1, 8)]
+    objects = {
+        "params.bin": ("params", seal_bytes.dumps(parms)),
+        "secret.bin": ("plaintext", seal_bytes.dumps(kg.secret_key())),
+        "ct_seeded.bin": ("ciphertext", seal_bytes.dumps(enc.encrypt_symmetric(pt))),
+        "ct_full.bin": ("ciphertext", seal_bytes.dumps(full)),
+        "relin.bin": ("kswitch", seal_bytes.dumps(kg.create_relin_keys())),
+        "galois.bin": ("kswitch", seal_bytes.dumps(kg.create_galois_keys(steps))),
+    }
+    for name, (kind, blob) in objects.items():
+        (tmp_path / name).write_bytes(translate(blob, kind, 1, 1 << 30))
+    spec = {"scheme": scheme, "ciphertexts": ["ct_seeded.bin", "ct_full.bin"]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run = subprocess.run(
+        [str(node), str(ROOT / "tests/web/node_load.mjs"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout)
+    assert out["relin_keys"] == 1 and out["galois_keys"] == 2
+    for values in out["values"].values():
+        if scheme == "ckks":
+            assert np.allclose(values, [0.125, -2.5, 3.0, 0.0], atol=1e-6)
+        else:
+            assert [int(v) for v in values] == [11, 0, 524287, 5]
+    node_params = (tmp_path / "params.node.bin").read_bytes()
+    assert translate(node_params, "params", 3, 1 << 20) == translate(
+        objects["params.bin"][1], "params", 3, 1 << 20
+    )  # SEAL 4.1 writes the parameters byte for byte as 4.3 does, headers aside
