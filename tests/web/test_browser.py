@@ -5,7 +5,6 @@ server's upload log shows no secret key."""
 
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import crypto_nn
 from bench.browser import CHROMIUM, DRIVER, chromium, run_page, samples
 from client.api import Client
 from client.session import run_images
-from server.local import local_server
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_SEAL = ROOT / "server/web/node_modules/node-seal/dist/seal_throws.wasm"
@@ -46,34 +44,27 @@ def _python_predictions(url: str, model: str, images: np.ndarray) -> list[int]:
     return _python(url, model, images).logits.argmax(1).tolist()
 
 
-def test_the_page_classifies_like_the_python_client(
-    browser, tmp_path, square_mlp_checkpoint, digits_mlp_trainer
-):
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy(square_mlp_checkpoint, models / "digits-mlp.pt")
-    digits_mlp_trainer(models / "digits-relu.pt", act="relu", seed=0, epochs=8)
+def test_the_page_classifies_like_the_python_client(browser, web_server):
+    url, _, log = web_server
     images = samples("digits")
-    log = tmp_path / "server.log"
-    with local_server(models, tmp_path / "state", log=log) as url:
-        t0 = time.perf_counter()
-        browser.get(url + "/")
-        single, first = run_page(browser, model="digits-mlp-single", sample=3)
-        first["page_to_first_result_s"] = time.perf_counter() - t0
-        assert single == _python_predictions(url, "digits-mlp-single", images[3:4])
-        assert not first["keysKept"] and first["keygen_s"] > 0
-        again, second = run_page(browser, model="digits-mlp-single", sample=7)
-        assert again == _python_predictions(url, "digits-mlp-single", images[7:8])
-        assert second["keysKept"] and "keygen_s" not in second  # kept in IndexedDB
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(SHOTS / "browser-client.png"))
-        batch, _ = run_page(browser, model="digits-mlp", batch=16)
-        assert batch == _python_predictions(url, "digits-mlp", images[:16])
-        _, exact = run_page(browser, model="digits-relu-bfv", batch=16)  # client-aided
-        assert "bit-exact integer logits" in exact["text"]
-        python = _python(url, "digits-relu-bfv", images[:16])
-        assert [[int(v) for v in row] for row in exact["integers"]] == python.logits.tolist()
-        (SHOTS / "timings.json").write_text(json.dumps({"first": first, "second": second}))
+    t0 = time.perf_counter()
+    browser.get(url + "/")
+    single, first = run_page(browser, model="digits-mlp-single", sample=3)
+    first["page_to_first_result_s"] = time.perf_counter() - t0
+    assert single == _python_predictions(url, "digits-mlp-single", images[3:4])
+    assert not first["keysKept"] and first["keygen_s"] > 0
+    again, second = run_page(browser, model="digits-mlp-single", sample=7)
+    assert again == _python_predictions(url, "digits-mlp-single", images[7:8])
+    assert second["keysKept"] and "keygen_s" not in second  # kept in IndexedDB
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / "browser-client.png"))
+    batch, _ = run_page(browser, model="digits-mlp", batch=16)
+    assert batch == _python_predictions(url, "digits-mlp", images[:16])
+    _, exact = run_page(browser, model="digits-relu-bfv", batch=16)  # client-aided
+    assert "bit-exact integer logits" in exact["text"]
+    python = _python(url, "digits-relu-bfv", images[:16])
+    assert [[int(v) for v in row] for row in exact["integers"]] == python.logits.tolist()
+    (SHOTS / "timings.json").write_text(json.dumps({"first": first, "second": second}))
     lines = log.read_text().splitlines()
     contexts = [line for line in lines if "server.uploads: context from" in line]
     assert len(contexts) >= 2  # the page's two registrations (single, batch) + Python's

