@@ -54,11 +54,14 @@ def target_grid(sources, adversarial, reached, classes, path: Path) -> Path:
     return path
 
 
-def certified_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
-    """Certified accuracy against L2 radius, one line per label (e.g. per σ)."""
+def certified_curve(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, styles: dict | None = None
+) -> Path:
+    """Certified accuracy against L2 radius, one line per label (e.g. per σ); ``styles``:
+    matplotlib keyword arguments per label (a dashed line over an equal one stays visible)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for label, (radii, acc) in curves.items():
-        ax.plot(radii, acc, label=label)
+        ax.plot(radii, acc, label=label, **(styles or {}).get(label, {}))
     ax.set_xlabel("L2 radius")
     ax.set_ylabel("certified accuracy")
     ax.set_ylim(0, 1)
