@@ -217,10 +217,17 @@ function setupDrawing() {
 }
 
 // --- running ------------------------------------------------------------------------
-function step(text) {
+function step(text, name = null) {
+  const list = $('progress');
+  const last = list.lastElementChild;
+  if (name && last && last.dataset.step === name) {  // a counter of the same step: one line
+    last.textContent = text;
+    return;
+  }
   const li = document.createElement('li');
   li.textContent = text;
-  $('progress').append(li);
+  if (name) li.dataset.step = name;
+  list.append(li);
 }
 
 function softmax(row) {
@@ -295,7 +302,7 @@ function run() {
   const id = ++requestId;
   worker.onmessage = (event) => {
     const msg = event.data;
-    if (msg.type === 'progress') step(`${msg.step}: ${msg.detail}`);
+    if (msg.type === 'progress') step(`${msg.step}: ${msg.detail}`, msg.step);
     else if (msg.type === 'result') { step('done'); showResult(msg, images.length); $('run').disabled = false; }
     else if (msg.type === 'error') { showError(msg.message); $('run').disabled = false; }
   };
