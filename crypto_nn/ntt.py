@@ -1,0 +1,217 @@
+"""Negacyclic number-theoretic transforms per RNS prime that give SEAL's own NTT-form residues,
+bit for bit (issue 23, step 1 of our own evaluator).
+
+SEAL's conventions (read from ``util/ntt.cpp`` and ``util/numth.cpp``, v4.1.2; our code):
+
+- the root ψ of prime q is the *minimal* primitive 2N-th root of unity mod q — the smallest
+  of ψ₀^(2i+1) for any primitive ψ₀ — so the tables are deterministic;
+- ``root_powers[bitrev(i)] = ψ^i`` (i ≥ 1, ``root_powers[0] = 1``): powers in bit-reversed
+  order; the forward transform is Cooley–Tukey on natural-order input, stage m using
+  ``root_powers[m + i]``, so its output is in bit-reversed order — what SEAL stores;
+- the inverse is any exact inverse of that map (its result is unique): here Gentleman–Sande
+  with the inverse powers in the matching order, then × N⁻¹.
+
+SEAL reduces lazily (values up to 4q between stages); its final outputs are fully reduced,
+and so are ours at every step, so the results are equal. Products are Shoup's: with
+w' = ⌊w·2⁶⁴/q⌋ precomputed, x·w mod q = x·w − ⌊x·w'/2⁶⁴⌋·q, less q at most once — 64-bit
+integer arithmetic only, plain arrays in and out (what a CUDA version needs), parallel over
+the rows (ciphertext polynomials × primes) with numba.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numba
+import numpy as np
+
+U64 = np.uint64
+MASK32 = U64(0xFFFFFFFF)
+S32 = U64(32)
+ONE = U64(1)
+
+
+def _bitrev(i: int, bits: int) -> int:
+    return int(format(i, f"0{bits}b")[::-1], 2) if bits else 0
+
+
+def _primitive_root(two_n: int, q: int) -> int:
+    """Some primitive 2N-th root of unity mod q (deterministic search, q ≡ 1 mod 2N)."""
+    if (q - 1) % two_n:
+        raise ValueError(f"{q} is not 1 mod {two_n}: no negacyclic NTT of this size")
+    for x in range(2, q):
+        root = pow(x, (q - 1) // two_n, q)
+        if pow(root, two_n // 2, q) == q - 1:
+            return root
+    raise ValueError(f"no primitive {two_n}-th root mod {q}")
+
+
+def minimal_root(two_n: int, q: int) -> int:
+    """SEAL's ψ: the smallest primitive 2N-th root (every odd power of one is one too)."""
+    root = _primitive_root(two_n, q)
+    square = root * root % q
+    best, current = root, root
+    for _ in range(two_n // 2):
+        best = min(best, current)
+        current = current * square % q
+    return best
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Per prime: the forward and inverse powers (and their Shoup companions), N⁻¹ mod q."""
+
+    moduli: np.ndarray  # (k,) uint64
+    roots: np.ndarray  # (k, N) ψ^bitrev order
+    roots_shoup: np.ndarray
+    inv_roots: np.ndarray  # (k, N) ψ⁻¹ in Gentleman–Sande order
+    inv_roots_shoup: np.ndarray
+    inv_n: np.ndarray  # (k,)
+    inv_n_shoup: np.ndarray
+
+
+def _shoup(w: int, q: int) -> int:
+    return (w << 64) // q
+
+
+@lru_cache(maxsize=32)
+def tables(n: int, moduli: tuple[int, ...]) -> Tables:
+    """SEAL's NTT tables for ring dimension ``n`` and these primes (cached)."""
+    bits = n.bit_length() - 1
+    if 1 << bits != n:
+        raise ValueError(f"N = {n} is not a power of two")
+    k = len(moduli)
+    roots = np.zeros((k, n), dtype=U64)
+    roots_s = np.zeros((k, n), dtype=U64)
+    inv = np.zeros((k, n), dtype=U64)
+    inv_s = np.zeros((k, n), dtype=U64)
+    inv_n = np.zeros(k, dtype=U64)
+    inv_n_s = np.zeros(k, dtype=U64)
+    for j, q in enumerate(moduli):
+        if not 2 <= q < 1 << 62:
+            raise ValueError(f"prime {q}: SEAL's primes are below 2^61")
+        psi = minimal_root(2 * n, q)
+        psi_inv = pow(psi, -1, q)
+        fwd = [1] * n
+        power = psi
+        for i in range(1, n):
+            fwd[_bitrev(i, bits)] = power
+            power = power * psi % q
+        back = [1] * n
+        power = psi_inv
+        for i in range(1, n):
+            back[_bitrev(i - 1, bits) + 1] = power
+            power = power * psi_inv % q
+        roots[j] = fwd
+        roots_s[j] = [_shoup(w, q) for w in fwd]
+        inv[j] = back
+        inv_s[j] = [_shoup(w, q) for w in back]
+        ni = pow(n, -1, q)
+        inv_n[j], inv_n_s[j] = ni, _shoup(ni, q)
+    return Tables(np.asarray(moduli, dtype=U64), roots, roots_s, inv, inv_s, inv_n, inv_n_s)
+
+
+@numba.njit(cache=True, inline="always")
+def _mulhi(a, b):
+    """The high 64 bits of a·b (64 × 64 → 128) from 32-bit halves."""
+    a_lo, a_hi = a & MASK32, a >> S32
+    b_lo, b_hi = b & MASK32, b >> S32
+    lo_lo = a_lo * b_lo
+    hi_lo = a_hi * b_lo
+    lo_hi = a_lo * b_hi
+    cross = (lo_lo >> S32) + (hi_lo & MASK32) + lo_hi
+    return (hi_lo >> S32) + (cross >> S32) + a_hi * b_hi
+
+
+@numba.njit(cache=True, inline="always")
+def _mul_shoup(x, w, w_shoup, q):
+    r = x * w - _mulhi(x, w_shoup) * q  # wraps mod 2^64 to the exact value in [0, 2q)
+    return r - q if r >= q else r
+
+
+@numba.njit(cache=True)
+def _forward_row(a, q, roots, roots_s):
+    n = a.shape[0]
+    t = n
+    m = 1
+    while m < n:
+        t >>= 1
+        for i in range(m):
+            w, ws = roots[m + i], roots_s[m + i]
+            start = 2 * i * t
+            for j in range(start, start + t):
+                u = a[j]
+                v = _mul_shoup(a[j + t], w, ws, q)
+                s = u + v
+                a[j] = s - q if s >= q else s
+                a[j + t] = u - v if u >= v else u + q - v
+        m <<= 1
+
+
+@numba.njit(cache=True)
+def _inverse_row(a, q, inv, inv_s, inv_n, inv_n_s):
+    n = a.shape[0]
+    t = 1
+    m = n
+    root = 1
+    while m > 1:
+        h = m >> 1
+        for i in range(h):
+            w, ws = inv[root], inv_s[root]
+            root += 1
+            start = 2 * i * t
+            for j in range(start, start + t):
+                u, v = a[j], a[j + t]
+                s = u + v
+                a[j] = s - q if s >= q else s
+                d = u - v if u >= v else u + q - v
+                a[j + t] = _mul_shoup(d, w, ws, q)
+        t <<= 1
+        m = h
+    for j in range(n):
+        a[j] = _mul_shoup(a[j], inv_n, inv_n_s, q)
+
+
+@numba.njit(parallel=True, cache=True)
+def _forward(values, moduli, roots, roots_s):
+    rows, k = values.shape[0], values.shape[1]
+    for task in numba.prange(rows * k):
+        r, j = task // k, task % k
+        _forward_row(values[r, j], moduli[j], roots[j], roots_s[j])
+
+
+@numba.njit(parallel=True, cache=True)
+def _inverse(values, moduli, inv, inv_s, inv_n, inv_n_s):
+    rows, k = values.shape[0], values.shape[1]
+    for task in numba.prange(rows * k):
+        r, j = task // k, task % k
+        _inverse_row(values[r, j], moduli[j], inv[j], inv_s[j], inv_n[j], inv_n_s[j])
+
+
+def _checked(values: np.ndarray, t: Tables) -> np.ndarray:
+    v = np.ascontiguousarray(values, dtype=U64)
+    if v.ndim != 3 or v.shape[1] != len(t.moduli) or v.shape[2] != t.roots.shape[1]:
+        raise ValueError(
+            f"residues of shape {v.shape}: want (polynomials, {len(t.moduli)} primes, "
+            f"N = {t.roots.shape[1]})"
+        )
+    if (v >= t.moduli[None, :, None]).any():
+        raise ValueError("residues must be reduced below their primes")
+    return v.copy()
+
+
+def forward(values: np.ndarray, moduli) -> np.ndarray:
+    """(polynomials, k, N) coefficient-form residues → SEAL's NTT form (a new array)."""
+    t = tables(values.shape[-1], tuple(int(q) for q in moduli))
+    out = _checked(values, t)
+    _forward(out, t.moduli, t.roots, t.roots_shoup)
+    return out
+
+
+def inverse(values: np.ndarray, moduli) -> np.ndarray:
+    """SEAL's NTT form → coefficient-form residues (a new array)."""
+    t = tables(values.shape[-1], tuple(int(q) for q in moduli))
+    out = _checked(values, t)
+    _inverse(out, t.moduli, t.inv_roots, t.inv_roots_shoup, t.inv_n, t.inv_n_shoup)
+    return out
