@@ -141,3 +141,19 @@ def unstack(context, meta: Meta, y: np.ndarray, scale: float | None = None) -> l
         seal_bytes.loads(seal.Ciphertext, serialize(meta, row.reshape(shape), scale=scale), context)
         for row in y
     ]
+
+
+PLAIN = struct.Struct("<4QQd")  # parms_id, coefficient count, scale
+
+
+def parse_plaintext(data: bytes, k: int, *, most: int = 1 << 31, what: str = "plaintext"):
+    """SEAL plaintext bytes (CKKS: NTT form at a level of ``k`` primes) → (k, N) uint64."""
+    _, body = inflate.body(data, most, what=what)
+    if len(body) < PLAIN.size + HEADER.size + COUNT.size:
+        raise ContextError(f"{what}: the body is too short for a plaintext")
+    coeffs = PLAIN.unpack_from(body)[4]
+    (count,) = COUNT.unpack_from(body, PLAIN.size + HEADER.size)
+    start = PLAIN.size + HEADER.size + COUNT.size
+    if count != coeffs or coeffs % k or len(body) != start + 8 * count:
+        raise ContextError(f"{what}: {count} residues do not make {k} limbs")
+    return np.frombuffer(body, dtype="<u8", count=count, offset=start).reshape(k, -1).copy()

@@ -1,0 +1,62 @@
+"""CKKS evaluator operations on residue arrays equal SEAL's, bit for bit: add, multiply by a
+plaintext, multiply, square, rescale — random ciphertexts and keys, N 4096–16384, 2–6 primes."""
+
+import numpy as np
+import tenseal.sealapi as seal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crypto_nn import ring
+from crypto_nn.wire import residues, seal_bytes
+
+
+def _bytes_of(ct) -> np.ndarray:
+    return residues.parse(seal_bytes.dumps(ct))[1]
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    n=st.sampled_from([4096, 8192, 16384]),
+    middle=st.lists(st.sampled_from([30, 36, 40]), min_size=1, max_size=5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_ckks_operations_equal_seals(n, middle, seed):
+    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS)
+    parms.set_poly_modulus_degree(n)
+    parms.set_coeff_modulus(seal.CoeffModulus.Create(n, [50, *middle, 60]))  # last: special
+    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.NONE)  # any chain: a unit test
+    keys = seal.KeyGenerator(ctx)
+    enc, ev = seal.Encryptor(ctx, keys.secret_key()), seal.Evaluator(ctx)
+    encoder = seal.CKKSEncoder(ctx)
+    rng = np.random.default_rng(seed)
+    scale = 2.0 ** middle[-1]
+
+    def encrypt(values):
+        pt, ct = seal.Plaintext(), seal.Ciphertext()
+        encoder.encode(values.tolist(), scale, pt)
+        enc.encrypt_symmetric(pt, ct)
+        return ct
+
+    a = encrypt(rng.uniform(-1, 1, n // 2))
+    b = encrypt(rng.uniform(-1, 1, n // 2))
+    moduli = [m.value() for m in parms.coeff_modulus()][: 1 + len(middle)]
+    ra, rb = _bytes_of(a), _bytes_of(b)
+
+    out = seal.Ciphertext()
+    ev.add(a, b, out)
+    assert np.array_equal(ring.add(ra, rb, moduli), _bytes_of(out))
+    ev.multiply(a, b, out)
+    product = _bytes_of(out)
+    assert np.array_equal(ring.multiply(ra, rb, moduli), product)
+    rescaled = seal.Ciphertext()
+    ev.rescale_to_next(out, rescaled)
+    assert np.array_equal(ring.rescale(product, moduli), _bytes_of(rescaled))
+    ev.square(a, out)
+    assert np.array_equal(ring.square(ra, moduli), _bytes_of(out))
+    plain = seal.Plaintext()
+    encoder.encode(rng.uniform(-1, 1, n // 2).tolist(), scale, plain)
+    ev.multiply_plain(a, plain, out)
+    p = residues.parse_plaintext(seal_bytes.dumps(plain), len(moduli))
+    assert np.array_equal(ring.multiply_plain(ra, p, moduli), _bytes_of(out))
+    stack = np.stack([ra, rb])  # a stack of ciphertexts runs as one call
+    assert np.array_equal(ring.square(stack, moduli)[1], ring.square(rb, moduli))
