@@ -13,6 +13,8 @@ here in 64-bit integer operations so that a CUDA version of the same kernels is 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numba
 import numpy as np
 
@@ -181,3 +183,131 @@ def rescale(x: np.ndarray, moduli) -> np.ndarray:
     out = np.empty((rows.shape[0], len(q) - 1, n), dtype=U64)
     _rescale(rows, last, _moduli(q[:-1]), inv_arr, inv_s, t.roots, t.roots_shoup, U64(half), out)
     return out.reshape(*x.shape[:-2], len(q) - 1, n)
+
+
+@numba.njit(cache=True)
+def _accumulate(c2, t_target, keys, key_moduli, key_ratio, roots, roots_s, k, acc):
+    """acc[K, I] = Σ_J operand_J · key_J[K] at RNS index I (the special prime last), the
+    operand being c2's limb J in NTT form mod the prime of index I (SEAL's switch_key)."""
+    n = c2.shape[1]
+    kall = key_moduli.shape[0]
+    temp = np.empty(n, dtype=np.uint64)
+    for i_out in range(k + 1):
+        key_index = i_out if i_out < k else kall - 1
+        q = key_moduli[key_index]
+        r0, r1 = key_ratio[key_index, 0], key_ratio[key_index, 1]
+        for j in range(k):
+            if i_out == j:
+                for x in range(n):
+                    temp[x] = c2[j, x]
+            else:
+                for x in range(n):
+                    temp[x] = t_target[j, x] % q
+                ntt._forward_row(temp, q, roots[key_index], roots_s[key_index])
+            for comp in range(2):
+                for x in range(n):
+                    prod = _mulmod(temp[x], keys[j, comp, key_index, x], q, r0, r1)
+                    acc[comp, i_out, x] = _add(acc[comp, i_out, x], prod, q)
+
+
+@numba.njit(parallel=True, cache=True)
+def _keyswitch(c2, t_target, keys, key_moduli, key_ratio, roots, roots_s, inv_roots,
+               inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s, out):  # fmt: skip
+    rows, k, n = c2.shape
+    kall = key_moduli.shape[0]
+    special = key_moduli[kall - 1]
+    half = special >> np.uint64(1)
+    for r in numba.prange(rows):
+        acc = np.zeros((2, k + 1, n), dtype=np.uint64)
+        _accumulate(c2[r], t_target[r], keys, key_moduli, key_ratio, roots, roots_s, k, acc)
+        last = np.empty(n, dtype=np.uint64)
+        temp = np.empty(n, dtype=np.uint64)
+        for comp in range(2):  # mod-down by the special prime, rounding (SEAL's ckks branch)
+            for x in range(n):
+                last[x] = acc[comp, k, x]
+            ntt._inverse_row(last, special, inv_roots[kall - 1], inv_roots_s[kall - 1],
+                             inv_n[kall - 1], inv_n_s[kall - 1])  # fmt: skip
+            for x in range(n):
+                last[x] = (last[x] + half) % special
+            for i in range(k):
+                q = key_moduli[i]
+                fix = q - half % q
+                for x in range(n):
+                    temp[x] = _add(last[x] % q, fix, q)
+                ntt._forward_row(temp, q, roots[i], roots_s[i])
+                for x in range(n):
+                    d = _sub(acc[comp, i, x], temp[x], q)
+                    out[r, comp, i, x] = ntt._mul_shoup(d, inv_special[i], inv_special_s[i], q)
+
+
+def key_switch(target: np.ndarray, keys: np.ndarray, key_moduli) -> np.ndarray:
+    """SEAL's switch_key for CKKS: ``target`` (…, k, N) NTT-form polynomials at a level of
+    k primes, ``keys`` (key vectors, 2, K, N) one key-switching key set at the key level
+    (K primes, the special prime last) → (…, 2, k, N), what SEAL adds to (c0, c1)."""
+    kq = [int(q) for q in key_moduli]
+    k, n = target.shape[-2], target.shape[-1]
+    if keys.shape[0] < k or keys.shape[2] != len(kq):
+        raise ValueError(f"keys of shape {keys.shape} for a level of {k} primes")
+    rows = _rows(target, k)
+    t = ntt.tables(n, tuple(kq))
+    t_target = ntt.inverse(rows, kq[:k])
+    special = kq[-1]
+    inv = [pow(special, -1, q) for q in kq[:k]]
+    out = np.empty((rows.shape[0], 2, k, n), dtype=U64)
+    _keyswitch(
+        rows, t_target, np.ascontiguousarray(keys, dtype=U64), _moduli(kq), _ratio(kq),
+        t.roots, t.roots_shoup, t.inv_roots, t.inv_roots_shoup, t.inv_n, t.inv_n_shoup,
+        np.asarray(inv, dtype=U64),
+        np.asarray([ntt._shoup(w, q) for w, q in zip(inv, kq[:k], strict=True)], dtype=U64),
+        out,
+    )  # fmt: skip
+    return out.reshape(*target.shape[:-2], 2, k, n)
+
+
+def relinearize(x: np.ndarray, relin_keys: np.ndarray, key_moduli) -> np.ndarray:
+    """SEAL's ``relinearize`` of size-3 ciphertexts (…, 3, k, N) → size 2."""
+    if x.shape[-3] != 3:
+        raise ValueError(f"shape {x.shape}: relinearize takes size-3 ciphertexts")
+    k = x.shape[-2]
+    switched = key_switch(x[..., 2, :, :], relin_keys, key_moduli)
+    return add(np.ascontiguousarray(x[..., :2, :, :]), switched, list(key_moduli)[:k])
+
+
+def galois_elt(step: int, n: int) -> int:
+    """SEAL's Galois element for a CKKS rotation by ``step`` slots (left when positive)."""
+    m = 2 * n
+    if step == 0:
+        return m - 1
+    if abs(step) >= n // 2:
+        raise ValueError(f"step {step}: a rotation moves fewer than N/2 = {n // 2} slots")
+    pos = abs(step) & (m - 1)
+    exponent = n // 2 - pos if step < 0 else pos
+    return pow(3, exponent, m)
+
+
+@lru_cache(maxsize=64)
+def galois_permutation(elt: int, n: int) -> np.ndarray:
+    """SEAL's permutation of NTT-form residues for Galois element ``elt``
+    (``GaloisTool::generate_table_ntt``): result[i] = operand[table[i]]."""
+    bits = n.bit_length() - 1
+    table = np.empty(n, dtype=np.int64)
+    for i in range(n, 2 * n):
+        reversed_i = int(format(i, f"0{bits + 1}b")[::-1], 2)
+        raw = ((elt * reversed_i) >> 1) & (n - 1)
+        table[i - n] = int(format(raw, f"0{bits}b")[::-1], 2)
+    return table
+
+
+def rotate(x: np.ndarray, step: int, galois_keys: list[np.ndarray], key_moduli) -> np.ndarray:
+    """SEAL's ``rotate_vector`` (CKKS): size-2 ciphertexts (…, 2, k, N) → the same, slots
+    moved left by ``step``; ``galois_keys`` as ``residues.parse_kswitch`` gives them."""
+    n, k = x.shape[-1], x.shape[-2]
+    elt = galois_elt(step, n)
+    index = (elt - 1) >> 1
+    if index >= len(galois_keys) or galois_keys[index].shape[0] == 0:
+        raise ValueError(f"no Galois key for step {step} (element {elt})")
+    perm = galois_permutation(elt, n)
+    moved = np.ascontiguousarray(x[..., perm])  # the automorphism on NTT form: a permutation
+    switched = key_switch(moved[..., 1, :, :], galois_keys[index], key_moduli)
+    first = np.stack([moved[..., 0, :, :], np.zeros_like(moved[..., 0, :, :])], axis=-3)
+    return add(first, switched, list(key_moduli)[:k])

@@ -157,3 +157,29 @@ def parse_plaintext(data: bytes, k: int, *, most: int = 1 << 31, what: str = "pl
     if count != coeffs or coeffs % k or len(body) != start + 8 * count:
         raise ContextError(f"{what}: {count} residues do not make {k} limbs")
     return np.frombuffer(body, dtype="<u8", count=count, offset=start).reshape(k, -1).copy()
+
+
+def parse_kswitch(data: bytes, *, most: int = 1 << 32, what: str = "keys") -> list[np.ndarray]:
+    """SEAL key-switching keys (relinearisation or Galois) saved *unseeded* — SEAL loads the
+    client's seeded keys and saves them again — → per key vector, an array (keys, 2, K, N)
+    of its public keys' residues at the key level (NTT form)."""
+    _, body = inflate.body(data, most, what=what)
+    at = 32  # parms_id
+    (vectors,) = COUNT.unpack_from(body, at)
+    at += COUNT.size
+    out = []
+    for _ in range(vectors):
+        (count,) = COUNT.unpack_from(body, at)
+        at += COUNT.size
+        keys = []
+        for _ in range(count):
+            total = HEADER.unpack_from(body, at)[6]
+            meta, res = parse(bytes(body[at : at + total]), what=what)
+            if meta.size != 2:
+                raise ContextError(f"{what}: a key of size {meta.size} (seeded? load it in SEAL)")
+            keys.append(res)
+            at += total
+        out.append(np.stack(keys) if keys else np.zeros((0, 2, 0, 0), dtype=np.uint64))
+    if at != len(body):
+        raise ContextError(f"{what}: {len(body) - at} bytes after the keys")
+    return out

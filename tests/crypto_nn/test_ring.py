@@ -1,5 +1,6 @@
 """CKKS evaluator operations on residue arrays equal SEAL's, bit for bit: add, multiply by a
-plaintext, multiply, square, rescale — random ciphertexts and keys, N 4096–16384, 2–6 primes."""
+plaintext, multiply, square, rescale, relinearise, rotate — random ciphertexts and keys,
+N 4096–16384, 2–6 primes."""
 
 import numpy as np
 import tenseal.sealapi as seal
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from crypto_nn import ring
 from crypto_nn.wire import residues, seal_bytes
+from crypto_nn.wire.residues import parse_kswitch
 
 
 def _bytes_of(ct) -> np.ndarray:
@@ -60,3 +62,20 @@ def test_ckks_operations_equal_seals(n, middle, seed):
     assert np.array_equal(ring.multiply_plain(ra, p, moduli), _bytes_of(out))
     stack = np.stack([ra, rb])  # a stack of ciphertexts runs as one call
     assert np.array_equal(ring.square(stack, moduli)[1], ring.square(rb, moduli))
+
+    # key switching: the keys as the client would send them (seeded), loaded once by SEAL
+    key_moduli = [m.value() for m in parms.coeff_modulus()]
+    relin = seal_bytes.loads(seal.RelinKeys, seal_bytes.dumps(keys.create_relin_keys()), ctx)
+    ev.multiply(a, b, out)
+    ev.relinearize_inplace(out, relin)
+    relin_res = parse_kswitch(seal_bytes.dumps(relin))[0]
+    assert np.array_equal(ring.relinearize(product, relin_res, key_moduli), _bytes_of(out))
+    tool = ctx.key_context_data().galois_tool()
+    steps = (1, 5, -2)
+    elts = [tool.get_elt_from_step(step) for step in steps]
+    galois = seal_bytes.loads(seal.GaloisKeys, seal_bytes.dumps(keys.create_galois_keys(elts)), ctx)
+    galois_res = parse_kswitch(seal_bytes.dumps(galois))
+    for step, elt in zip(steps, elts, strict=True):
+        assert ring.galois_elt(step, n) == elt
+        ev.rotate_vector(a, step, galois, out)
+        assert np.array_equal(ring.rotate(ra, step, galois_res, key_moduli), _bytes_of(out))
