@@ -186,82 +186,115 @@ def rescale(x: np.ndarray, moduli) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _accumulate(c2, t_target, keys, key_moduli, key_ratio, roots, roots_s, k, acc):
-    """acc[K, I] = Σ_J operand_J · key_J[K] at RNS index I (the special prime last), the
-    operand being c2's limb J in NTT form mod the prime of index I (SEAL's switch_key)."""
+def _decompose(c2, t_target, key_moduli, roots, roots_s, k, digits):
+    """SEAL's key-switching digits of one polynomial: digits[I, J] = limb J of ``c2`` as an
+    NTT-form polynomial mod the prime of RNS index I (the special prime last)."""
     n = c2.shape[1]
     kall = key_moduli.shape[0]
-    temp = np.empty(n, dtype=np.uint64)
+    for i_out in range(k + 1):
+        key_index = i_out if i_out < k else kall - 1
+        q = key_moduli[key_index]
+        for j in range(k):
+            if i_out == j:  # already this limb's NTT form
+                for x in range(n):
+                    digits[i_out, j, x] = c2[j, x]
+            else:
+                for x in range(n):
+                    digits[i_out, j, x] = t_target[j, x] % q
+                ntt._forward_row(digits[i_out, j], q, roots[key_index], roots_s[key_index])
+
+
+@numba.njit(cache=True)
+def _inner(digits, perm, keys, key_moduli, key_ratio, k, acc):
+    """acc[K, I] = Σ_J digit[I, J] · key_J[K] at index I; ``perm``: read every digit through
+    this NTT-form permutation (a Galois automorphism; identity: none)."""
+    n = digits.shape[2]
+    kall = key_moduli.shape[0]
     for i_out in range(k + 1):
         key_index = i_out if i_out < k else kall - 1
         q = key_moduli[key_index]
         r0, r1 = key_ratio[key_index, 0], key_ratio[key_index, 1]
         for j in range(k):
-            if i_out == j:
-                for x in range(n):
-                    temp[x] = c2[j, x]
-            else:
-                for x in range(n):
-                    temp[x] = t_target[j, x] % q
-                ntt._forward_row(temp, q, roots[key_index], roots_s[key_index])
             for comp in range(2):
                 for x in range(n):
-                    prod = _mulmod(temp[x], keys[j, comp, key_index, x], q, r0, r1)
+                    d = digits[i_out, j, perm[x]]
+                    prod = _mulmod(d, keys[j, comp, key_index, x], q, r0, r1)
                     acc[comp, i_out, x] = _add(acc[comp, i_out, x], prod, q)
 
 
-@numba.njit(parallel=True, cache=True)
-def _keyswitch(c2, t_target, keys, key_moduli, key_ratio, roots, roots_s, inv_roots,
-               inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s, out):  # fmt: skip
-    rows, k, n = c2.shape
+@numba.njit(cache=True)
+def _mod_down(acc, key_moduli, roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s,
+              inv_special, inv_special_s, k, out):  # fmt: skip
+    """Divide by the special prime with rounding (SEAL's CKKS branch of switch_key)."""
+    n = acc.shape[2]
     kall = key_moduli.shape[0]
     special = key_moduli[kall - 1]
     half = special >> np.uint64(1)
+    last = np.empty(n, dtype=np.uint64)
+    temp = np.empty(n, dtype=np.uint64)
+    for comp in range(2):
+        for x in range(n):
+            last[x] = acc[comp, k, x]
+        ntt._inverse_row(last, special, inv_roots[kall - 1], inv_roots_s[kall - 1],
+                         inv_n[kall - 1], inv_n_s[kall - 1])  # fmt: skip
+        for x in range(n):
+            last[x] = (last[x] + half) % special
+        for i in range(k):
+            q = key_moduli[i]
+            fix = q - half % q
+            for x in range(n):
+                temp[x] = _add(last[x] % q, fix, q)
+            ntt._forward_row(temp, q, roots[i], roots_s[i])
+            for x in range(n):
+                d = _sub(acc[comp, i, x], temp[x], q)
+                out[comp, i, x] = ntt._mul_shoup(d, inv_special[i], inv_special_s[i], q)
+
+
+@numba.njit(parallel=True, cache=True)
+def _keyswitch(c2, t_target, perms, keys, key_moduli, key_ratio, roots, roots_s, inv_roots,
+               inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s, out):  # fmt: skip
+    """out[r, g] = switch_key(σ_g(c2[r])) for every permutation g, the digits of c2[r]
+    made once (hoisting: one decomposition, many automorphisms and key products)."""
+    rows, k, n = c2.shape
     for r in numba.prange(rows):
-        acc = np.zeros((2, k + 1, n), dtype=np.uint64)
-        _accumulate(c2[r], t_target[r], keys, key_moduli, key_ratio, roots, roots_s, k, acc)
-        last = np.empty(n, dtype=np.uint64)
-        temp = np.empty(n, dtype=np.uint64)
-        for comp in range(2):  # mod-down by the special prime, rounding (SEAL's ckks branch)
-            for x in range(n):
-                last[x] = acc[comp, k, x]
-            ntt._inverse_row(last, special, inv_roots[kall - 1], inv_roots_s[kall - 1],
-                             inv_n[kall - 1], inv_n_s[kall - 1])  # fmt: skip
-            for x in range(n):
-                last[x] = (last[x] + half) % special
-            for i in range(k):
-                q = key_moduli[i]
-                fix = q - half % q
-                for x in range(n):
-                    temp[x] = _add(last[x] % q, fix, q)
-                ntt._forward_row(temp, q, roots[i], roots_s[i])
-                for x in range(n):
-                    d = _sub(acc[comp, i, x], temp[x], q)
-                    out[r, comp, i, x] = ntt._mul_shoup(d, inv_special[i], inv_special_s[i], q)
+        digits = np.empty((k + 1, k, n), dtype=np.uint64)
+        _decompose(c2[r], t_target[r], key_moduli, roots, roots_s, k, digits)
+        for g in range(perms.shape[0]):
+            acc = np.zeros((2, k + 1, n), dtype=np.uint64)
+            _inner(digits, perms[g], keys[g], key_moduli, key_ratio, k, acc)
+            _mod_down(acc, key_moduli, roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s,
+                      inv_special, inv_special_s, k, out[r, g])  # fmt: skip
+
+
+def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_moduli):
+    """(…, k, N) targets → (…, len(perms), 2, k, N): switch_key of every permuted target."""
+    kq = [int(q) for q in key_moduli]
+    k, n = target.shape[-2], target.shape[-1]
+    for key in keys:
+        if key.shape[0] < k or key.shape[2] != len(kq):
+            raise ValueError(f"keys of shape {key.shape} for a level of {k} primes")
+    rows = _rows(target, k)
+    t = ntt.tables(n, tuple(kq))
+    special = kq[-1]
+    inv = [pow(special, -1, q) for q in kq[:k]]
+    out = np.empty((rows.shape[0], len(perms), 2, k, n), dtype=U64)
+    stacked = np.ascontiguousarray(np.stack([key[:k] for key in keys]), dtype=U64)
+    _keyswitch(
+        rows, ntt.inverse(rows, kq[:k]), np.ascontiguousarray(perms, dtype=np.int64), stacked,
+        _moduli(kq), _ratio(kq), t.roots, t.roots_shoup, t.inv_roots, t.inv_roots_shoup,
+        t.inv_n, t.inv_n_shoup, np.asarray(inv, dtype=U64),
+        np.asarray([ntt._shoup(w, q) for w, q in zip(inv, kq[:k], strict=True)], dtype=U64),
+        out,
+    )  # fmt: skip
+    return out.reshape(*target.shape[:-2], len(perms), 2, k, n)
 
 
 def key_switch(target: np.ndarray, keys: np.ndarray, key_moduli) -> np.ndarray:
     """SEAL's switch_key for CKKS: ``target`` (…, k, N) NTT-form polynomials at a level of
     k primes, ``keys`` (key vectors, 2, K, N) one key-switching key set at the key level
     (K primes, the special prime last) → (…, 2, k, N), what SEAL adds to (c0, c1)."""
-    kq = [int(q) for q in key_moduli]
-    k, n = target.shape[-2], target.shape[-1]
-    if keys.shape[0] < k or keys.shape[2] != len(kq):
-        raise ValueError(f"keys of shape {keys.shape} for a level of {k} primes")
-    rows = _rows(target, k)
-    t = ntt.tables(n, tuple(kq))
-    t_target = ntt.inverse(rows, kq[:k])
-    special = kq[-1]
-    inv = [pow(special, -1, q) for q in kq[:k]]
-    out = np.empty((rows.shape[0], 2, k, n), dtype=U64)
-    _keyswitch(
-        rows, t_target, np.ascontiguousarray(keys, dtype=U64), _moduli(kq), _ratio(kq),
-        t.roots, t.roots_shoup, t.inv_roots, t.inv_roots_shoup, t.inv_n, t.inv_n_shoup,
-        np.asarray(inv, dtype=U64),
-        np.asarray([ntt._shoup(w, q) for w, q in zip(inv, kq[:k], strict=True)], dtype=U64),
-        out,
-    )  # fmt: skip
-    return out.reshape(*target.shape[:-2], 2, k, n)
+    identity = np.arange(target.shape[-1], dtype=np.int64)[None]
+    return _switch(target, identity, [keys], key_moduli)[..., 0, :, :, :]
 
 
 def relinearize(x: np.ndarray, relin_keys: np.ndarray, key_moduli) -> np.ndarray:
@@ -310,4 +343,27 @@ def rotate(x: np.ndarray, step: int, galois_keys: list[np.ndarray], key_moduli) 
     moved = np.ascontiguousarray(x[..., perm])  # the automorphism on NTT form: a permutation
     switched = key_switch(moved[..., 1, :, :], galois_keys[index], key_moduli)
     first = np.stack([moved[..., 0, :, :], np.zeros_like(moved[..., 0, :, :])], axis=-3)
+    return add(first, switched, list(key_moduli)[:k])
+
+
+def rotate_many(x: np.ndarray, steps, galois_keys: list[np.ndarray], key_moduli) -> np.ndarray:
+    """Hoisted rotations: (…, 2, k, N) → (…, len(steps), 2, k, N). The key-switching digits
+    of c1 are made once (k·(k+1) NTTs) and permuted per rotation: the automorphism commutes
+    with the decomposition up to the digits' sign convention, so each result decrypts to
+    what :func:`rotate` gives (same noise bound) but is not byte-equal to SEAL's (SEAL does
+    not hoist; its digits of σ(c1) are taken in [0, q_j), ours are σ of them)."""
+    n, k = x.shape[-1], x.shape[-2]
+    perms, keys = [], []
+    for step in steps:
+        elt = galois_elt(step, n)
+        index = (elt - 1) >> 1
+        if index >= len(galois_keys) or galois_keys[index].shape[0] == 0:
+            raise ValueError(f"no Galois key for step {step} (element {elt})")
+        perms.append(galois_permutation(elt, n))
+        keys.append(galois_keys[index])
+    perms_arr = np.stack(perms)
+    switched = _switch(np.ascontiguousarray(x[..., 1, :, :]), perms_arr, keys, key_moduli)
+    c0 = np.ascontiguousarray(x[..., 0, :, :])
+    moved = np.stack([c0[..., perm] for perm in perms], axis=-3)  # σ_g(c0), NTT form
+    first = np.stack([moved, np.zeros_like(moved)], axis=-3)  # (…, steps, 2, k, N)
     return add(first, switched, list(key_moduli)[:k])

@@ -79,3 +79,34 @@ def test_ckks_operations_equal_seals(n, middle, seed):
         assert ring.galois_elt(step, n) == elt
         ev.rotate_vector(a, step, galois, out)
         assert np.array_equal(ring.rotate(ra, step, galois_res, key_moduli), _bytes_of(out))
+
+
+def test_hoisted_rotations_decrypt_to_the_rotated_slots():
+    """One decomposition, several rotations: not SEAL's bytes (SEAL does not hoist; the
+    digits' signs differ) but the same rotated slots within CKKS noise."""
+    n = 8192
+    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS)
+    parms.set_poly_modulus_degree(n)
+    parms.set_coeff_modulus(seal.CoeffModulus.Create(n, [60, 40, 40, 60]))
+    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+    keys = seal.KeyGenerator(ctx)
+    encoder = seal.CKKSEncoder(ctx)
+    values = np.random.default_rng(3).uniform(-1, 1, n // 2)
+    pt, ct = seal.Plaintext(), seal.Ciphertext()
+    encoder.encode(values.tolist(), 2.0**40, pt)
+    seal.Encryptor(ctx, keys.secret_key()).encrypt_symmetric(pt, ct)
+    meta, res = residues.parse(seal_bytes.dumps(ct))
+    steps = (1, 2, 16, -7)
+    tool = ctx.key_context_data().galois_tool()
+    made = keys.create_galois_keys([tool.get_elt_from_step(s) for s in steps])
+    loaded = seal_bytes.loads(seal.GaloisKeys, seal_bytes.dumps(made), ctx)
+    galois = parse_kswitch(seal_bytes.dumps(loaded))
+    key_moduli = [m.value() for m in parms.coeff_modulus()]
+    hoisted = ring.rotate_many(res, steps, galois, key_moduli)
+    decryptor = seal.Decryptor(ctx, keys.secret_key())
+    for g, step in enumerate(steps):
+        out = seal_bytes.loads(seal.Ciphertext, residues.serialize(meta, hoisted[g]), ctx)
+        plain = seal.Plaintext()
+        decryptor.decrypt(out, plain)
+        got = np.asarray(encoder.decode_double(plain))
+        assert np.abs(got - np.roll(values, -step)).max() < 1e-5
