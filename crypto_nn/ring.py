@@ -200,12 +200,13 @@ def _decompose(c2, t_target, key_moduli, roots, roots_s, k, digits):
                     digits[i_out, j, x] = c2[j, x]
             else:
                 for x in range(n):
-                    digits[i_out, j, x] = t_target[j, x] % q
+                    v = t_target[j, x]
+                    digits[i_out, j, x] = v % q if v >= q else v  # divide only when needed
                 ntt._forward_row(digits[i_out, j], q, roots[key_index], roots_s[key_index])
 
 
 @numba.njit(cache=True)
-def _inner(digits, perm, keys, key_moduli, key_ratio, k, acc):
+def _inner(digits, perm, keys, keys_s, key_moduli, k, acc):
     """acc[K, I] = Σ_J digit[I, J] · key_J[K] at index I; ``perm``: read every digit through
     this NTT-form permutation (a Galois automorphism; identity: none)."""
     n = digits.shape[2]
@@ -213,12 +214,11 @@ def _inner(digits, perm, keys, key_moduli, key_ratio, k, acc):
     for i_out in range(k + 1):
         key_index = i_out if i_out < k else kall - 1
         q = key_moduli[key_index]
-        r0, r1 = key_ratio[key_index, 0], key_ratio[key_index, 1]
         for j in range(k):
             for comp in range(2):
-                for x in range(n):
-                    d = digits[i_out, j, perm[x]]
-                    prod = _mulmod(d, keys[j, comp, key_index, x], q, r0, r1)
+                key, key_s = keys[j, comp, key_index], keys_s[j, comp, key_index]
+                for x in range(n):  # the keys' Shoup companions are made once per key set
+                    prod = ntt._mul_shoup(digits[i_out, j, perm[x]], key[x], key_s[x], q)
                     acc[comp, i_out, x] = _add(acc[comp, i_out, x], prod, q)
 
 
@@ -238,12 +238,13 @@ def _mod_down(acc, key_moduli, roots, roots_s, inv_roots, inv_roots_s, inv_n, in
         ntt._inverse_row(last, special, inv_roots[kall - 1], inv_roots_s[kall - 1],
                          inv_n[kall - 1], inv_n_s[kall - 1])  # fmt: skip
         for x in range(n):
-            last[x] = (last[x] + half) % special
+            last[x] = _add(last[x], half, special)
         for i in range(k):
             q = key_moduli[i]
             fix = q - half % q
             for x in range(n):
-                temp[x] = _add(last[x] % q, fix, q)
+                v = last[x]
+                temp[x] = _add(v % q if v >= q else v, fix, q)
             ntt._forward_row(temp, q, roots[i], roots_s[i])
             for x in range(n):
                 d = _sub(acc[comp, i, x], temp[x], q)
@@ -251,7 +252,7 @@ def _mod_down(acc, key_moduli, roots, roots_s, inv_roots, inv_roots_s, inv_n, in
 
 
 @numba.njit(parallel=True, cache=True)
-def _keyswitch(c2, t_target, perms, keys, key_moduli, key_ratio, roots, roots_s, inv_roots,
+def _keyswitch(c2, t_target, perms, keys, keys_s, key_moduli, roots, roots_s, inv_roots,
                inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s, out):  # fmt: skip
     """out[r, g] = switch_key(σ_g(c2[r])) for every permutation g, the digits of c2[r]
     made once (hoisting: one decomposition, many automorphisms and key products)."""
@@ -261,12 +262,41 @@ def _keyswitch(c2, t_target, perms, keys, key_moduli, key_ratio, roots, roots_s,
         _decompose(c2[r], t_target[r], key_moduli, roots, roots_s, k, digits)
         for g in range(perms.shape[0]):
             acc = np.zeros((2, k + 1, n), dtype=np.uint64)
-            _inner(digits, perms[g], keys[g], key_moduli, key_ratio, k, acc)
+            _inner(digits, perms[g], keys[g], keys_s[g], key_moduli, k, acc)
             _mod_down(acc, key_moduli, roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s,
                       inv_special, inv_special_s, k, out[r, g])  # fmt: skip
 
 
-def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_moduli):
+@numba.njit(parallel=True, cache=True)
+def _shoup_rows(w, moduli, out):
+    """⌊w·2⁶⁴/q⌋ by binary long division (w < q < 2⁶²: the remainder's double fits)."""
+    rows, k, n = w.shape
+    for task in numba.prange(rows * k):
+        r, j = task // k, task % k
+        q = moduli[j]
+        for x in range(n):
+            rem = w[r, j, x]
+            quot = np.uint64(0)
+            for _ in range(64):
+                rem <<= np.uint64(1)
+                quot <<= np.uint64(1)
+                if rem >= q:
+                    rem -= q
+                    quot |= np.uint64(1)
+            out[r, j, x] = quot
+
+
+def key_shoup(keys: np.ndarray, key_moduli) -> np.ndarray:
+    """⌊w·2⁶⁴/q⌋ of every key residue (…, K, N): the Shoup companions of a key set."""
+    k, n = keys.shape[-2], keys.shape[-1]
+    w = np.ascontiguousarray(keys, dtype=U64).reshape(-1, k, n)
+    out = np.empty_like(w)
+    _shoup_rows(w, _moduli(key_moduli), out)
+    return out.reshape(keys.shape)
+
+
+def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_moduli,
+            companions: list[np.ndarray] | None = None):  # fmt: skip
     """(…, k, N) targets → (…, len(perms), 2, k, N): switch_key of every permuted target."""
     kq = [int(q) for q in key_moduli]
     k, n = target.shape[-2], target.shape[-1]
@@ -279,9 +309,12 @@ def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_m
     inv = [pow(special, -1, q) for q in kq[:k]]
     out = np.empty((rows.shape[0], len(perms), 2, k, n), dtype=U64)
     stacked = np.ascontiguousarray(np.stack([key[:k] for key in keys]), dtype=U64)
+    if companions is None:
+        companions = [key_shoup(key, kq) for key in keys]
+    companions = np.ascontiguousarray(np.stack([c[:k] for c in companions]))
     _keyswitch(
         rows, ntt.inverse(rows, kq[:k]), np.ascontiguousarray(perms, dtype=np.int64), stacked,
-        _moduli(kq), _ratio(kq), t.roots, t.roots_shoup, t.inv_roots, t.inv_roots_shoup,
+        companions, _moduli(kq), t.roots, t.roots_shoup, t.inv_roots, t.inv_roots_shoup,
         t.inv_n, t.inv_n_shoup, np.asarray(inv, dtype=U64),
         np.asarray([ntt._shoup(w, q) for w, q in zip(inv, kq[:k], strict=True)], dtype=U64),
         out,
@@ -297,12 +330,18 @@ def key_switch(target: np.ndarray, keys: np.ndarray, key_moduli) -> np.ndarray:
     return _switch(target, identity, [keys], key_moduli)[..., 0, :, :, :]
 
 
-def relinearize(x: np.ndarray, relin_keys: np.ndarray, key_moduli) -> np.ndarray:
-    """SEAL's ``relinearize`` of size-3 ciphertexts (…, 3, k, N) → size 2."""
+def relinearize(
+    x: np.ndarray, relin_keys: np.ndarray, key_moduli, companions: np.ndarray | None = None
+) -> np.ndarray:
+    """SEAL's ``relinearize`` of size-3 ciphertexts (…, 3, k, N) → size 2; ``companions``:
+    ``key_shoup(relin_keys, key_moduli)``, kept by a caller that relinearises often."""
     if x.shape[-3] != 3:
         raise ValueError(f"shape {x.shape}: relinearize takes size-3 ciphertexts")
     k = x.shape[-2]
-    switched = key_switch(x[..., 2, :, :], relin_keys, key_moduli)
+    identity = np.arange(x.shape[-1], dtype=np.int64)[None]
+    target = np.ascontiguousarray(x[..., 2, :, :])
+    extra = None if companions is None else [companions]
+    switched = _switch(target, identity, [relin_keys], key_moduli, extra)[..., 0, :, :, :]
     return add(np.ascontiguousarray(x[..., :2, :, :]), switched, list(key_moduli)[:k])
 
 

@@ -31,13 +31,31 @@ if TYPE_CHECKING:  # the plan imports this module (lazily): no cycle at run time
 ACTIVATION_UNITS = 10  # a square + relinearisation + rescale ≈ 10 weighted-sum terms
 
 
+def _add_constant(poly: np.ndarray, value: float, moduli) -> np.ndarray:
+    """poly (k, N) NTT form + the constant ``value`` as SEAL's encoder writes it: round(v)
+    (std::round; a double past 2^52 is already whole) mod each prime, in every slot."""
+    whole = int(value) if abs(value) >= 2.0**52 else int(rns.seal_round(np.array([value]))[0])
+    out = poly.copy()
+    for j, q in enumerate(moduli):
+        c = np.uint64(whole % int(q))
+        row = out[j]
+        row += c
+        row[row >= np.uint64(q)] -= np.uint64(q)  # both below q: one subtraction
+    return out
+
+
 class CkksBatchEvaluator:
     """Runs one plan on ciphertexts made for the given public context."""
 
     def __init__(self, plan: CkksPlan, public_context: bytes, *, route: str = "gemm") -> None:
         """``route``: "gemm" runs each affine layer as one integer matrix product over the
         ciphertexts' residues (``crypto_nn.rns``); "terms" runs it term by term in SEAL
-        (the reference: both give the same ciphertexts bit for bit)."""
+        (the reference); "ring" runs the whole plan on residue arrays — the matrix
+        products, then x², relinearisation and rescale in our own kernels
+        (``crypto_nn.ring``), SEAL only to load the keys. All three give the same
+        ciphertexts bit for bit."""
+        if route not in ("gemm", "terms", "ring"):
+            raise ValueError(f"route {route!r}: gemm, terms or ring")
         (keys,) = load_keys(public_context, plan.key_specs())
         self.plan, self.route = plan, route
         self.context, self.relin_keys = keys.context, keys.relin_keys
@@ -238,6 +256,70 @@ class CkksBatchEvaluator:
                 xs = self._poly(xs, layer)
         return xs
 
+    def _ring_supported(self) -> bool:
+        """The ring route covers fused plans of affine layers and x² (the CryptoNets and
+        tenseal-tutorial shape); other plans run the GEMM route."""
+        return bool(self.plan.params.weight_scale_bits) and all(
+            isinstance(layer, (Affine, Square)) for layer in self.plan.layers
+        )
+
+    def _ring_keys(self):
+        """The relinearisation keys as residues (parsed once per evaluator: per key id)."""
+        if not hasattr(self, "_relin_residues"):
+            from crypto_nn import ring
+            from crypto_nn.wire.residues import parse_kswitch
+
+            self._relin_residues = parse_kswitch(seal_bytes.dumps(self.relin_keys))[0]
+            parms = self.context.key_context_data().parms()
+            self._key_moduli = [m.value() for m in parms.coeff_modulus()]
+            self._relin_shoup = ring.key_shoup(self._relin_residues, self._key_moduli)
+        return self._relin_residues, self._key_moduli, self._relin_shoup
+
+    def _evaluate_ring(self, inputs: seeded.SeededInputs, on_progress) -> list[bytes]:
+        """The fused plan on residue arrays (n, 2, k, N): per affine layer one matrix
+        product (weights as SEAL encodes them) and the bias as a constant residue per
+        prime; per x² a square, a relinearisation and a rescale; scales tracked as SEAL
+        tracks them (products of doubles, division by the dropped prime)."""
+        from crypto_nn import ring
+        from crypto_nn.wire import residues
+
+        self._on_progress, self._done, self._reported = on_progress, 0, 0
+        self._total = self._work()
+        keys, key_moduli, companions = self._ring_keys()
+        delta = 2.0**self.plan.params.weight_scale_bits
+        data = self.context.first_context_data()
+        moduli = [m.value() for m in data.parms().coeff_modulus()]
+        k, n = len(moduli), inputs.meta.n
+        x = np.empty((len(inputs), 2, k, n), np.uint64)
+        c1s = seeded.expand(inputs._seeds, np.asarray(moduli, np.uint64), n)
+        for i, c0 in enumerate(inputs._c0s):
+            x[i, 0], x[i, 1] = c0.reshape(k, n), c1s[i]
+        scale = inputs.meta.scale
+        for layer in self.plan.layers:
+            if isinstance(layer, Affine):
+                k = len(moduli)
+                w = rns.seal_round(layer.weight * delta)
+                w[~w.any(axis=1), 0] = 1
+                rows = np.tile(np.asarray(moduli, np.uint64), 2)
+                y = rns.affine_residues(x.reshape(len(x), 2 * k, n), rows, w)
+                if y is None:
+                    raise ContextError("weights too large for the ring route")
+                x = y.reshape(len(y), 2, k, n)
+                scale *= delta
+                for j, bias in enumerate(layer.bias):  # a constant's NTT form: one residue
+                    x[j, 0] = _add_constant(x[j, 0], bias * scale, moduli)
+                    self._tick(1)
+            else:  # x²: square, relinearise, rescale by the level's last prime
+                squared = ring.square(x, moduli)
+                x = ring.rescale(ring.relinearize(squared, keys, key_moduli, companions), moduli)
+                scale = scale * scale / moduli[-1]
+                moduli = moduli[:-1]
+                data = data.next_context_data()
+                self._tick(ACTIVATION_UNITS * len(x))
+        meta = residues.Meta(inputs.meta.version, tuple(data.parms_id()), True, 2, n,
+                             len(moduli), scale, 1)  # fmt: skip
+        return [residues.serialize(meta, ct) for ct in x]
+
     def load_inputs(self, payloads: list[bytes]) -> list[seal.Ciphertext]:
         return seal_bytes.load_fresh_ciphertexts(
             self.context, payloads, scale=self.plan.params.scale
@@ -253,7 +335,11 @@ class CkksBatchEvaluator:
         """The :class:`crypto_nn.roles.Evaluator` role: input bytes → output bytes."""
         check_segment(segment, 1)
         inputs = None
-        if self.route == "gemm":  # seeded inputs go straight to the first matrix product
+        if self.route == "ring" and self._ring_supported():
+            inputs = seeded.SeededInputs.parse(self.context, payloads, scale=self.plan.params.scale)
+            if inputs is not None:
+                return self._evaluate_ring(inputs, on_progress)
+        if self.route in ("gemm", "ring"):  # seeded inputs go straight to the first product
             inputs = seeded.SeededInputs.parse(self.context, payloads, scale=self.plan.params.scale)
         outputs = self.evaluate(inputs or self.load_inputs(payloads), on_progress)
         return [seal_bytes.dumps(ct) for ct in outputs]

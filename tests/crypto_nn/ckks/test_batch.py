@@ -229,3 +229,29 @@ def test_progress_is_reported_as_the_work_advances(square_plan, digits):
     )
     assert len(seen) >= 20 and seen == sorted(seen)
     assert 0 < seen[0] < 0.1 and seen[-1] > 0.97
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_ring_route_gives_the_gemm_routes_ciphertexts_bit_for_bit(digits, layers):
+    """The whole fused plan in our own kernels (crypto_nn.ring: square, relinearise,
+    rescale) against SEAL doing them: the same output bytes' residues, level and scale."""
+    from crypto_nn.wire import residues
+
+    torch.manual_seed(0)
+    model = models.build("mlp", (1, 8, 8), 10, hidden=16, layers=layers, act="square")
+    train(
+        model, digits[0], TrainConfig(epochs=3, batch_size=32, lr=2e-3), console=Console(quiet=True)
+    )
+    plan = plan_mod.compile(model, digits[0].images[:500])
+    assert plan.params.weight_scale_bits  # fused: what the ring route runs
+    keys, public = make_keys(plan)
+    inputs = keys.encrypt_batch(digits[1].images[:50])
+    outs = {
+        route: CkksBatchEvaluator(plan, public, route=route).run(inputs)
+        for route in ("gemm", "ring")
+    }
+    for a, b in zip(outs["gemm"], outs["ring"], strict=True):
+        (meta_a, res_a), (meta_b, res_b) = residues.parse(a), residues.parse(b)
+        assert meta_a == meta_b and np.array_equal(res_a, res_b)
+    with pytest.raises(ValueError, match="route"):
+        CkksBatchEvaluator(plan, public, route="fast")
