@@ -28,7 +28,7 @@ from nets.train import TrainConfig
     "free-at",
     summary="seed 003 Q1: standard vs free AT (m = 4, 7): time, accuracy, PGD success",
     quick_min=4,
-    full_min=35,
+    full_min=150,  # 60k × 28 epochs × 3 models + PGD-40 on 10k; standard ran past 47 min
     data="fashion-mnist",
 )
 def run(ctx: Context) -> Outcome:
