@@ -16,7 +16,6 @@ from adversarial import attacks
 from adversarial.metrics import norms, predictions
 from adversarial.oracle import Oracle
 from client.api import Client
-from client.oracle import EncryptedModel
 from experiments import register
 from experiments.common import datasets, fit, linf_budget, tensors
 from experiments.core import Context, Outcome, Row, verdict
@@ -106,6 +105,8 @@ def run(ctx: Context) -> Outcome:
     # the attacks use the CKKS plans only: the server need not compile the BFV one
     server = local_server(models_dir, ctx.out / "state", log=ctx.out / "server.log",
                           env={"CRYPTOROBUST_PACKINGS": '["batch", "single"]'})  # fmt: skip
+    from client.oracle import EncryptedModel  # imports TenSEAL: only where it is needed
+
     with server as url, Client(url, timeout=600) as client:
         model = EncryptedModel(client, "victim", "victim-single")
         with torch.no_grad():
