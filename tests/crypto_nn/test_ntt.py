@@ -31,7 +31,7 @@ def _seal_pair(n: int, bits: list[int], seed: int):
     return coeff, want, moduli
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(
     n=st.sampled_from([4096, 8192, 16384]),
     bits=st.lists(st.sampled_from([30, 36, 40, 50, 60]), min_size=2, max_size=6),

@@ -16,7 +16,7 @@ def _bytes_of(ct) -> np.ndarray:
     return residues.parse(seal_bytes.dumps(ct))[1]
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(
     n=st.sampled_from([4096, 8192, 16384]),
     middle=st.lists(st.sampled_from([30, 36, 40]), min_size=1, max_size=5),
