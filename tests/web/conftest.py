@@ -16,5 +16,8 @@ def web_server(tmp_path_factory, square_mlp_checkpoint, digits_mlp_trainer):
     shutil.copy(square_mlp_checkpoint, folder / "models" / "digits-mlp.pt")
     digits_mlp_trainer(folder / "models" / "digits-relu.pt", act="relu", seed=0, epochs=8)
     log = folder / "server.log"
-    with local_server(folder / "models", folder / "state", log=log) as url:
+    # one key at a time: each registration evicts the one before, so a page whose kept key
+    # was evicted must register again by itself (the browser test checks it does)
+    env = {"CRYPTOROBUST_MAX_KEYS": "1"}
+    with local_server(folder / "models", folder / "state", log=log, env=env) as url:
         yield url, folder, log
