@@ -266,3 +266,21 @@ def test_workers_start_and_load_their_kernels_at_start_up(new_api, tmp_path):
         assert not api.app.state.services.tasks and api.get("/healthz").status_code == 200
     with pytest.raises(ProcessLookupError):  # stopped with the app
         os.kill(pid, 0)
+
+
+def test_the_browser_page_and_its_assets_are_served_and_nothing_else(api):
+    page = api.get("/")
+    assert page.status_code == 200 and "<title>" in page.text
+    assert "script-src 'self' 'wasm-unsafe-eval'" in page.headers["content-security-policy"]
+    script = api.get("/static/worker.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    outside = (
+        "/static/../routers/web.py",
+        "/static/%2e%2e/app.py",
+        "/static/nope.js",
+        "/vendor/node-seal/package.json",
+        "/vendor/node-seal/../../package.json",
+    )
+    for path in outside:
+        assert api.get(path).status_code == 404, path
