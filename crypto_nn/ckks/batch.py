@@ -275,6 +275,19 @@ class CkksBatchEvaluator:
             self._relin_shoup = ring.key_shoup(self._relin_residues, self._key_moduli)
         return self._relin_residues, self._key_moduli, self._relin_shoup
 
+    def _ring_layer(self, layer: Affine, delta: float, bits: int) -> rns.Layer:
+        """The layer's weights as SEAL encodes them, arranged for the matrix product once
+        per evaluator (not per request)."""
+        cache = self.__dict__.setdefault("_ring_layers", {})
+        if (id(layer), bits) not in cache:
+            w = rns.seal_round(layer.weight * delta)
+            w[~w.any(axis=1), 0] = 1
+            compiled = rns.Layer.from_weights(w, bits)
+            if compiled is None:
+                raise ContextError("weights too large for the ring route")
+            cache[id(layer), bits] = compiled
+        return cache[id(layer), bits]
+
     def _evaluate_ring(self, inputs: seeded.SeededInputs, on_progress) -> list[bytes]:
         """The fused plan on residue arrays (n, 2, k, N): per affine layer one matrix
         product (weights as SEAL encodes them) and the bias as a constant residue per
@@ -298,12 +311,12 @@ class CkksBatchEvaluator:
         for layer in self.plan.layers:
             if isinstance(layer, Affine):
                 k = len(moduli)
-                w = rns.seal_round(layer.weight * delta)
-                w[~w.any(axis=1), 0] = 1
                 rows = np.tile(np.asarray(moduli, np.uint64), 2)
-                y = rns.affine_residues(x.reshape(len(x), 2 * k, n), rows, w)
-                if y is None:
-                    raise ContextError("weights too large for the ring route")
+                compiled = self._ring_layer(layer, delta, rns.modulus_bits(rows))
+                pieces = np.empty((compiled.pieces, len(x), 2 * k, n), np.int32)
+                for i, ct in enumerate(x.reshape(len(x), 2 * k, n)):
+                    rns.split_into(ct, compiled.bits, pieces[:, i])
+                y = rns.affine(pieces, rows, compiled)
                 x = y.reshape(len(y), 2, k, n)
                 scale *= delta
                 for j, bias in enumerate(layer.bias):  # a constant's NTT form: one residue
