@@ -266,13 +266,13 @@ class CkksBatchEvaluator:
     def _ring_keys(self):
         """The relinearisation keys as residues (parsed once per evaluator: per key id)."""
         if not hasattr(self, "_relin_residues"):
-            from crypto_nn import ring
+            from crypto_nn import keyswitch
             from crypto_nn.wire.residues import parse_kswitch
 
             self._relin_residues = parse_kswitch(seal_bytes.dumps(self.relin_keys))[0]
             parms = self.context.key_context_data().parms()
             self._key_moduli = [m.value() for m in parms.coeff_modulus()]
-            self._relin_shoup = ring.key_shoup(self._relin_residues, self._key_moduli)
+            self._relin_shoup = keyswitch.key_shoup(self._relin_residues, self._key_moduli)
         return self._relin_residues, self._key_moduli, self._relin_shoup
 
     def _ring_layer(self, layer: Affine, delta: float, bits: int) -> rns.Layer:
@@ -293,7 +293,7 @@ class CkksBatchEvaluator:
         product (weights as SEAL encodes them) and the bias as a constant residue per
         prime; per x² a square, a relinearisation and a rescale; scales tracked as SEAL
         tracks them (products of doubles, division by the dropped prime)."""
-        from crypto_nn import ring
+        from crypto_nn import keyswitch, ring
         from crypto_nn.wire import residues
 
         self._on_progress, self._done, self._reported = on_progress, 0, 0
@@ -324,7 +324,8 @@ class CkksBatchEvaluator:
                     self._tick(1)
             else:  # x²: square, relinearise, rescale by the level's last prime
                 squared = ring.square(x, moduli)
-                x = ring.rescale(ring.relinearize(squared, keys, key_moduli, companions), moduli)
+                relin = keyswitch.relinearize(squared, keys, key_moduli, companions)
+                x = ring.rescale(relin, moduli)
                 scale = scale * scale / moduli[-1]
                 moduli = moduli[:-1]
                 data = data.next_context_data()

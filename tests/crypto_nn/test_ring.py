@@ -7,7 +7,7 @@ import tenseal.sealapi as seal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto_nn import ring
+from crypto_nn import keyswitch, ring
 from crypto_nn.wire import residues, seal_bytes
 from crypto_nn.wire.residues import parse_kswitch
 
@@ -69,16 +69,16 @@ def test_ckks_operations_equal_seals(n, middle, seed):
     ev.multiply(a, b, out)
     ev.relinearize_inplace(out, relin)
     relin_res = parse_kswitch(seal_bytes.dumps(relin))[0]
-    assert np.array_equal(ring.relinearize(product, relin_res, key_moduli), _bytes_of(out))
+    assert np.array_equal(keyswitch.relinearize(product, relin_res, key_moduli), _bytes_of(out))
     tool = ctx.key_context_data().galois_tool()
     steps = (1, 5, -2)
     elts = [tool.get_elt_from_step(step) for step in steps]
     galois = seal_bytes.loads(seal.GaloisKeys, seal_bytes.dumps(keys.create_galois_keys(elts)), ctx)
     galois_res = parse_kswitch(seal_bytes.dumps(galois))
     for step, elt in zip(steps, elts, strict=True):
-        assert ring.galois_elt(step, n) == elt
+        assert keyswitch.galois_elt(step, n) == elt
         ev.rotate_vector(a, step, galois, out)
-        assert np.array_equal(ring.rotate(ra, step, galois_res, key_moduli), _bytes_of(out))
+        assert np.array_equal(keyswitch.rotate(ra, step, galois_res, key_moduli), _bytes_of(out))
 
 
 def test_hoisted_rotations_decrypt_to_the_rotated_slots():
@@ -102,7 +102,7 @@ def test_hoisted_rotations_decrypt_to_the_rotated_slots():
     loaded = seal_bytes.loads(seal.GaloisKeys, seal_bytes.dumps(made), ctx)
     galois = parse_kswitch(seal_bytes.dumps(loaded))
     key_moduli = [m.value() for m in parms.coeff_modulus()]
-    hoisted = ring.rotate_many(res, steps, galois, key_moduli)
+    hoisted = keyswitch.rotate_many(res, steps, galois, key_moduli)
     decryptor = seal.Decryptor(ctx, keys.secret_key())
     for g, step in enumerate(steps):
         out = seal_bytes.loads(seal.Ciphertext, residues.serialize(meta, hoisted[g]), ctx)

@@ -36,19 +36,24 @@ def served(web_server):
     return url, folder
 
 
-def _both(node, url: str, folder: Path, model: str, images: np.ndarray):
-    """The same images through he.js under Node and through the Python client."""
-    spec = folder / f"{model}.json"
-    flat = images.reshape(len(images), -1).tolist()
-    spec.write_text(json.dumps({"url": url, "model": model, "images": flat}))
+def _node(node: Path, script: str, arg: Path) -> dict:
+    """Run one of the Node scripts beside this file → its JSON answer."""
     run = subprocess.run(
-        [str(node), str(ROOT / "tests/web/node_client.mjs"), str(spec)],
+        [str(node), str(ROOT / "tests/web" / script), str(arg)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    browser = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+def _both(node, url: str, folder: Path, model: str, images: np.ndarray):
+    """The same images through he.js under Node and through the Python client."""
+    spec = folder / f"{model}.json"
+    flat = images.reshape(len(images), -1).tolist()
+    spec.write_text(json.dumps({"url": url, "model": model, "images": flat}))
+    browser = _node(node, "node_client.mjs", spec)
     # the server keeps one key at a time (conftest): read Node's before Python's evicts it
     stored = folder / "state" / "keys" / f"{browser['key_id']}.ctx"
     browser["stored_context"] = stored.read_bytes() if stored.is_file() else None
@@ -128,14 +133,7 @@ def test_objects_the_server_writes_load_in_node_seal(node, tmp_path, scheme):
         (tmp_path / name).write_bytes(translate(blob, kind, 1, 1 << 30))
     spec = {"scheme": scheme, "ciphertexts": ["ct_seeded.bin", "ct_full.bin"]}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    run = subprocess.run(
-        [str(node), str(ROOT / "tests/web/node_load.mjs"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout)
+    out = _node(node, "node_load.mjs", tmp_path)
     assert out["relin_keys"] == 1 and out["galois_keys"] == 2
     for values in out["values"].values():
         if scheme == "ckks":

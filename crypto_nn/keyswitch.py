@@ -1,0 +1,243 @@
+"""SEAL's key switching on RNS residue arrays, bit for bit (issue 23, step 2): relinearise
+and rotate, and hoisted rotations (one decomposition, many Galois automorphisms).
+
+``switch_key`` (SEAL ``evaluator.cpp``, CKKS branch; our code): the target polynomial's
+limbs in coefficient form are the digits; each digit, reduced and NTT'd mod every prime of
+the key level (the special prime last), is multiplied by its key and summed; the sum is
+divided by the special prime with rounding (mod-down). A rotation applies SEAL's NTT-form
+Galois permutation first. Plain arrays in and out, numba-parallel over ciphertexts.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+import numpy as np
+
+from crypto_nn import ntt
+from crypto_nn.ntt import U64
+from crypto_nn.ring import _add, _moduli, _rows, _sub, add
+
+
+@numba.njit(cache=True)
+def _decompose(c2, t_target, key_moduli, roots, roots_s, k, digits):
+    """SEAL's key-switching digits of one polynomial: digits[I, J] = limb J of ``c2`` as an
+    NTT-form polynomial mod the prime of RNS index I (the special prime last)."""
+    n = c2.shape[1]
+    kall = key_moduli.shape[0]
+    for i_out in range(k + 1):
+        key_index = i_out if i_out < k else kall - 1
+        q = key_moduli[key_index]
+        for j in range(k):
+            if i_out == j:  # already this limb's NTT form
+                for x in range(n):
+                    digits[i_out, j, x] = c2[j, x]
+            else:
+                for x in range(n):
+                    v = t_target[j, x]
+                    digits[i_out, j, x] = v % q if v >= q else v  # divide only when needed
+                ntt._forward_row(digits[i_out, j], q, roots[key_index], roots_s[key_index])
+
+
+@numba.njit(cache=True)
+def _inner(digits, perm, keys, keys_s, key_moduli, k, acc):
+    """acc[K, I] = Σ_J digit[I, J] · key_J[K] at index I; ``perm``: read every digit through
+    this NTT-form permutation (a Galois automorphism; identity: none)."""
+    n = digits.shape[2]
+    kall = key_moduli.shape[0]
+    for i_out in range(k + 1):
+        key_index = i_out if i_out < k else kall - 1
+        q = key_moduli[key_index]
+        for j in range(k):
+            for comp in range(2):
+                key, key_s = keys[j, comp, key_index], keys_s[j, comp, key_index]
+                for x in range(n):  # the keys' Shoup companions are made once per key set
+                    prod = ntt._mul_shoup(digits[i_out, j, perm[x]], key[x], key_s[x], q)
+                    acc[comp, i_out, x] = _add(acc[comp, i_out, x], prod, q)
+
+
+@numba.njit(cache=True)
+def _mod_down(acc, key_moduli, roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s,
+              inv_special, inv_special_s, k, out):  # fmt: skip
+    """Divide by the special prime with rounding (SEAL's CKKS branch of switch_key)."""
+    n = acc.shape[2]
+    kall = key_moduli.shape[0]
+    special = key_moduli[kall - 1]
+    half = special >> np.uint64(1)
+    last = np.empty(n, dtype=np.uint64)
+    temp = np.empty(n, dtype=np.uint64)
+    for comp in range(2):
+        for x in range(n):
+            last[x] = acc[comp, k, x]
+        ntt._inverse_row(last, special, inv_roots[kall - 1], inv_roots_s[kall - 1],
+                         inv_n[kall - 1], inv_n_s[kall - 1])  # fmt: skip
+        for x in range(n):
+            last[x] = _add(last[x], half, special)
+        for i in range(k):
+            q = key_moduli[i]
+            fix = q - half % q
+            for x in range(n):
+                v = last[x]
+                temp[x] = _add(v % q if v >= q else v, fix, q)
+            ntt._forward_row(temp, q, roots[i], roots_s[i])
+            for x in range(n):
+                d = _sub(acc[comp, i, x], temp[x], q)
+                out[comp, i, x] = ntt._mul_shoup(d, inv_special[i], inv_special_s[i], q)
+
+
+@numba.njit(parallel=True, cache=True)
+def _keyswitch(c2, t_target, perms, keys, keys_s, key_moduli, roots, roots_s, inv_roots,
+               inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s, out):  # fmt: skip
+    """out[r, g] = switch_key(σ_g(c2[r])) for every permutation g, the digits of c2[r]
+    made once (hoisting: one decomposition, many automorphisms and key products)."""
+    rows, k, n = c2.shape
+    for r in numba.prange(rows):
+        digits = np.empty((k + 1, k, n), dtype=np.uint64)
+        _decompose(c2[r], t_target[r], key_moduli, roots, roots_s, k, digits)
+        for g in range(perms.shape[0]):
+            acc = np.zeros((2, k + 1, n), dtype=np.uint64)
+            _inner(digits, perms[g], keys[g], keys_s[g], key_moduli, k, acc)
+            _mod_down(acc, key_moduli, roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s,
+                      inv_special, inv_special_s, k, out[r, g])  # fmt: skip
+
+
+@numba.njit(parallel=True, cache=True)
+def _shoup_rows(w, moduli, out):
+    """⌊w·2⁶⁴/q⌋ by binary long division (w < q < 2⁶²: the remainder's double fits)."""
+    rows, k, n = w.shape
+    for task in numba.prange(rows * k):
+        r, j = task // k, task % k
+        q = moduli[j]
+        for x in range(n):
+            rem = w[r, j, x]
+            quot = np.uint64(0)
+            for _ in range(64):
+                rem <<= np.uint64(1)
+                quot <<= np.uint64(1)
+                if rem >= q:
+                    rem -= q
+                    quot |= np.uint64(1)
+            out[r, j, x] = quot
+
+
+def key_shoup(keys: np.ndarray, key_moduli) -> np.ndarray:
+    """⌊w·2⁶⁴/q⌋ of every key residue (…, K, N): the Shoup companions of a key set."""
+    k, n = keys.shape[-2], keys.shape[-1]
+    w = np.ascontiguousarray(keys, dtype=U64).reshape(-1, k, n)
+    out = np.empty_like(w)
+    _shoup_rows(w, _moduli(key_moduli), out)
+    return out.reshape(keys.shape)
+
+
+def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_moduli,
+            companions: list[np.ndarray] | None = None):  # fmt: skip
+    """(…, k, N) targets → (…, len(perms), 2, k, N): switch_key of every permuted target."""
+    kq = [int(q) for q in key_moduli]
+    k, n = target.shape[-2], target.shape[-1]
+    for key in keys:
+        if key.shape[0] < k or key.shape[2] != len(kq):
+            raise ValueError(f"keys of shape {key.shape} for a level of {k} primes")
+    rows = _rows(target, k)
+    t = ntt.tables(n, tuple(kq))
+    special = kq[-1]
+    inv = [pow(special, -1, q) for q in kq[:k]]
+    out = np.empty((rows.shape[0], len(perms), 2, k, n), dtype=U64)
+    stacked = np.ascontiguousarray(np.stack([key[:k] for key in keys]), dtype=U64)
+    if companions is None:
+        companions = [key_shoup(key, kq) for key in keys]
+    companions = np.ascontiguousarray(np.stack([c[:k] for c in companions]))
+    _keyswitch(
+        rows, ntt.inverse(rows, kq[:k]), np.ascontiguousarray(perms, dtype=np.int64), stacked,
+        companions, _moduli(kq), t.roots, t.roots_shoup, t.inv_roots, t.inv_roots_shoup,
+        t.inv_n, t.inv_n_shoup, np.asarray(inv, dtype=U64),
+        np.asarray([ntt._shoup(w, q) for w, q in zip(inv, kq[:k], strict=True)], dtype=U64),
+        out,
+    )  # fmt: skip
+    return out.reshape(*target.shape[:-2], len(perms), 2, k, n)
+
+
+def key_switch(target: np.ndarray, keys: np.ndarray, key_moduli) -> np.ndarray:
+    """SEAL's switch_key for CKKS: ``target`` (…, k, N) NTT-form polynomials at a level of
+    k primes, ``keys`` (key vectors, 2, K, N) one key-switching key set at the key level
+    (K primes, the special prime last) → (…, 2, k, N), what SEAL adds to (c0, c1)."""
+    identity = np.arange(target.shape[-1], dtype=np.int64)[None]
+    return _switch(target, identity, [keys], key_moduli)[..., 0, :, :, :]
+
+
+def relinearize(
+    x: np.ndarray, relin_keys: np.ndarray, key_moduli, companions: np.ndarray | None = None
+) -> np.ndarray:
+    """SEAL's ``relinearize`` of size-3 ciphertexts (…, 3, k, N) → size 2; ``companions``:
+    ``key_shoup(relin_keys, key_moduli)``, kept by a caller that relinearises often."""
+    if x.shape[-3] != 3:
+        raise ValueError(f"shape {x.shape}: relinearize takes size-3 ciphertexts")
+    k = x.shape[-2]
+    identity = np.arange(x.shape[-1], dtype=np.int64)[None]
+    target = np.ascontiguousarray(x[..., 2, :, :])
+    extra = None if companions is None else [companions]
+    switched = _switch(target, identity, [relin_keys], key_moduli, extra)[..., 0, :, :, :]
+    return add(np.ascontiguousarray(x[..., :2, :, :]), switched, list(key_moduli)[:k])
+
+
+def galois_elt(step: int, n: int) -> int:
+    """SEAL's Galois element for a CKKS rotation by ``step`` slots (left when positive)."""
+    m = 2 * n
+    if step == 0:
+        return m - 1
+    if abs(step) >= n // 2:
+        raise ValueError(f"step {step}: a rotation moves fewer than N/2 = {n // 2} slots")
+    pos = abs(step) & (m - 1)
+    exponent = n // 2 - pos if step < 0 else pos
+    return pow(3, exponent, m)
+
+
+@lru_cache(maxsize=64)
+def galois_permutation(elt: int, n: int) -> np.ndarray:
+    """SEAL's permutation of NTT-form residues for Galois element ``elt``
+    (``GaloisTool::generate_table_ntt``): result[i] = operand[table[i]]."""
+    bits = n.bit_length() - 1
+    table = np.empty(n, dtype=np.int64)
+    for i in range(n, 2 * n):
+        reversed_i = int(format(i, f"0{bits + 1}b")[::-1], 2)
+        raw = ((elt * reversed_i) >> 1) & (n - 1)
+        table[i - n] = int(format(raw, f"0{bits}b")[::-1], 2)
+    return table
+
+
+def rotate(x: np.ndarray, step: int, galois_keys: list[np.ndarray], key_moduli) -> np.ndarray:
+    """SEAL's ``rotate_vector`` (CKKS): size-2 ciphertexts (…, 2, k, N) → the same, slots
+    moved left by ``step``; ``galois_keys`` as ``residues.parse_kswitch`` gives them."""
+    n, k = x.shape[-1], x.shape[-2]
+    elt = galois_elt(step, n)
+    index = (elt - 1) >> 1
+    if index >= len(galois_keys) or galois_keys[index].shape[0] == 0:
+        raise ValueError(f"no Galois key for step {step} (element {elt})")
+    perm = galois_permutation(elt, n)
+    moved = np.ascontiguousarray(x[..., perm])  # the automorphism on NTT form: a permutation
+    switched = key_switch(moved[..., 1, :, :], galois_keys[index], key_moduli)
+    first = np.stack([moved[..., 0, :, :], np.zeros_like(moved[..., 0, :, :])], axis=-3)
+    return add(first, switched, list(key_moduli)[:k])
+
+
+def rotate_many(x: np.ndarray, steps, galois_keys: list[np.ndarray], key_moduli) -> np.ndarray:
+    """Hoisted rotations: (…, 2, k, N) → (…, len(steps), 2, k, N). The key-switching digits
+    of c1 are made once (k·(k+1) NTTs) and permuted per rotation: the automorphism commutes
+    with the decomposition up to the digits' sign convention, so each result decrypts to
+    what :func:`rotate` gives (same noise bound) but is not byte-equal to SEAL's (SEAL does
+    not hoist; its digits of σ(c1) are taken in [0, q_j), ours are σ of them)."""
+    n, k = x.shape[-1], x.shape[-2]
+    perms, keys = [], []
+    for step in steps:
+        elt = galois_elt(step, n)
+        index = (elt - 1) >> 1
+        if index >= len(galois_keys) or galois_keys[index].shape[0] == 0:
+            raise ValueError(f"no Galois key for step {step} (element {elt})")
+        perms.append(galois_permutation(elt, n))
+        keys.append(galois_keys[index])
+    perms_arr = np.stack(perms)
+    switched = _switch(np.ascontiguousarray(x[..., 1, :, :]), perms_arr, keys, key_moduli)
+    c0 = np.ascontiguousarray(x[..., 0, :, :])
+    moved = np.stack([c0[..., perm] for perm in perms], axis=-3)  # σ_g(c0), NTT form
+    first = np.stack([moved, np.zeros_like(moved)], axis=-3)  # (…, steps, 2, k, N)
+    return add(first, switched, list(key_moduli)[:k])
