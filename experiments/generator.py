@@ -37,7 +37,7 @@ def _grid(ctx: Context, net, test_set, classes, stem: str, rounds: int):
     "generator",
     summary="seed 001 B–D: generator attack grid (5 digits × 10), CIFAR-10, robust model",
     quick_min=5,
-    full_min=25,  # (D) at 512 images × 100 alternations was unfinished at 32 min; now 256 × 30
+    full_min=90,  # (D) at 256 images × 30 alternations: unfinished after 52 CPU-min (loaded)
     data="mnist-5k",
 )
 def run(ctx: Context) -> Outcome:
