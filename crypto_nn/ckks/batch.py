@@ -302,11 +302,8 @@ class CkksBatchEvaluator:
         delta = 2.0**self.plan.params.weight_scale_bits
         data = self.context.first_context_data()
         moduli = [m.value() for m in data.parms().coeff_modulus()]
-        k, n = len(moduli), inputs.meta.n
-        x = np.empty((len(inputs), 2, k, n), np.uint64)
-        c1s = seeded.expand(inputs._seeds, np.asarray(moduli, np.uint64), n)
-        for i, c0 in enumerate(inputs._c0s):
-            x[i, 0], x[i, 1] = c0.reshape(k, n), c1s[i]
+        n = inputs.meta.n
+        x = inputs.residues()
         scale = inputs.meta.scale
         for layer in self.plan.layers:
             if isinstance(layer, Affine):
