@@ -53,6 +53,10 @@ class Context:
             self._units = Units(self.out, resume=self.resume)
         return self._units
 
+    def unit(self, key: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``'s JSON-able result, kept on disk as the unit ``key`` (``--resume``)."""
+        return self.units().run(key, fn)
+
     def pick(self, *, tiny: Any, quick: Any, full: Any, option: str | None = None) -> Any:
         """The value for this run's mode (sizes, epochs, steps) — or the user's ``--arg``
         for ``option`` when given."""
@@ -137,6 +141,17 @@ def machine() -> str:
     )
 
 
+def _resumed(metrics: dict) -> str:
+    units = metrics.get("units") or {}
+    if not units.get("units_reused"):
+        return ""
+    return (
+        f" Resumed: {units['units_reused']} of {units['units_reused'] + units['units_computed']}"
+        f" units ({units['units_reused_seconds'] / 60:.1f} min of the wall time) were computed"
+        " by earlier, interrupted processes of this run."
+    )
+
+
 def render(outcome: Outcome, metrics: dict, ctx: Context) -> str:
     v = metrics["run"]["versions"]
     lines = [
@@ -144,7 +159,8 @@ def render(outcome: Outcome, metrics: dict, ctx: Context) -> str:
         "",
         f"Mode **{ctx.mode}**, data `{metrics['data']}`, seed {ctx.seed}, device "
         f"`{metrics['run']['device']}` ({metrics['run']['device_name']}), wall time "
-        f"{metrics['wall_s']:.0f} s ({metrics['wall_s'] / 60:.1f} min), {metrics['date']}.",
+        f"{metrics['wall_s']:.0f} s ({metrics['wall_s'] / 60:.1f} min), {metrics['date']}."
+        + _resumed(metrics),
         "",
         f"Machine: {metrics['machine']}; Python {v['python']}, torch {v['torch']}, "
         f"numpy {v['numpy']}, cryptorobust {v['cryptorobust']}.",
@@ -172,6 +188,7 @@ def execute(run: Callable[[Context], Outcome], ctx: Context, default_data: str) 
     t0 = time.perf_counter()
     outcome = run(ctx)
     wall = time.perf_counter() - t0
+    reused = ctx._units.reused_seconds if ctx._units is not None else 0.0
     metrics = _jsonable(
         {
             "experiment": ctx.name,
@@ -181,7 +198,10 @@ def execute(run: Callable[[Context], Outcome], ctx: Context, default_data: str) 
             "options": ctx.options,
             # a full run with --arg overrides is not the full protocol: kept, marked partial
             "partial": ctx.mode == "full" and bool(ctx.options),
-            "wall_s": wall,
+            # the compute time of the whole run: this process, plus what the units kept from
+            # earlier (interrupted) processes of a --resume'd run took when they ran
+            "wall_s": wall + reused,
+            "wall_s_this_process": wall,
             "figures": [p.name for p in outcome.figures],
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),

@@ -69,20 +69,26 @@ def run(ctx: Context) -> Outcome:
     train_set, test_set = datasets(ctx, n_train, n_eval)
     x, y = tensors(test_set, ctx.device)
     cfg = TrainConfig(epochs=epochs, seed=ctx.seed)
-    models = {}
-    for t in (1, *TEMPERATURES):
+
+    def one_model(t: int) -> dict:
         name = "undistilled" if t == 1 else f"T{t}"
         ctx.log(f"training {name}, then FGSM, PGD, C&W (logits) and boundary")
         defense = None if t == 1 else defenses.build("distillation", temperature=float(t))
         net, seconds = fit(ctx, "cnn", train_set, cfg, defense)
         with torch.no_grad():
             logit_scale = float(net(x).abs().amax(1).mean())
-        models[name] = {
+        return {
             "temperature": t,
             "train_seconds": seconds,
             "mean_max_abs_logit": logit_scale,
             "attacks": _attack_table(net, x, y, eps, sizes),
         }
+
+    # each model (trained, then attacked) is a unit: --resume keeps the finished ones
+    models = {
+        ("undistilled" if t == 1 else f"T{t}"): ctx.unit(f"model-T{t}", lambda t=t: one_model(t))
+        for t in (1, *TEMPERATURES)
+    }
     u, d = models["undistilled"]["attacks"], models["T100"]["attacks"]
     metrics = {"eps": eps, "n_eval": len(x), "epochs": epochs, **sizes, "models": models}
     table = [

@@ -41,14 +41,14 @@ def run(ctx: Context) -> Outcome:
     x, y = tensors(test_set, ctx.device)
     cfg = TrainConfig(epochs=epochs, seed=ctx.seed)
     warm_up(ctx, "cnn", train_set)
-    rows = {}
-    for name, m in (("standard", 1), ("free_m4", 4), ("free_m7", 7)):
+
+    def method(name: str, m: int) -> dict:
         ctx.log(f"training {name}")
         defense = None if m == 1 else defenses.build("free", eps=eps, replays=m)
         net, seconds = fit(ctx, "cnn", train_set, cfg, defense)
         result = pgd_report(net, x, y, eps=eps, steps=steps)
         aa = autoattack_report(ctx, net, x, y, eps=eps)
-        rows[name] = {
+        return {
             "autoattack_robust_accuracy": aa["robust_accuracy"],
             "autoattack": aa,
             "replays": m,
@@ -57,6 +57,12 @@ def run(ctx: Context) -> Outcome:
             "train_seconds": seconds,
             **result,
         }
+
+    # each model (trained, then attacked) is a unit: --resume keeps the finished ones
+    rows = {
+        name: ctx.unit(f"method-{name}", lambda name=name, m=m: method(name, m))
+        for name, m in (("standard", 1), ("free_m4", 4), ("free_m7", 7))
+    }
     std, m4, m7 = rows["standard"], rows["free_m4"], rows["free_m7"]
     for r in rows.values():
         # per pass over the data (m = 7 rounds epochs/m up, so it may run a few more passes)

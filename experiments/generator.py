@@ -16,21 +16,35 @@ from adversarial.plots import target_grid as plot_grid
 from experiments import register
 from experiments.common import datasets, fit, tensors
 from experiments.core import Context, Outcome, Row, verdict
-from nets import data
+from nets import data, models
 from nets.errors import UserError
 from nets.train import TrainConfig
 
 SOURCES = (0, 1, 2, 3, 4)  # "your 5 favourite digits": the first test image of each
 
 
-def _grid(ctx: Context, net, test_set, classes, stem: str, rounds: int):
+def _trained(ctx: Context, key: str, train_set, cfg: TrainConfig, defense=None):
+    """(net, train seconds): trained now, or its weights from the unit ``key`` of an
+    earlier process of this run (--resume)."""
+
+    def train_it() -> dict:
+        net, seconds = fit(ctx, "cnn", train_set, cfg, defense)
+        return {"state": net.state_dict(), "seconds": torch.tensor(seconds)}
+
+    saved = ctx.units().tensor(key, train_it)
+    net = models.build("cnn", train_set.shape, len(train_set.classes)).to(ctx.device)
+    net.load_state_dict(saved["state"])
+    return net.eval(), float(saved["seconds"])
+
+
+def _grid(ctx: Context, net, test_set, classes, stem: str, rounds: int) -> dict:
     picks = [int(np.flatnonzero(test_set.labels == c)[0]) for c in classes]
     images = torch.from_numpy(test_set.images[picks]).to(ctx.device)
     grid = target_grid(net, images, [int(test_set.labels[i]) for i in picks],
                        len(test_set.classes), rounds=rounds)  # fmt: skip
-    png = plot_grid(grid.sources.cpu().numpy(), grid.images.cpu().numpy(),
-                    grid.reached.cpu().numpy(), test_set.classes, ctx.png(stem))  # fmt: skip
-    return grid.metrics(), png
+    plot_grid(grid.sources.cpu().numpy(), grid.images.cpu().numpy(),
+              grid.reached.cpu().numpy(), test_set.classes, ctx.png(stem))  # fmt: skip
+    return grid.metrics()
 
 
 @register(
@@ -51,11 +65,12 @@ def run(ctx: Context) -> Outcome:
     train_set, test_set = datasets(ctx, n_train, None)
     cfg = TrainConfig(epochs=epochs, seed=ctx.seed)
     ctx.log(f"(A) training the classifier on {len(train_set)} {ctx.data} images")
-    net, _ = fit(ctx, "cnn", train_set, cfg)
+    net, _ = _trained(ctx, "classifier", train_set, cfg)
     x, y = tensors(test_set, ctx.device)
     ctx.log("(B) 5 digits × 10 classes")
-    grid, png = _grid(ctx, net, test_set, SOURCES, "grid_mnist", rounds)
-    figures = [png]
+    # each part is a unit (a trained model a .pt of its weights): --resume keeps them
+    grid = ctx.unit("grid", lambda: _grid(ctx, net, test_set, SOURCES, "grid_mnist", rounds))
+    figures = [ctx.png("grid_mnist")]
     cifar: dict = {"skipped": None}
     try:
         c_train, c_test = (
@@ -67,16 +82,25 @@ def run(ctx: Context) -> Outcome:
     else:
         ctx.log("(C) CIFAR-10: one image × 10 classes")
         c_train = c_train.subset(ctx.pick(tiny=300, quick=10_000, full=None))
-        c_net, _ = fit(ctx, "cnn", c_train, TrainConfig(epochs=ctx.pick(tiny=1, quick=5, full=20)))
+        c_cfg = TrainConfig(epochs=ctx.pick(tiny=1, quick=5, full=20), seed=ctx.seed)
+        c_net, _ = _trained(ctx, "cifar10-classifier", c_train, c_cfg)
         cx, cy = tensors(c_test.subset(1000), ctx.device)
-        c_grid, c_png = _grid(ctx, c_net, c_test, (0,), "grid_cifar10", rounds)
+        c_grid = ctx.unit(
+            "cifar10-grid", lambda: _grid(ctx, c_net, c_test, (0,), "grid_cifar10", rounds)
+        )
         cifar.update(clean_accuracy=accuracy(c_net, cx, cy), **c_grid)
-        figures.append(c_png)
+        figures.append(ctx.png("grid_cifar10"))
     ctx.log("(D) training against the generator attack")
-    before = generator_success(net, test_set, ctx.seed + 1, ctx.device, gen_n, bonus_rounds)
+    before = ctx.unit(
+        "success-before",
+        lambda: generator_success(net, test_set, ctx.seed + 1, ctx.device, gen_n, bonus_rounds),
+    )
     defense = defenses.build("generator-at", pool=pool, rounds=bonus_rounds, refresh=refresh)
-    robust, seconds = fit(ctx, "cnn", train_set, cfg, defense)
-    after = generator_success(robust, test_set, ctx.seed + 1, ctx.device, gen_n, bonus_rounds)
+    robust, seconds = _trained(ctx, "robust-classifier", train_set, cfg, defense)
+    after = ctx.unit(
+        "success-after",
+        lambda: generator_success(robust, test_set, ctx.seed + 1, ctx.device, gen_n, bonus_rounds),
+    )
     metrics = {
         "epochs": epochs,
         "n_train": len(train_set),

@@ -38,8 +38,8 @@ def run(ctx: Context) -> Outcome:
     epochs = ctx.pick(tiny=1, quick=8, full=15)
     alpha = 0.001
     train_set, test_set = datasets(ctx, n_train, n_images)
-    curves, per_sigma = {}, {}
-    for sigma in SIGMAS:
+
+    def one_sigma(sigma: float) -> dict:
         ctx.log(f"σ = {sigma}: Gaussian-noise training, then certifying {len(test_set)} images")
         net, seconds = fit(
             ctx, "cnn", train_set, TrainConfig(epochs=epochs, seed=ctx.seed),
@@ -51,15 +51,21 @@ def run(ctx: Context) -> Outcome:
             seed=ctx.seed, device=ctx.device, progress=ctx.mode != "tiny",
         )  # fmt: skip
         acc = certified_accuracy(rows, RADII)
-        curves[f"σ = {sigma}"] = (RADII, acc)
         radii = [r["radius"] for r in rows if r["correct"]]
-        per_sigma[f"s{key(sigma)}"] = {
+        return {
             "train_seconds": seconds,
+            "curve": [float(a) for a in acc],
             "cert": {f"r{key(r)}": float(acc[list(RADII).index(r)]) for r in REPORTED},
             "abstained": sum(r["predicted"] == -1 for r in rows),
             "max_certified_radius": max(radii, default=0.0),
             "median_radius_of_correct": float(np.median(radii)) if radii else 0.0,
         }
+
+    # each σ (trained, then certified) is a unit: --resume keeps the finished ones
+    per_sigma = {
+        f"s{key(s)}": ctx.unit(f"sigma-{key(s)}", lambda s=s: one_sigma(s)) for s in SIGMAS
+    }
+    curves = {f"σ = {s}": (RADII, np.array(per_sigma[f"s{key(s)}"]["curve"])) for s in SIGMAS}
     png = certified_curve(curves, ctx.png("certified_accuracy"))
     lo, mid, hi = (per_sigma[f"s{key(s)}"] for s in SIGMAS)
     metrics = {"sigmas": list(SIGMAS), "n0": 100, "n": n, "alpha": alpha, "images": len(test_set),

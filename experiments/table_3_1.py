@@ -135,8 +135,9 @@ def _per_image(r: dict, key: str) -> float | None:
     data="fashion-mnist",
 )
 def run(ctx: Context) -> Outcome:
-    inf = _inference(ctx)
-    tr = _training(ctx)
+    # inference and training are units: --resume keeps the one that finished
+    inf = ctx.unit("inference", lambda: _inference(ctx))
+    tr = ctx.unit("training", lambda: _training(ctx))
     single, batch = inf["ckks_single"], inf["ckks_batch"]
     plain_1 = single["plain_torch_batch1_s"]
     rows_inf = {

@@ -5,6 +5,8 @@ every finished one.
 A unit is a key (a grid cell, an attacked image) and a JSON-able result, stored as
 ``units/KEY.json`` in the run's folder: written to a temporary file, then renamed — a
 rename is atomic, so a unit file is either whole or absent. Tensors go in ``.pt`` beside it.
+The seconds a unit took go in ``KEY.seconds``, so a run finished over several sessions
+reports the compute time of all of them (``summary``), not only that of its last process.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ class Units:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.reused = 0
         self.computed = 0
+        self.reused_seconds = 0.0  # what the reused units took when they were computed
 
     def _path(self, key: str, suffix: str = ".json") -> Path:
         return self.folder / (_SAFE.sub("_", key) + suffix)
@@ -38,10 +42,21 @@ class Units:
         path = self._path(key)
         return json.loads(path.read_text()) if path.is_file() else None
 
-    def put(self, key: str, value: Any) -> None:
+    def _seconds(self, key: str) -> float:
+        path = self._path(key, ".seconds")
+        return float(path.read_text()) if path.is_file() else 0.0
+
+    def _took(self, key: str, seconds: float) -> None:
+        self._path(key, ".seconds").write_text(f"{seconds:.3f}")
+
+    def put(self, key: str, value: Any, seconds: float | None = None) -> None:
         path = self._path(key)
+        if seconds is not None:
+            self._took(key, seconds)  # first: a unit whose value is on disk has its time
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(value))
+        from experiments.core import _jsonable  # numpy scalars and arrays, paths
+
+        tmp.write_text(json.dumps(_jsonable(value)))
         os.replace(tmp, path)
 
     def run(self, key: str, fn: Callable[[], Any]) -> Any:
@@ -49,24 +64,34 @@ class Units:
         done = self.get(key)
         if done is not None:
             self.reused += 1
+            self.reused_seconds += self._seconds(key)
             return done
+        t0 = time.perf_counter()
         value = fn()
-        self.put(key, value)
+        self.put(key, value, seconds=time.perf_counter() - t0)
         self.computed += 1
         return value
 
     def tensor(self, key: str, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """Like :meth:`run` for a tensor (an adversarial image)."""
+        """Like :meth:`run` for a tensor or a dict of them (an adversarial image, a
+        model's weights)."""
         path = self._path(key, ".pt")
         if path.is_file():
             self.reused += 1
+            self.reused_seconds += self._seconds(key)
             return torch.load(path, weights_only=True)
+        t0 = time.perf_counter()
         value = fn()
+        self._took(key, time.perf_counter() - t0)
         tmp = path.with_suffix(".pt.tmp")
         torch.save(value, tmp)
         os.replace(tmp, path)
         self.computed += 1
         return value
 
-    def summary(self) -> dict[str, int]:
-        return {"units_reused": self.reused, "units_computed": self.computed}
+    def summary(self) -> dict[str, float]:
+        return {
+            "units_reused": self.reused,
+            "units_computed": self.computed,
+            "units_reused_seconds": round(self.reused_seconds, 1),
+        }

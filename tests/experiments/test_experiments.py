@@ -156,3 +156,22 @@ def test_index_and_measured_times_come_from_committed_metrics(tmp_path):
     text = write_index(tmp_path).read_text()
     assert "| [a](a/report.md) | full (complete) | mnist-5k | 2.5 |" in text
     assert "full (partial)" in text and "1 yes, 1 no" in text
+
+
+def test_resume_keeps_every_finished_unit_and_gives_the_same_figures(tmp_path):
+    """generator's parts (trained weights, grid, success before/after) are units: a run
+    resumed after it finished recomputes none of them, and its table is the same."""
+    exp = experiments.get("generator")
+
+    def once(resume: bool) -> dict:
+        ctx = make_context("generator", out=tmp_path, mode="tiny", device="cpu", data=None,
+                           seed=0, console=Console(quiet=True), resume=resume)  # fmt: skip
+        return execute(exp.run, ctx, exp.data)
+
+    first, again = once(False), once(True)
+    assert first["units"]["units_reused"] == 0 and again["units"]["units_computed"] == 0
+    assert again["units"]["units_reused"] == first["units"]["units_computed"] >= 4
+    assert [r["ours"] for r in again["table"]] == [r["ours"] for r in first["table"]]
+    # the wall time counts what the kept units took when they ran
+    assert again["wall_s"] >= again["units"]["units_reused_seconds"] > 0
+    assert "Resumed: " in (tmp_path / "report.md").read_text()
