@@ -11,8 +11,10 @@ SEAL's conventions (read from ``util/ntt.cpp`` and ``util/numth.cpp``, v4.1.2; o
 - the inverse is any exact inverse of that map (its result is unique): here Gentleman–Sande
   with the inverse powers in the matching order, then × N⁻¹.
 
-SEAL reduces lazily (values up to 4q between stages); its final outputs are fully reduced,
-and so are ours at every step, so the results are equal. Products are Shoup's: with
+Both reduce lazily as SEAL does (values up to 4q between stages, Harvey's butterflies) and
+reduce fully at the end, so the results are equal (residues mod q are unique).
+
+Products are Shoup's: with
 w' = ⌊w·2⁶⁴/q⌋ precomputed, x·w mod q = x·w − ⌊x·w'/2⁶⁴⌋·q, less q at most once — 64-bit
 integer arithmetic only, plain arrays in and out (what a CUDA version needs), parallel over
 the rows (ciphertext polynomials × primes) with numba.
@@ -65,7 +67,7 @@ class Tables:
     moduli: np.ndarray  # (k,) uint64
     roots: np.ndarray  # (k, N) ψ^bitrev order
     roots_shoup: np.ndarray
-    inv_roots: np.ndarray  # (k, N) ψ⁻¹ in Gentleman–Sande order
+    inv_roots: np.ndarray  # (k, N) ψ⁻¹ in Gentleman–Sande order, the last one × N⁻¹
     inv_roots_shoup: np.ndarray
     inv_n: np.ndarray  # (k,)
     inv_n_shoup: np.ndarray
@@ -105,9 +107,10 @@ def tables(n: int, moduli: tuple[int, ...]) -> Tables:
             power = power * psi_inv % q
         roots[j] = fwd
         roots_s[j] = [_shoup(w, q) for w in fwd]
+        ni = pow(n, -1, q)
+        back[n - 1] = back[n - 1] * ni % q  # the last stage's root, scaled by N⁻¹
         inv[j] = back
         inv_s[j] = [_shoup(w, q) for w in back]
-        ni = pow(n, -1, q)
         inv_n[j], inv_n_s[j] = ni, _shoup(ni, q)
     return Tables(np.asarray(moduli, dtype=U64), roots, roots_s, inv, inv_s, inv_n, inv_n_s)
 
@@ -130,32 +133,67 @@ def _mul_shoup(x, w, w_shoup, q):
     return r - q if r >= q else r
 
 
+@numba.njit(cache=True, inline="always")
+def _mul_shoup_lazy(x, w, w_shoup, q):
+    """x·w mod q up to one extra q: in [0, 2q) for any 64-bit x (Harvey)."""
+    return x * w - _mulhi(x, w_shoup) * q
+
+
 @numba.njit(cache=True)
 def _forward_row(a, q, roots, roots_s):
+    """In place, Cooley–Tukey with Harvey's lazy butterflies as SEAL runs them: values stay
+    in [0, 4q) between stages (q < 2⁶²), one final pass reduces them below q."""
     n = a.shape[0]
+    two_q = q + q
     t = n
     m = 1
-    while m < n:
+    while m < n >> 1:
         t >>= 1
         for i in range(m):
             w, ws = roots[m + i], roots_s[m + i]
             start = 2 * i * t
             for j in range(start, start + t):
                 u = a[j]
-                v = _mul_shoup(a[j + t], w, ws, q)
-                s = u + v
-                a[j] = s - q if s >= q else s
-                a[j + t] = u - v if u >= v else u + q - v
+                if u >= two_q:
+                    u -= two_q
+                v = _mul_shoup_lazy(a[j + t], w, ws, q)
+                a[j] = u + v
+                a[j + t] = u + two_q - v
         m <<= 1
+    for i in range(m):  # the last stage (t = 1), its own loop as in SEAL
+        j = 2 * i
+        u = a[j]
+        if u >= two_q:
+            u -= two_q
+        v = _mul_shoup_lazy(a[j + 1], roots[m + i], roots_s[m + i], q)
+        a[j] = u + v
+        a[j + 1] = u + two_q - v
+    for j in range(n):
+        x = a[j]
+        if x >= two_q:
+            x -= two_q
+        a[j] = x - q if x >= q else x
 
 
 @numba.njit(cache=True)
 def _inverse_row(a, q, inv, inv_s, inv_n, inv_n_s):
+    """In place, Gentleman–Sande with lazy butterflies (values in [0, 2q)); the last stage
+    multiplies by N⁻¹ as it goes (its root in the table is already scaled by N⁻¹)."""
     n = a.shape[0]
+    two_q = q + q
     t = 1
     m = n
     root = 1
-    while m > 1:
+    h = m >> 1
+    for i in range(h):  # the first stage (t = 1), its own loop as in SEAL
+        j = 2 * i
+        u, v = a[j], a[j + 1]
+        s = u + v
+        a[j] = s - two_q if s >= two_q else s
+        a[j + 1] = _mul_shoup_lazy(u + two_q - v, inv[root + i], inv_s[root + i], q)
+    root += h
+    t, m = 2, h
+    while m > 2:
         h = m >> 1
         for i in range(h):
             w, ws = inv[root], inv_s[root]
@@ -164,13 +202,20 @@ def _inverse_row(a, q, inv, inv_s, inv_n, inv_n_s):
             for j in range(start, start + t):
                 u, v = a[j], a[j + t]
                 s = u + v
-                a[j] = s - q if s >= q else s
-                d = u - v if u >= v else u + q - v
-                a[j + t] = _mul_shoup(d, w, ws, q)
+                a[j] = s - two_q if s >= two_q else s
+                a[j + t] = _mul_shoup_lazy(u + two_q - v, w, ws, q)
         t <<= 1
         m = h
-    for j in range(n):
-        a[j] = _mul_shoup(a[j], inv_n, inv_n_s, q)
+    w, ws = inv[root], inv_s[root]  # ψ⁻¹·N⁻¹
+    for j in range(t):
+        u, v = a[j], a[j + t]
+        s = u + v
+        if s >= two_q:
+            s -= two_q
+        x = _mul_shoup_lazy(s, inv_n, inv_n_s, q)
+        y = _mul_shoup_lazy(u + two_q - v, w, ws, q)
+        a[j] = x - q if x >= q else x
+        a[j + t] = y - q if y >= q else y
 
 
 @numba.njit(parallel=True, cache=True)
