@@ -192,6 +192,41 @@ def _single(net, plan, test, quick: bool) -> dict:
     return out
 
 
+def _ring_route(plan, public: bytes, cts: list[bytes], gemm_bytes: list[bytes], gemm_s: float):
+    """Our own RNS evaluator (issue 23) beside the GEMM route on the same ciphertexts: its
+    time on every core and on one (numba's threads), the GEMM route's on one, and whether
+    its result bytes are the GEMM route's (they must be: both are SEAL's arithmetic)."""
+    import numba
+
+    ring = CkksBatchEvaluator(plan, public, route="ring")
+    if not ring._ring_supported():
+        return {"ring_route": "not supported for this plan"}
+    gemm = CkksBatchEvaluator(plan, public)
+    ring.run(cts)  # buffers and key tables, once per server
+    ring_bytes, ring_s = timed(lambda: ring.run(cts))
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        _, ring_1_s = timed(lambda: ring.run(cts))
+        _, gemm_1_s = timed(lambda: gemm.run(cts))
+    finally:
+        numba.set_num_threads(threads)
+    return {
+        "ring_eval_s": ring_s,
+        "ring_eval_one_thread_s": ring_1_s,
+        "gemm_eval_one_thread_s": gemm_1_s,
+        "threads": threads,
+        "ring_thread_scaling": ring_1_s / ring_s,
+        "gemm_thread_scaling": gemm_1_s / gemm_s,
+        "ring_speedup_vs_gemm": gemm_s / ring_s,
+        "ring_route_same_ciphertexts": all(  # residues, level and scale (not compression)
+            residues.parse(a)[0] == residues.parse(b)[0]
+            and np.array_equal(residues.parse(a)[1], residues.parse(b)[1])
+            for a, b in zip(ring_bytes, gemm_bytes, strict=True)
+        ),
+    }
+
+
 def _batch(net, plan, test, quick: bool) -> dict:
     images = test.images[: plan.params.slots]
     (keys, public), keygen_s = timed(lambda: make_keys(plan))
@@ -202,6 +237,7 @@ def _batch(net, plan, test, quick: bool) -> dict:
     rns.warm_up()
     _, first_eval_s = timed(lambda: evaluator.run(cts))
     out_bytes, eval_s = timed(lambda: evaluator.run(cts))
+    ring_row = _ring_route(plan, public, cts, out_bytes, eval_s)
     terms = CkksBatchEvaluator(plan, public, route="terms")  # the evaluator before the GEMM route
     terms_bytes, terms_eval_s = timed(lambda: terms.run(cts))
     inputs, load_s = timed(lambda: terms.load_inputs(cts))  # SEAL's own parse, for reference
@@ -233,6 +269,7 @@ def _batch(net, plan, test, quick: bool) -> dict:
         "eval_s": eval_s,
         "first_eval_s": first_eval_s,
         "seal_load_s": load_s,
+        **ring_row,
         "terms_eval_s": terms_eval_s,
         "terms_route_same_ciphertexts": same,
         "speedup_vs_terms_route": terms_eval_s / eval_s,

@@ -21,65 +21,84 @@ from crypto_nn.ring import _add, _moduli, _rows, _sub, add
 
 
 @numba.njit(cache=True)
-def _decompose(c2, t_target, key_moduli, roots, roots_s, k, digits):
+def _decompose(c2, t_target, key_moduli, ratios, roots, roots_s, k, digits):
     """SEAL's key-switching digits of one polynomial: digits[I, J] = limb J of ``c2`` as an
     NTT-form polynomial mod the prime of RNS index I (the special prime last)."""
     n = c2.shape[1]
     kall = key_moduli.shape[0]
     for i_out in range(k + 1):
         key_index = i_out if i_out < k else kall - 1
-        q = key_moduli[key_index]
+        q, ratio = key_moduli[key_index], ratios[key_index]
         for j in range(k):
             if i_out == j:  # already this limb's NTT form
-                for x in range(n):
-                    digits[i_out, j, x] = c2[j, x]
+                digits[i_out, j, :] = c2[j, :]
             else:
-                for x in range(n):
-                    v = t_target[j, x]
-                    digits[i_out, j, x] = v % q if v >= q else v  # divide only when needed
-                ntt._forward_row(digits[i_out, j], q, roots[key_index], roots_s[key_index])
+                row = digits[i_out, j]
+                if key_moduli[j] <= q:  # no reduction needed (SEAL's shortcut too)
+                    row[:] = t_target[j, :]
+                else:
+                    for x in range(n):
+                        row[x] = ntt._barrett64(t_target[j, x], q, ratio)
+                ntt._forward_row(row, q, roots[key_index], roots_s[key_index])
 
 
 @numba.njit(cache=True)
-def _inner(digits, perm, keys, keys_s, key_moduli, k, acc):
+def _inner(digits, perm, identity, keys, keys_s, key_moduli, k, acc):
     """acc[K, I] = Σ_J digit[I, J] · key_J[K] at index I; ``perm``: read every digit through
-    this NTT-form permutation (a Galois automorphism; identity: none)."""
+    this NTT-form permutation (a Galois automorphism), unless ``identity`` (none)."""
     n = digits.shape[2]
     kall = key_moduli.shape[0]
     for i_out in range(k + 1):
         key_index = i_out if i_out < k else kall - 1
         q = key_moduli[key_index]
-        for j in range(k):
-            for comp in range(2):
+        for comp in range(2):
+            out = acc[comp, i_out]
+            for j in range(k):
                 key, key_s = keys[j, comp, key_index], keys_s[j, comp, key_index]
-                for x in range(n):  # the keys' Shoup companions are made once per key set
-                    prod = ntt._mul_shoup(digits[i_out, j, perm[x]], key[x], key_s[x], q)
-                    acc[comp, i_out, x] = _add(acc[comp, i_out, x], prod, q)
+                digit = digits[i_out, j]
+                # the keys' Shoup companions are made once per key set; the first digit
+                # writes (no zeroing pass), the rest add
+                if identity:
+                    if j == 0:
+                        for x in range(n):
+                            out[x] = ntt._mul_shoup(digit[x], key[x], key_s[x], q)
+                    else:
+                        for x in range(n):
+                            prod = ntt._mul_shoup(digit[x], key[x], key_s[x], q)
+                            out[x] = _add(out[x], prod, q)
+                else:
+                    if j == 0:
+                        for x in range(n):
+                            out[x] = ntt._mul_shoup(digit[perm[x]], key[x], key_s[x], q)
+                    else:
+                        for x in range(n):
+                            prod = ntt._mul_shoup(digit[perm[x]], key[x], key_s[x], q)
+                            out[x] = _add(out[x], prod, q)
 
 
 @numba.njit(cache=True)
-def _mod_down(acc, key_moduli, roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s,
-              inv_special, inv_special_s, k, out):  # fmt: skip
+def _mod_down(acc, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s,
+              inv_special, inv_special_s, k, last, temp, out):  # fmt: skip
     """Divide by the special prime with rounding (SEAL's CKKS branch of switch_key)."""
     n = acc.shape[2]
     kall = key_moduli.shape[0]
     special = key_moduli[kall - 1]
     half = special >> np.uint64(1)
-    last = np.empty(n, dtype=np.uint64)
-    temp = np.empty(n, dtype=np.uint64)
     for comp in range(2):
-        for x in range(n):
-            last[x] = acc[comp, k, x]
+        last[:] = acc[comp, k, :]
         ntt._inverse_row(last, special, inv_roots[kall - 1], inv_roots_s[kall - 1],
                          inv_n[kall - 1], inv_n_s[kall - 1])  # fmt: skip
         for x in range(n):
             last[x] = _add(last[x], half, special)
         for i in range(k):
-            q = key_moduli[i]
-            fix = q - half % q
-            for x in range(n):
-                v = last[x]
-                temp[x] = _add(v % q if v >= q else v, fix, q)
+            q, ratio = key_moduli[i], ratios[i]
+            fix = q - ntt._barrett64(half, q, ratio)
+            if special > q:
+                for x in range(n):
+                    temp[x] = _add(ntt._barrett64(last[x], q, ratio), fix, q)
+            else:
+                for x in range(n):
+                    temp[x] = _add(last[x], fix, q)
             ntt._forward_row(temp, q, roots[i], roots_s[i])
             for x in range(n):
                 d = _sub(acc[comp, i, x], temp[x], q)
@@ -87,19 +106,22 @@ def _mod_down(acc, key_moduli, roots, roots_s, inv_roots, inv_roots_s, inv_n, in
 
 
 @numba.njit(parallel=True, cache=True)
-def _keyswitch(c2, t_target, perms, keys, keys_s, key_moduli, roots, roots_s, inv_roots,
-               inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s, out):  # fmt: skip
+def _keyswitch(c2, t_target, perms, identity, keys, keys_s, key_moduli, ratios, roots,
+               roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s,
+               out):  # fmt: skip
     """out[r, g] = switch_key(σ_g(c2[r])) for every permutation g, the digits of c2[r]
     made once (hoisting: one decomposition, many automorphisms and key products)."""
     rows, k, n = c2.shape
     for r in numba.prange(rows):
         digits = np.empty((k + 1, k, n), dtype=np.uint64)
-        _decompose(c2[r], t_target[r], key_moduli, roots, roots_s, k, digits)
+        acc = np.empty((2, k + 1, n), dtype=np.uint64)
+        last = np.empty(n, dtype=np.uint64)
+        temp = np.empty(n, dtype=np.uint64)
+        _decompose(c2[r], t_target[r], key_moduli, ratios, roots, roots_s, k, digits)
         for g in range(perms.shape[0]):
-            acc = np.zeros((2, k + 1, n), dtype=np.uint64)
-            _inner(digits, perms[g], keys[g], keys_s[g], key_moduli, k, acc)
-            _mod_down(acc, key_moduli, roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s,
-                      inv_special, inv_special_s, k, out[r, g])  # fmt: skip
+            _inner(digits, perms[g], identity, keys[g], keys_s[g], key_moduli, k, acc)
+            _mod_down(acc, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s, inv_n,
+                      inv_n_s, inv_special, inv_special_s, k, last, temp, out[r, g])  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True)
@@ -147,9 +169,12 @@ def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_m
     if companions is None:
         companions = [key_shoup(key, kq) for key in keys]
     companions = np.ascontiguousarray(np.stack([c[:k] for c in companions]))
+    perms = np.ascontiguousarray(perms, dtype=np.int64)
+    identity = perms.shape[0] == 1 and bool((perms[0] == np.arange(n)).all())
     _keyswitch(
-        rows, ntt.inverse(rows, kq[:k]), np.ascontiguousarray(perms, dtype=np.int64), stacked,
-        companions, _moduli(kq), t.roots, t.roots_shoup, t.inv_roots, t.inv_roots_shoup,
+        rows, ntt.inverse_unchecked(rows, ntt.tables(n, tuple(kq[:k]))), perms, identity,
+        stacked, companions, _moduli(kq), ntt.ratio_hi(kq), t.roots, t.roots_shoup,
+        t.inv_roots, t.inv_roots_shoup,
         t.inv_n, t.inv_n_shoup, np.asarray(inv, dtype=U64),
         np.asarray([ntt._shoup(w, q) for w, q in zip(inv, kq[:k], strict=True)], dtype=U64),
         out,

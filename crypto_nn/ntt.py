@@ -134,6 +134,19 @@ def _mul_shoup(x, w, w_shoup, q):
 
 
 @numba.njit(cache=True, inline="always")
+def _barrett64(x, q, ratio_hi):
+    """x mod q for any 64-bit x, no division: SEAL's barrett_reduce_64, ``ratio_hi`` =
+    ⌊2⁶⁴/q⌋ (the high word of its const_ratio)."""
+    r = x - _mulhi(x, ratio_hi) * q  # in [0, 2q)
+    return r - q if r >= q else r
+
+
+def ratio_hi(moduli) -> np.ndarray:
+    """⌊2⁶⁴/q⌋ per prime, for :func:`_barrett64`."""
+    return np.asarray([(1 << 64) // int(q) for q in moduli], dtype=U64)
+
+
+@numba.njit(cache=True, inline="always")
 def _mul_shoup_lazy(x, w, w_shoup, q):
     """x·w mod q up to one extra q: in [0, 2q) for any 64-bit x (Harvey)."""
     return x * w - _mulhi(x, w_shoup) * q
@@ -244,6 +257,14 @@ def _checked(values: np.ndarray, t: Tables) -> np.ndarray:
     if (v >= t.moduli[None, :, None]).any():
         raise ValueError("residues must be reduced below their primes")
     return v.copy()
+
+
+def inverse_unchecked(values: np.ndarray, t: Tables) -> np.ndarray:
+    """:func:`inverse` for our own kernels' arrays (already reduced, already uint64): a copy
+    transformed, without the checks an outside caller's array gets."""
+    out = np.array(values, dtype=U64, order="C", copy=True)
+    _inverse(out, t.moduli, t.inv_roots, t.inv_roots_shoup, t.inv_n, t.inv_n_shoup)
+    return out
 
 
 def forward(values: np.ndarray, moduli) -> np.ndarray:

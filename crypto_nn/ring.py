@@ -145,17 +145,17 @@ def square(x: np.ndarray, moduli) -> np.ndarray:
 
 
 @numba.njit(parallel=True, cache=True)
-def _rescale(x, last_ntt, moduli, inv_last, inv_last_shoup, roots, roots_s, half, out):
+def _rescale(x, last_ntt, moduli, ratios, inv_last, inv_last_shoup, roots, roots_s, half, out):
     """SEAL's divide_and_round_q_last_ntt_inplace, per polynomial: ``last_ntt`` is the
     last prime's limb already in coefficient form plus ⌊q_last/2⌋ (mod q_last)."""
     rows, k1, n = out.shape
     for task in numba.prange(rows * k1):
         r, j = task // k1, task % k1
-        q = moduli[j]
+        q, ratio = moduli[j], ratios[j]
         temp = np.empty(n, dtype=np.uint64)
-        neg_half = q - half % q
+        neg_half = q - ntt._barrett64(half, q, ratio)
         for i in range(n):
-            temp[i] = _add(last_ntt[r, i] % q, neg_half, q)
+            temp[i] = _add(ntt._barrett64(last_ntt[r, i], q, ratio), neg_half, q)
         ntt._forward_row(temp, q, roots[j], roots_s[j])
         for i in range(n):
             d = _sub(x[r, j, i], temp[i], q)
@@ -172,12 +172,24 @@ def rescale(x: np.ndarray, moduli) -> np.ndarray:
     rows = _rows(x, len(q))
     last_q = q[-1]
     t = ntt.tables(n, tuple(q))
-    last = ntt.inverse(rows[:, -1:, :], [last_q])[:, 0, :]  # coefficient form
+    last = ntt.inverse_unchecked(rows[:, -1:, :], ntt.tables(n, (last_q,)))[:, 0, :]
     half = last_q >> 1
-    last = (last + U64(half)) % U64(last_q)  # < 2^62: no overflow
+    last += U64(half)  # coefficient form + ⌊q/2⌋, below 2q < 2^63
+    last -= np.where(last >= U64(last_q), U64(last_q), U64(0))
     inv = [pow(last_q, -1, v) for v in q[:-1]]
     inv_arr = np.asarray(inv, dtype=U64)
     inv_s = np.asarray([ntt._shoup(w, v) for w, v in zip(inv, q[:-1], strict=True)], dtype=U64)
     out = np.empty((rows.shape[0], len(q) - 1, n), dtype=U64)
-    _rescale(rows, last, _moduli(q[:-1]), inv_arr, inv_s, t.roots, t.roots_shoup, U64(half), out)
+    _rescale(
+        rows,
+        last,
+        _moduli(q[:-1]),
+        ntt.ratio_hi(q[:-1]),
+        inv_arr,
+        inv_s,
+        t.roots,
+        t.roots_shoup,
+        U64(half),
+        out,
+    )
     return out.reshape(*x.shape[:-2], len(q) - 1, n)
