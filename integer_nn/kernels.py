@@ -1,4 +1,5 @@
-"""numba kernels of the integer network: conv, matmul, pooling and table gather over int64.
+"""numba kernels of the integer network: conv, matmul, pooling and table gather over int64
+(and, with ``narrow``, over the narrowest integer width that holds each result).
 
 Each public function validates its arguments, allocates the output with an explicit
 dtype and calls a private ``@njit`` kernel that takes only arrays and scalars and loops
@@ -15,6 +16,26 @@ import numpy as np
 from numba import njit, prange
 
 from integer_nn.errors import QuantizationError
+
+
+def _as_int(name: str, a: np.ndarray, ndim: int) -> np.ndarray:
+    """A signed integer array as given (int8 … int64: IntModel passes its activations
+    between ops in the narrowest width that holds them), anything else integer as int64."""
+    a = np.asarray(a)
+    if a.dtype.kind != "i":
+        return _as_int64(name, a, ndim)
+    if a.ndim != ndim:
+        raise QuantizationError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def narrowest(lo: int, hi: int) -> np.dtype:
+    """The smallest signed integer dtype holding [lo, hi]."""
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
 
 
 def _as_int64(name: str, a: np.ndarray, ndim: int) -> np.ndarray:
@@ -73,31 +94,64 @@ def _narrowed(x: np.ndarray, wts: Weights):
         x_mag = max(abs(int(x.max())), abs(int(x.min())))
         if x_mag * wts.row_l1 + wts.bias_max <= INT32_LIMIT:
             return x.astype(np.int32), wts.weight32, wts.bias32
-    return x, wts.weight, wts.bias
+    return x.astype(np.int64, copy=False), wts.weight, wts.bias
 
 
 FLOAT32_EXACT = 1 << 24  # every integer of magnitude ≤ 2^24 is a float32
 FLOAT64_EXACT = 1 << 53
 
 
-def _exact_float(x: np.ndarray, wts: Weights):
-    """The float dtype in which this layer is exact, or None.
+@dataclass(frozen=True)
+class FloatRoute:
+    """How a layer runs exactly in torch: ``dtype``, and ``split`` > 0 when the input is cut
+    at that bit into two float32 products (x = hi·2^split + lo, lo in [0, 2^split)) that
+    are each exact, then joined in int64; ``bound`` = max |x|·max Σ|w| + max |b|."""
 
-    When |x|·max Σ|w| + |b| ≤ 2^24 (2^53), every product and every partial sum, in any
-    order BLAS or oneDNN add them, is an integer float32 (float64) holds exactly: the
-    float layer *is* the integer layer, at float speed (torch's own kernels, all cores).
-    Past 2^53 the numba int64 kernels run.
+    dtype: object
+    split: int
+    bound: int
+
+
+def _exact_float(x: np.ndarray, wts: Weights) -> FloatRoute | None:
+    """The float route on which this layer is exact, or None (the numba int64 kernels).
+
+    When every product and partial sum, in any order BLAS or oneDNN add them, is an integer
+    float32 (|·| ≤ 2^24) holds exactly, the float layer *is* the integer layer, at float
+    speed (torch's own kernels, all cores). Past 2^24, two float32 products on the input's
+    high and low bits when each stays within 2^24 (float64 products run several times
+    slower on CPU than two float32 ones); else one float64 product up to 2^53.
     """
     import torch
 
     if not x.size:
         return None
-    bound = max(abs(int(x.max())), abs(int(x.min()))) * wts.row_l1 + wts.bias_max
+    mag = max(abs(int(x.max())), abs(int(x.min())))
+    bound = mag * wts.row_l1 + wts.bias_max
     if bound <= FLOAT32_EXACT:
-        return torch.float32
+        return FloatRoute(torch.float32, 0, bound)
+    for split in range(1, mag.bit_length()):
+        low = ((1 << split) - 1) * wts.row_l1 + wts.bias_max  # the low piece adds the bias
+        high = -(-mag >> split) * wts.row_l1  # |x >> split| ≤ ⌈mag/2^split⌉, no bias
+        if low <= FLOAT32_EXACT and high <= FLOAT32_EXACT:
+            return FloatRoute(torch.float32, split, bound)
     if bound <= FLOAT64_EXACT:
-        return torch.float64
+        return FloatRoute(torch.float64, 0, bound)
     return None
+
+
+def _run_float(x: np.ndarray, wts: Weights, route: FloatRoute, product, narrow: bool):
+    """``product(x, w, b)`` (b may be None) on ``route`` → the exact integer result as a
+    numpy array: int64, or int32 when ``narrow`` and the bound allows."""
+    import torch
+
+    w, b = _float_weights(wts, route.dtype)
+    xt = torch.from_numpy(x)
+    out = torch.int32 if narrow and route.bound <= INT32_LIMIT else torch.int64
+    if not route.split:
+        return product(xt.to(route.dtype), w, b).to(out).numpy()
+    high = product((xt >> route.split).to(route.dtype), w, None).to(torch.int64)
+    low = product((xt & ((1 << route.split) - 1)).to(route.dtype), w, b).to(torch.int64)
+    return ((high << route.split) + low).to(out).numpy()
 
 
 def _float_weights(wts: Weights, dtype):
@@ -187,13 +241,15 @@ def conv2d(
     *,
     stride: int = 1,
     padding: int = 0,
+    narrow: bool = False,
 ) -> np.ndarray:
-    """Integer 2-D convolution (cross-correlation, as torch): (N,C,H,W) → (N,O,Ho,Wo) int64.
+    """Integer 2-D convolution (cross-correlation, as torch): (N,C,H,W) → (N,O,Ho,Wo) int64
+    (int32 with ``narrow`` where the float route's bound allows).
 
     ``weight`` is (O, C, kh, kw) with ``bias`` (O,), or :class:`Weights` from :func:`prepare`.
     """
     wts = weight if isinstance(weight, Weights) else prepare(weight, bias, ndim=4)
-    x = _as_int64("x", x, 4)
+    x = _as_int("x", x, 4)
     o, c, kh, kw = wts.weight.shape
     if c != x.shape[1]:
         raise QuantizationError(
@@ -205,15 +261,14 @@ def conv2d(
     wo = conv_output_size(x.shape[3], kw, stride, padding)
     if ho < 1 or wo < 1:
         raise QuantizationError(f"conv2d: kernel {(kh, kw)} larger than input {x.shape[2:]}")
-    dtype = _exact_float(x, wts)
-    if dtype is not None:
+    route = _exact_float(x, wts)
+    if route is not None:
         import torch
 
-        w, b = _float_weights(wts, dtype)
-        y = torch.nn.functional.conv2d(
-            torch.from_numpy(x).to(dtype), w, b, stride=stride, padding=padding
-        )
-        return y.to(torch.int64).numpy()
+        def product(xf, w, b):
+            return torch.nn.functional.conv2d(xf, w, b, stride=stride, padding=padding)
+
+        return _run_float(x, wts, route, product, narrow)
     out = np.empty((x.shape[0], o, ho, wo), dtype=np.int64)
     xn, wn, bn = _narrowed(x, wts)
     if stride == 1:
@@ -241,19 +296,26 @@ def _linear_kernel(x, w, b, out):
 
 
 def linear(
-    x: np.ndarray, weight: np.ndarray | Weights, bias: np.ndarray | None = None
+    x: np.ndarray,
+    weight: np.ndarray | Weights,
+    bias: np.ndarray | None = None,
+    *,
+    narrow: bool = False,
 ) -> np.ndarray:
-    """Integer fully connected layer: (N, I) @ (O, I)ᵀ + (O,) → (N, O) int64."""
+    """Integer fully connected layer: (N, I) @ (O, I)ᵀ + (O,) → (N, O) int64 (int32 with
+    ``narrow`` where the float route's bound allows)."""
     wts = weight if isinstance(weight, Weights) else prepare(weight, bias, ndim=2)
-    x = _as_int64("x", x, 2)
+    x = _as_int("x", x, 2)
     if wts.weight.shape[1] != x.shape[1]:
         raise QuantizationError(f"linear: input {x.shape}, weight {wts.weight.shape}")
-    dtype = _exact_float(x, wts)
-    if dtype is not None:
+    route = _exact_float(x, wts)
+    if route is not None:
         import torch
 
-        w, b = _float_weights(wts, dtype)
-        return torch.addmm(b, torch.from_numpy(x).to(dtype), w.T).to(torch.int64).numpy()
+        def product(xf, w, b):
+            return xf @ w.T if b is None else torch.addmm(b, xf, w.T)
+
+        return _run_float(x, wts, route, product, narrow)
     out = np.empty((x.shape[0], wts.weight.shape[0]), dtype=np.int64)
     _linear_kernel(*_narrowed(x, wts), out)
     return out
@@ -262,7 +324,7 @@ def linear(
 @njit(parallel=True, cache=True)
 def _table_kernel(flat, table, lo, hi, shift, out):
     for i in prange(flat.shape[0]):
-        v = flat[i]
+        v = np.int64(flat[i])  # any input width; the clip bounds are int64
         if v < lo:
             v = lo
         elif v > hi:
@@ -270,17 +332,21 @@ def _table_kernel(flat, table, lo, hi, shift, out):
         out[i] = table[(v - lo) >> shift]
 
 
-def table_lookup(acc: np.ndarray, table: np.ndarray, *, lo: int, shift: int) -> np.ndarray:
-    """``table[(clip(acc, lo, hi) - lo) >> shift]`` with hi = lo + len(table)·2^shift - 1."""
-    acc = np.asarray(acc)
-    if acc.dtype != np.int64:
-        acc = _as_int64("acc", acc, acc.ndim)
+def table_lookup(
+    acc: np.ndarray, table: np.ndarray, *, lo: int, shift: int, narrow: bool = False
+) -> np.ndarray:
+    """``table[(clip(acc, lo, hi) - lo) >> shift]`` with hi = lo + len(table)·2^shift - 1;
+    int64, or with ``narrow`` the narrowest dtype that holds the table (a narrow gather: the
+    table stays in cache, the output is 1–4 bytes a value)."""
+    acc = _as_int("acc", acc, np.ndim(acc))
     table = _as_int64("table", table, 1)
     if len(table) == 0 or shift < 0:
         raise QuantizationError(f"table_lookup: empty table or negative shift {shift}")
+    if narrow:
+        table = table.astype(narrowest(int(table.min()), int(table.max())))
     hi = lo + (len(table) << shift) - 1
-    out = np.empty(acc.size, dtype=np.int64)
-    _table_kernel(np.ascontiguousarray(acc).reshape(-1), table, lo, hi, shift, out)
+    out = np.empty(acc.size, dtype=table.dtype)
+    _table_kernel(acc.reshape(-1), table, np.int64(lo), np.int64(hi), np.int64(shift), out)
     return out.reshape(acc.shape)
 
 
@@ -308,14 +374,15 @@ def _pool_kernel(x, k, stride, take_max, out):
 
 
 def _pool(x: np.ndarray, kernel: int, stride: int, take_max: bool) -> np.ndarray:
-    x = _as_int64("x", x, 4)
+    # max keeps the input's width; a sum may pass a narrow one, so it runs in int64
+    x = _as_int("x", x, 4) if take_max else _as_int64("x", x, 4)
     if kernel < 1 or stride < 1:
         raise QuantizationError(f"pool: kernel {kernel} and stride {stride} must be ≥ 1")
     ho = conv_output_size(x.shape[2], kernel, stride, 0)
     wo = conv_output_size(x.shape[3], kernel, stride, 0)
     if ho < 1 or wo < 1:
         raise QuantizationError(f"pool: kernel {kernel} larger than input {x.shape[2:]}")
-    out = np.empty((x.shape[0], x.shape[1], ho, wo), dtype=np.int64)
+    out = np.empty((x.shape[0], x.shape[1], ho, wo), dtype=x.dtype)
     _pool_kernel(x, kernel, stride, take_max, out)
     return out
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from integer_nn import kernels
 from integer_nn.errors import QuantizationError
 from integer_nn.ops import Interval, IntOp
 
@@ -17,7 +18,7 @@ def _step(op: IntOp, wide: bool, x: np.ndarray) -> np.ndarray:
     as an op's worst case fits again (a requantising table, usually)."""
     if wide and x.dtype != object:
         x = x.astype(object)
-    x = op.forward(x)
+    x = op.run(x)  # narrow widths between ops where exact (IntOp.run)
     if not wide and x.dtype == object:
         x = x.astype(np.int64)  # the range analysis guarantees it fits
     return x
@@ -89,9 +90,10 @@ class IntModel:
                 f"input values span [{lo}, {hi}] but the model was analysed for "
                 f"[0, {self.input_max}]; quantize inputs with quantize_input()"
             )
+        x = x.astype(kernels.narrowest(0, self.input_max))  # pixels: a byte or two each
         for op, wide in zip(self.ops[:upto], self._wide, strict=False):
             x = _step(op, wide, x)
-        return x
+        return x if x.dtype in (np.int64, object) else x.astype(np.int64)
 
     @property
     def wide(self) -> bool:

@@ -1,6 +1,7 @@
 """The integer layers of an IntModel, found by name through a registry.
 
-Every op maps an int64 array to an int64 array exactly, and knows the worst-case
+Every op maps an int64 array to an int64 array exactly (``run``, inside IntModel, keeps
+narrower widths where they are exact), and knows the worst-case
 interval of its output given the interval of its input (Python ints: no overflow in the
 analysis itself). ``peak`` is the largest magnitude any partial sum can reach, which is
 what must stay below 2^63 for int64 to be exact.
@@ -45,6 +46,14 @@ class IntOp:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """``forward`` as IntModel runs it: any signed integer width in, the narrowest
+        exact width out where the op has one (products, tables, max pooling), so that
+        activations cross memory at 1–4 bytes a value, not 8. This default: int64."""
+        if x.dtype != object and x.dtype != np.int64:
+            x = x.astype(np.int64)
+        return self.forward(x)
 
     def bounds(self, inp: Interval) -> Interval:
         return Interval(inp.lo, inp.hi, max(abs(inp.lo), abs(inp.hi)))
@@ -136,6 +145,13 @@ class IntConv2d(IntOp):
             return wide_conv2d(x, self.weight, self.bias, self.stride, self.padding)
         return kernels.conv2d(x, self._prepared, stride=self.stride, padding=self.padding)
 
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == object:
+            return self.forward(x)
+        return kernels.conv2d(
+            x, self._prepared, stride=self.stride, padding=self.padding, narrow=True
+        )
+
     def bounds(self, inp: Interval) -> Interval:
         if self.padding:  # padded zeros are inputs too
             inp = Interval(min(inp.lo, 0), max(inp.hi, 0), inp.peak)
@@ -164,6 +180,11 @@ class IntLinear(IntOp):
         if x.dtype == object:  # values past int64: exact Python integers
             return x @ self.weight.astype(object).T + self.bias.astype(object)
         return kernels.linear(x, self._prepared)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == object:
+            return self.forward(x)
+        return kernels.linear(x, self._prepared, narrow=True)
 
     def bounds(self, inp: Interval) -> Interval:
         return _affine_bounds(*_weight_sums(self.weight), self.bias, inp)
@@ -195,6 +216,11 @@ class IntTable(IntOp):
             index = (np.clip(x, self.lo, self.hi) - self.lo) >> self.shift
             return self.values[index.astype(np.int64)]
         return kernels.table_lookup(x, self.values, lo=self.lo, shift=self.shift)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == object:
+            return self.forward(x)
+        return kernels.table_lookup(x, self.values, lo=self.lo, shift=self.shift, narrow=True)
 
     def bounds(self, inp: Interval) -> Interval:
         lo, hi = int(self.values.min()), int(self.values.max())
@@ -256,6 +282,9 @@ class IntMaxPool2d(_Pool):
             return _windows(x, self.kernel, self.stride).max(axis=(4, 5))
         return kernels.maxpool2d(x, self.kernel, self.stride)
 
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)  # max keeps the input's width
+
 
 @register
 @dataclass
@@ -281,3 +310,6 @@ class IntFlatten(IntOp):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x.reshape(x.shape[0], -1)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)

@@ -181,3 +181,61 @@ def test_a_wide_3x3_conv_on_the_float32_route_is_exact():
     np.testing.assert_array_equal(
         kernels.conv2d(x, w, b, padding=1), reference.conv2d(x, w, b, padding=1)
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 4),
+    i=st.integers(1, 300),
+    o=st.integers(1, 8),
+    x_bits=st.integers(1, 15),
+    w_mag=st.sampled_from([1, 7, 2**8, 2**12, 2**20]),
+    signed=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_narrow_inputs_and_the_split_float32_route_are_exact(n, i, o, x_bits, w_mag, signed, seed):
+    """Inputs of any width (IntModel passes int16 between ops) and the route that cuts the
+    input into two float32 products (x = hi·2^s + lo) give the int64 reference exactly;
+    ``narrow`` only changes the dtype, never a value."""
+    rng = np.random.default_rng(seed)
+    lo = -(1 << x_bits) if signed else 0
+    x = rng.integers(lo, 1 << x_bits, size=(n, i)).astype(np.int16 if x_bits < 15 else np.int32)
+    w = rng.integers(-w_mag, w_mag + 1, size=(o, i))
+    b = rng.integers(-w_mag, w_mag + 1, size=o)
+    want = reference.linear(x.astype(np.int64), w, b)
+    wide, narrow = kernels.linear(x, w, b), kernels.linear(x, w, b, narrow=True)
+    assert wide.dtype == np.int64 and narrow.dtype in (np.int32, np.int64)
+    np.testing.assert_array_equal(wide, want)
+    np.testing.assert_array_equal(narrow, want)
+    image = x[:, : (i // 4) * 4].reshape(n, 1, 2, -1) if i >= 8 else None
+    if image is not None and image.shape[3] >= 2:
+        kernel = rng.integers(-w_mag, w_mag + 1, size=(o, 1, 2, 2))
+        got = kernels.conv2d(image, kernel, b, narrow=True)
+        np.testing.assert_array_equal(got, reference.conv2d(image.astype(np.int64), kernel, b))
+
+
+def test_the_split_route_is_taken_where_float32_alone_is_not_exact():
+    """255 · Σ|w| past 2^24 but each half of the input's bits within it: two float32
+    products, not one float64 product; the result is exact."""
+    import torch
+
+    x = np.full((2, 9216), 255, dtype=np.int16)
+    w = np.full((3, 9216), 64, dtype=np.int64)
+    b = np.array([5, -5, 0])
+    wts = kernels.prepare(w, b, ndim=2)
+    route = kernels._exact_float(x, wts)
+    assert route.bound > kernels.FLOAT32_EXACT and route.dtype == torch.float32 and route.split
+    np.testing.assert_array_equal(
+        kernels.linear(x, wts), reference.linear(x.astype(np.int64), w, b)
+    )
+
+
+def test_a_narrow_table_keeps_its_values_and_takes_the_narrowest_width():
+    table = np.array([-3, 0, 100, 127])
+    acc = np.array([[-10, 0, 1, 2, 3, 9]], dtype=np.int32)
+    got = kernels.table_lookup(acc, table, lo=0, shift=0, narrow=True)
+    assert got.dtype == np.int8
+    np.testing.assert_array_equal(
+        got, reference.table_lookup(acc.astype(np.int64), table, lo=0, shift=0)
+    )
+    assert kernels.narrowest(-129, 0) == np.int16 and kernels.narrowest(0, 2**31) == np.int64
