@@ -245,6 +245,20 @@ def fast_at_cmd(
         float | None,
         typer.Option(help="ε warm-up, fraction of the epochs (default: 0.3 on MNIST-5k, else 0)."),
     ] = None,
+    fast_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="FGSM-RS and N-FGSM's epochs (default --epochs): the target compares them "
+            "with PGD-AT at ≤ ⅓ of its time, not at equal epochs."
+        ),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            help="Run only these rows, by name prefix (repeatable; standard always runs).",
+        ),
+    ] = None,
     seed: int = 0,
     device: str = "auto",
     json_out: Annotated[
@@ -264,6 +278,8 @@ def fast_at_cmd(
         seed=seed,
         device=device,
         ramp_fraction=ramp,
+        fast_epochs=fast_epochs,
+        only=tuple(only or ()),
     )
     _show(r, fast_at.table(r), json_out)
 

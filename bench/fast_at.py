@@ -19,6 +19,7 @@ usually reported for it.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import torch
 from rich.console import Console
@@ -80,6 +81,8 @@ def run_one(
     dev: torch.device,
     console: Console,
     ramp_fraction: float = 0.0,
+    fast_epochs: int | None = None,
+    only: tuple[str, ...] = (),
 ) -> dict:
     train_set = data.load(data_name, "train").subset(n_train)
     test = data.load(data_name, "test").subset(eval_n)
@@ -91,7 +94,13 @@ def run_one(
     rows: dict[str, dict] = {}
     warm = models.build("wong-mnist", train_set.shape, len(train_set.classes)).to(dev)
     train(warm, train_set.subset(1000), TrainConfig(epochs=1), device=dev, console=quiet)
-    for name, defense in methods(eps, pgd_steps, ramp).items():
+    fast = replace(cfg, epochs=fast_epochs) if fast_epochs else cfg
+    chosen = {
+        name: defense
+        for name, defense in methods(eps, pgd_steps, ramp).items()
+        if name == "standard" or not only or name.startswith(tuple(only))
+    }
+    for name, defense in chosen.items():
         console.log(f"{data_name}: training {name}")
         seed_everything(seed)
         net = models.build("wong-mnist", train_set.shape, len(train_set.classes)).to(dev)
@@ -99,7 +108,10 @@ def run_one(
         if defense is None:
             result = train(net, train_set, cfg, device=dev, console=quiet)
         else:
-            net, result = defense.fit(net, train_set, cfg, device=dev, console=quiet)
+            one_step = name.startswith(("fgsm-rs", "n-fgsm"))
+            net, result = defense.fit(
+                net, train_set, fast if one_step else cfg, device=dev, console=quiet
+            )
         seconds = time.perf_counter() - t0
         net.eval()
         aa = robust_accuracy(
@@ -127,12 +139,15 @@ def run_one(
             f"AutoAttack {aa['robust_accuracy']:.3f}, PGD {pgd['robust_accuracy']:.3f}"
         )
     base = rows["standard"]["train_seconds"]
-    pgd_row = next(r for k, r in rows.items() if k.startswith("pgd-at"))
+    pgd_row = next((r for k, r in rows.items() if k.startswith("pgd-at")), None)
     for row in rows.values():
         row["time_vs_standard"] = row["train_seconds"] / base
         row["epoch_vs_standard_epoch"] = (row["train_seconds"] / row["passes"]) / (
             base / rows["standard"]["passes"]
         )
+        if pgd_row is None:  # --method without pgd-at: nothing to compare with
+            row["time_vs_pgd_at"] = row["autoattack_points_vs_pgd_at"] = None
+            continue
         row["time_vs_pgd_at"] = row["train_seconds"] / pgd_row["train_seconds"]
         row["autoattack_points_vs_pgd_at"] = 100 * (
             row["autoattack_robust_accuracy"] - pgd_row["autoattack_robust_accuracy"]
@@ -143,6 +158,7 @@ def run_one(
         "n_train": len(train_set),
         "eval_images": len(x),
         "epochs": epochs,
+        "fast_epochs": fast.epochs,  # FGSM-RS and N-FGSM
         "pgd_at_steps": pgd_steps,
         "pgd_at_step_size": 2.5 * eps / pgd_steps,
         "square_queries": square_queries,
@@ -162,6 +178,8 @@ def run(
     seed: int,
     device: str = "auto",
     ramp_fraction: float | None = None,
+    fast_epochs: int | None = None,
+    only: tuple[str, ...] = (),
 ) -> dict:
     dev = resolve_device(device)
     console = Console(stderr=True)
@@ -172,6 +190,7 @@ def run(
             pgd_steps=pgd_steps, square_queries=square_queries, seed=seed, dev=dev,
             console=console,
             ramp_fraction=RAMP.get(name, 0.0) if ramp_fraction is None else ramp_fraction,
+            fast_epochs=fast_epochs, only=only,
         )
         for name in data_names
     ]  # fmt: skip
@@ -202,7 +221,13 @@ def table(r: dict) -> str:
         ]  # fmt: skip
         md.append(
             f"\n{s['data']}: ε = {s['eps']}, {s['n_train']} training images, {s['epochs']} "
-            f"epochs (ε warm-up over {s['eps_ramp_epochs']}), {s['eval_images']} test images; "
+            f"epochs (ε warm-up over {s['eps_ramp_epochs']})"
+            + (
+                f", FGSM-RS and N-FGSM {s['fast_epochs']} epochs"
+                if s.get("fast_epochs", s["epochs"]) != s["epochs"]
+                else ""
+            )
+            + f", {s['eval_images']} test images; "
             f"PGD-AT {s['pgd_at_steps']} steps of "
             f"{s['pgd_at_step_size']:.3g}; AutoAttack standard, Square "
             f"{s['square_queries']} queries\n\n" + report.markdown_table(header, rows)
