@@ -21,16 +21,17 @@ from crypto_nn.ring import _add, _moduli, _rows, _sub, add
 
 
 @numba.njit(cache=True)
-def _decompose(c2, t_target, key_moduli, ratios, roots, roots_s, k, digits):
+def _decompose(c2, t_target, key_moduli, ratios, roots, roots_s, k, ntt_form, digits):
     """SEAL's key-switching digits of one polynomial: digits[I, J] = limb J of ``c2`` as an
-    NTT-form polynomial mod the prime of RNS index I (the special prime last)."""
+    NTT-form polynomial mod the prime of RNS index I (the special prime last).
+    ``t_target``: ``c2`` in coefficient form (``c2`` itself when not ``ntt_form``: BFV)."""
     n = c2.shape[1]
     kall = key_moduli.shape[0]
     for i_out in range(k + 1):
         key_index = i_out if i_out < k else kall - 1
         q, ratio = key_moduli[key_index], ratios[key_index]
         for j in range(k):
-            if i_out == j:  # already this limb's NTT form
+            if ntt_form and i_out == j:  # already this limb's NTT form
                 digits[i_out, j, :] = c2[j, :]
             else:
                 row = digits[i_out, j]
@@ -78,8 +79,10 @@ def _inner(digits, perm, identity, keys, keys_s, key_moduli, k, acc):
 
 @numba.njit(cache=True)
 def _mod_down(acc, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s,
-              inv_special, inv_special_s, k, last, temp, out):  # fmt: skip
-    """Divide by the special prime with rounding (SEAL's CKKS branch of switch_key)."""
+              inv_special, inv_special_s, k, ntt_form, last, temp, out):  # fmt: skip
+    """Divide by the special prime with rounding: SEAL's CKKS branch of switch_key (the
+    correction NTT'd, the result in NTT form), or with ``ntt_form`` False its BFV branch
+    (the sums brought back to coefficient form instead; the same values, INTT'd)."""
     n = acc.shape[2]
     kall = key_moduli.shape[0]
     special = key_moduli[kall - 1]
@@ -99,7 +102,11 @@ def _mod_down(acc, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s, i
             else:
                 for x in range(n):
                     temp[x] = _add(last[x], fix, q)
-            ntt._forward_row(temp, q, roots[i], roots_s[i])
+            if ntt_form:
+                ntt._forward_row(temp, q, roots[i], roots_s[i])
+            else:  # acc is rewritten by the next key product: transformed in place
+                ntt._inverse_row(acc[comp, i], q, inv_roots[i], inv_roots_s[i], inv_n[i],
+                                 inv_n_s[i])  # fmt: skip
             for x in range(n):
                 d = _sub(acc[comp, i, x], temp[x], q)
                 out[comp, i, x] = ntt._mul_shoup(d, inv_special[i], inv_special_s[i], q)
@@ -108,7 +115,7 @@ def _mod_down(acc, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s, i
 @numba.njit(parallel=True, cache=True)
 def _keyswitch(c2, t_target, perms, identity, keys, keys_s, key_moduli, ratios, roots,
                roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s,
-               out):  # fmt: skip
+               ntt_form, out):  # fmt: skip
     """out[r, g] = switch_key(σ_g(c2[r])) for every permutation g, the digits of c2[r]
     made once (hoisting: one decomposition, many automorphisms and key products)."""
     rows, k, n = c2.shape
@@ -117,11 +124,12 @@ def _keyswitch(c2, t_target, perms, identity, keys, keys_s, key_moduli, ratios, 
         acc = np.empty((2, k + 1, n), dtype=np.uint64)
         last = np.empty(n, dtype=np.uint64)
         temp = np.empty(n, dtype=np.uint64)
-        _decompose(c2[r], t_target[r], key_moduli, ratios, roots, roots_s, k, digits)
+        _decompose(c2[r], t_target[r], key_moduli, ratios, roots, roots_s, k, ntt_form, digits)
         for g in range(perms.shape[0]):
             _inner(digits, perms[g], identity, keys[g], keys_s[g], key_moduli, k, acc)
             _mod_down(acc, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s, inv_n,
-                      inv_n_s, inv_special, inv_special_s, k, last, temp, out[r, g])  # fmt: skip
+                      inv_n_s, inv_special, inv_special_s, k, ntt_form, last, temp,
+                      out[r, g])  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True)
@@ -153,8 +161,9 @@ def key_shoup(keys: np.ndarray, key_moduli) -> np.ndarray:
 
 
 def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_moduli,
-            companions: list[np.ndarray] | None = None):  # fmt: skip
-    """(…, k, N) targets → (…, len(perms), 2, k, N): switch_key of every permuted target."""
+            companions: list[np.ndarray] | None = None, ntt_form: bool = True):  # fmt: skip
+    """(…, k, N) targets → (…, len(perms), 2, k, N): switch_key of every permuted target,
+    NTT form in and out (CKKS), or coefficient form in and out (``ntt_form`` False: BFV)."""
     kq = [int(q) for q in key_moduli]
     k, n = target.shape[-2], target.shape[-1]
     for key in keys:
@@ -171,13 +180,14 @@ def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_m
     companions = np.ascontiguousarray(np.stack([c[:k] for c in companions]))
     perms = np.ascontiguousarray(perms, dtype=np.int64)
     identity = perms.shape[0] == 1 and bool((perms[0] == np.arange(n)).all())
+    coeff = ntt.inverse_unchecked(rows, ntt.tables(n, tuple(kq[:k]))) if ntt_form else rows
     _keyswitch(
-        rows, ntt.inverse_unchecked(rows, ntt.tables(n, tuple(kq[:k]))), perms, identity,
+        rows, coeff, perms, identity,
         stacked, companions, _moduli(kq), ntt.ratio_hi(kq), t.roots, t.roots_shoup,
         t.inv_roots, t.inv_roots_shoup,
         t.inv_n, t.inv_n_shoup, np.asarray(inv, dtype=U64),
         np.asarray([ntt._shoup(w, q) for w, q in zip(inv, kq[:k], strict=True)], dtype=U64),
-        out,
+        ntt_form, out,
     )  # fmt: skip
     return out.reshape(*target.shape[:-2], len(perms), 2, k, n)
 
@@ -203,6 +213,23 @@ def relinearize(
     extra = None if companions is None else [companions]
     switched = _switch(target, identity, [relin_keys], key_moduli, extra)[..., 0, :, :, :]
     return add(np.ascontiguousarray(x[..., :2, :, :]), switched, list(key_moduli)[:k])
+
+
+def relinearize_bfv(
+    x: np.ndarray, relin_keys: np.ndarray, key_moduli, companions: np.ndarray | None = None
+) -> np.ndarray:
+    """SEAL's ``relinearize`` of size-3 BFV ciphertexts (…, 3, k, N), coefficient form (as
+    BFV keeps them) → size 2: the same key switch, its BFV branch."""
+    if x.shape[-3] != 3:
+        raise ValueError(f"shape {x.shape}: relinearize takes size-3 ciphertexts")
+    k = x.shape[-2]
+    identity = np.arange(x.shape[-1], dtype=np.int64)[None]
+    target = np.ascontiguousarray(x[..., 2, :, :])
+    extra = None if companions is None else [companions]
+    switched = _switch(target, identity, [relin_keys], key_moduli, extra, ntt_form=False)
+    return add(
+        np.ascontiguousarray(x[..., :2, :, :]), switched[..., 0, :, :, :], list(key_moduli)[:k]
+    )
 
 
 def galois_elt(step: int, n: int) -> int:

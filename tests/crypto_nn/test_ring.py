@@ -110,3 +110,37 @@ def test_hoisted_rotations_decrypt_to_the_rotated_slots():
         decryptor.decrypt(out, plain)
         got = np.asarray(encoder.decode_double(plain))
         assert np.abs(got - np.roll(values, -step)).max() < 1e-5
+
+
+@settings(max_examples=4, deadline=None)
+@given(
+    n=st.sampled_from([4096, 8192, 16384]),
+    bits=st.lists(st.sampled_from([30, 36, 40, 50]), min_size=2, max_size=6),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_bfv_relinearize_equals_seals(n, bits, seed):
+    """BFV keeps ciphertexts in coefficient form: the key switch's BFV branch (no NTT of the
+    result, the sums brought back instead) gives SEAL's relinearised bytes."""
+    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
+    parms.set_poly_modulus_degree(n)
+    parms.set_coeff_modulus(seal.CoeffModulus.Create(n, [*bits, 60]))  # the special prime last
+    parms.set_plain_modulus(seal.PlainModulus.Batching(n, 20))
+    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.NONE)  # any chain: a unit test
+    keys = seal.KeyGenerator(ctx)
+    enc, ev = seal.Encryptor(ctx, keys.secret_key()), seal.Evaluator(ctx)
+    rng = np.random.default_rng(seed)
+    pt, ct = seal.Plaintext(), seal.Ciphertext()
+    seal.BatchEncoder(ctx).encode(rng.integers(0, 1 << 19, n).tolist(), pt)
+    enc.encrypt_symmetric(pt, ct)
+    squared = seal.Ciphertext()
+    ev.square(ct, squared)
+    relin = seal_bytes.loads(seal.RelinKeys, seal_bytes.dumps(keys.create_relin_keys()), ctx)
+    key_moduli = [m.value() for m in parms.coeff_modulus()]
+    meta, before = residues.parse(seal_bytes.dumps(squared))
+    assert not meta.is_ntt_form and before.shape[0] == 3
+    ev.relinearize_inplace(squared, relin)
+    relin_res = parse_kswitch(seal_bytes.dumps(relin))[0]
+    got = keyswitch.relinearize_bfv(before, relin_res, key_moduli)
+    assert np.array_equal(got, _bytes_of(squared))
+    stacked = keyswitch.relinearize_bfv(np.stack([before, before]), relin_res, key_moduli)
+    assert np.array_equal(stacked[1], got)  # a stack of ciphertexts: each the same
