@@ -122,6 +122,20 @@ def split_into(residues, bits, out):
 
 
 @numba.njit(parallel=True, cache=True)
+def split_many(residues, bits, out):
+    """uint64 (m, rows, N) → out int32 (pieces, m, rows, N): :func:`split_into` for many
+    ciphertexts at once, in parallel over them (one call, every core)."""
+    mask = np.uint64((1 << bits) - 1)
+    m, rows, n = residues.shape
+    for task in numba.prange(m * rows):
+        i, r = task // rows, task % rows
+        for s in range(out.shape[0]):
+            shift = np.uint64(s * bits)
+            for c in range(n):
+                out[s, i, r, c] = np.int32((residues[i, r, c] >> shift) & mask)
+
+
+@numba.njit(parallel=True, cache=True)
 def _affine(xs, moduli, block_rows, cols_ptr, cols, weights, bits, out):
     pieces, _, rows, n = xs.shape
     blocks = block_rows.shape[0]
@@ -183,8 +197,7 @@ def affine_residues(x: np.ndarray, moduli: np.ndarray, weight: np.ndarray) -> np
     if layer is None:
         return None
     pieces = np.empty((layer.pieces, *x.shape), np.int32)
-    for i in range(len(x)):
-        split_into(x[i], layer.bits, pieces[:, i])
+    split_many(np.ascontiguousarray(x), layer.bits, pieces)
     return affine(pieces, moduli, layer)
 
 
@@ -202,3 +215,4 @@ def warm_up() -> None:
     """Compile the kernels now (numba caches them on disk after the first time), so a
     timed run or a worker's first request does not pay for it."""
     affine_residues(np.zeros((1, 1, 8), np.uint64), np.array([97], np.uint64), np.ones((1, 1)))
+    split_many(np.zeros((1, 1, 8), np.uint64), 8, np.zeros((1, 1, 2, 8), np.int32)[:, :, 1:])

@@ -311,8 +311,7 @@ class CkksBatchEvaluator:
                 rows = np.tile(np.asarray(moduli, np.uint64), 2)
                 compiled = self._ring_layer(layer, delta, rns.modulus_bits(rows))
                 pieces = np.empty((compiled.pieces, len(x), 2 * k, n), np.int32)
-                for i, ct in enumerate(x.reshape(len(x), 2 * k, n)):
-                    rns.split_into(ct, compiled.bits, pieces[:, i])
+                rns.split_many(x.reshape(len(x), 2 * k, n), compiled.bits, pieces)
                 y = rns.affine(pieces, rows, compiled)
                 x = y.reshape(len(y), 2, k, n)
                 scale *= delta

@@ -273,10 +273,9 @@ class SeededInputs:
         if shape not in buffers:
             buffers[shape] = np.empty(shape, np.int32)
         out = buffers[shape]
-        c1s = expand(self._seeds, self.moduli, n)
-        for i, c0 in enumerate(self._c0s):
+        rns.split_many(expand(self._seeds, self.moduli, n), bits, out[:, :, k:])
+        for i, c0 in enumerate(self._c0s):  # views of the request's bytes: no copy made
             rns.split_into(c0, bits, out[:, i, :k])
-            rns.split_into(c1s[i], bits, out[:, i, k:])
         return out
 
     def residues(self) -> np.ndarray:
