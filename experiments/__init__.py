@@ -35,6 +35,9 @@ class Experiment:
     minutes: dict[str, float]  # expected wall time on 2 CPU cores per mode (quick, full)
     data: str  # the default data set
     options: dict  # --arg KEY=VALUE overrides this experiment accepts, with their defaults
+    # options that only choose how many units run (not what a unit computes): a --resume
+    # may change them and keep the finished units
+    resume_neutral: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -48,11 +51,13 @@ def register(
     full_min: float,
     data: str,
     options: dict | None = None,
+    resume_neutral: tuple[str, ...] = (),
 ):
     def wrap(fn: Callable) -> Callable:
         _REGISTRY[name] = Experiment(
-            name, summary, fn, {"quick": quick_min, "full": full_min}, data, options or {}
-        )
+            name, summary, fn, {"quick": quick_min, "full": full_min}, data, options or {},
+            resume_neutral,
+        )  # fmt: skip
         return fn
 
     return wrap

@@ -48,9 +48,18 @@ class Context:
     def units(self):
         """The run's store of finished units (see :mod:`experiments.units`)."""
         if self._units is None:
+            from experiments import get
             from experiments.units import Units
 
-            self._units = Units(self.out, resume=self.resume)
+            neutral = get(self.name).resume_neutral
+            config = {
+                "experiment": self.name,
+                "mode": self.mode,
+                "data": self.data,
+                "seed": self.seed,
+                "options": {k: v for k, v in self.options.items() if k not in neutral},
+            }
+            self._units = Units(self.out, resume=self.resume, config=config)
         return self._units
 
     def unit(self, key: str, fn: Callable[[], Any]) -> Any:

@@ -64,6 +64,7 @@ def _attack_one(model, attack, mode: str, x, y, i: int) -> dict:
     full_min=120,
     data="fashion-mnist",
     options={"images": 50, "queries": 300},
+    resume_neutral=("images",),  # a unit is one image: more images, more units
 )
 def run(ctx: Context) -> Outcome:
     eps = linf_budget(ctx.data)

@@ -22,18 +22,37 @@ from typing import Any
 
 import torch
 
+from nets.errors import UserError
+
 _SAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
 
 class Units:
-    def __init__(self, folder: Path, *, resume: bool) -> None:
+    def __init__(self, folder: Path, *, resume: bool, config: dict | None = None) -> None:
+        """``config``: what the units depend on (experiment, mode, data, seed, options); a
+        ``--resume`` under another config is refused, never mixed with the kept units."""
         self.folder = folder / "units"
         if not resume and self.folder.exists():
             shutil.rmtree(self.folder)  # a fresh run starts from nothing
         self.folder.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            self._check_config(json.loads(json.dumps(config)))
         self.reused = 0
         self.computed = 0
         self.reused_seconds = 0.0  # what the reused units took when they were computed
+
+    def _check_config(self, config: dict) -> None:
+        path = self.folder / "config.json"
+        if path.is_file():
+            kept = json.loads(path.read_text())
+            if kept != config:
+                raise UserError(
+                    f"--resume: the units kept in {self.folder} were computed with {kept}, "
+                    f"this run is {config}; run with the same settings, or without --resume "
+                    "to start over"
+                )
+        else:
+            path.write_text(json.dumps(config))
 
     def _path(self, key: str, suffix: str = ".json") -> Path:
         return self.folder / (_SAFE.sub("_", key) + suffix)

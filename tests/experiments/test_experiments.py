@@ -12,6 +12,7 @@ from rich.console import Console
 import experiments
 from experiments.core import execute, fill, make_context, verdict
 from experiments.grid import run_cells
+from nets.errors import UserError
 
 
 def _square(*, x: int) -> int:
@@ -163,9 +164,9 @@ def test_resume_keeps_every_finished_unit_and_gives_the_same_figures(tmp_path):
     resumed after it finished recomputes none of them, and its table is the same."""
     exp = experiments.get("generator")
 
-    def once(resume: bool) -> dict:
+    def once(resume: bool, seed: int = 0) -> dict:
         ctx = make_context("generator", out=tmp_path, mode="tiny", device="cpu", data=None,
-                           seed=0, console=Console(quiet=True), resume=resume)  # fmt: skip
+                           seed=seed, console=Console(quiet=True), resume=resume)  # fmt: skip
         return execute(exp.run, ctx, exp.data)
 
     first, again = once(False), once(True)
@@ -175,3 +176,6 @@ def test_resume_keeps_every_finished_unit_and_gives_the_same_figures(tmp_path):
     # the wall time counts what the kept units took when they ran
     assert again["wall_s"] >= again["units"]["units_reused_seconds"] > 0
     assert "Resumed: " in (tmp_path / "report.md").read_text()
+    # units computed under other settings are never mixed in: the resume is refused
+    with pytest.raises(UserError, match="computed with"):
+        once(True, seed=1)
