@@ -60,6 +60,11 @@ class Context:
                 "options": {k: v for k, v in self.options.items() if k not in neutral},
             }
             self._units = Units(self.out, resume=self.resume, config=config)
+            if self.resume:
+                kept = self._units.kept()
+                self.log(f"--resume: {len(kept)} finished unit(s) kept" + (
+                    f" ({', '.join(kept[:6])}{', …' if len(kept) > 6 else ''})" if kept else ""
+                ))  # fmt: skip
         return self._units
 
     def unit(self, key: str, fn: Callable[[], Any]) -> Any:
@@ -194,6 +199,8 @@ def execute(run: Callable[[Context], Outcome], ctx: Context, default_data: str) 
     ctx.data_given = ctx.data is not None
     ctx.data = ctx.data or default_data
     seed_everything(ctx.seed)
+    if ctx.resume:
+        ctx.units()  # a resume under other settings is refused now, before any work
     t0 = time.perf_counter()
     outcome = run(ctx)
     wall = time.perf_counter() - t0

@@ -41,6 +41,13 @@ class Units:
         self.computed = 0
         self.reused_seconds = 0.0  # what the reused units took when they were computed
 
+    def kept(self) -> list[str]:
+        """The finished units on disk (their file stems), sorted."""
+        return sorted(
+            p.stem for p in self.folder.iterdir() if p.suffix in (".json", ".pt")
+            and p.name != "config.json"
+        )  # fmt: skip
+
     def _check_config(self, config: dict) -> None:
         path = self.folder / "config.json"
         if path.is_file():
