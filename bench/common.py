@@ -23,6 +23,22 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
+def peak_rss(fn) -> tuple[object, int, int]:
+    """(fn(), peak RSS bytes while it ran, RSS before it): Linux's high-water mark, reset
+    first (``/proc/self/clear_refs`` 5) — it sees SEAL's and numba's allocations, which
+    tracemalloc does not."""
+
+    def status(key: str) -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    out = fn()
+    return out, status("VmHWM"), before
+
+
 def trained_model(
     model_name: str,
     data_name: str,

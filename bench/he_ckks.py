@@ -17,7 +17,7 @@ import tenseal as ts
 import torch
 
 from bench import he_single
-from bench.common import plain_timings, timed, trained_model
+from bench.common import peak_rss, plain_timings, timed, trained_model
 from crypto_nn import rns
 from crypto_nn.ckks import compile as plan_mod
 from crypto_nn.ckks.batch import CkksBatchEvaluator
@@ -211,6 +211,9 @@ def _ring_route(plan, public: bytes, cts: list[bytes], gemm_bytes: list[bytes], 
         _, gemm_1_s = timed(lambda: gemm.run(cts))
     finally:
         numba.set_num_threads(threads)
+    # each route's peak memory in a request, both warm (what a worker holds on top of idle)
+    _, gemm_peak, gemm_before = peak_rss(lambda: gemm.run(cts))
+    _, ring_peak, ring_before = peak_rss(lambda: ring.run(cts))
     return {
         "ring_eval_s": ring_s,
         "ring_eval_one_thread_s": ring_1_s,
@@ -219,6 +222,10 @@ def _ring_route(plan, public: bytes, cts: list[bytes], gemm_bytes: list[bytes], 
         "ring_thread_scaling": ring_1_s / ring_s,
         "gemm_thread_scaling": gemm_1_s / gemm_s,
         "ring_speedup_vs_gemm": gemm_s / ring_s,
+        "gemm_peak_rss_mb": gemm_peak / 2**20,
+        "gemm_peak_over_before_mb": (gemm_peak - gemm_before) / 2**20,
+        "ring_peak_rss_mb": ring_peak / 2**20,
+        "ring_peak_over_before_mb": (ring_peak - ring_before) / 2**20,
         "ring_route_same_ciphertexts": all(  # residues, level and scale (not compression)
             residues.parse(a)[0] == residues.parse(b)[0]
             and np.array_equal(residues.parse(a)[1], residues.parse(b)[1])
