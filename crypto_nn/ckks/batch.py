@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the plan imports this module (lazily): no cycle at run time
     from crypto_nn.ckks.plan import CkksPlan
 
 ACTIVATION_UNITS = 10  # a square + relinearisation + rescale ≈ 10 weighted-sum terms
+RING_CHUNK = 32  # ciphertexts per square → relinearise → rescale pass on the ring route
 
 
 def _add_constant(poly: np.ndarray, value: float, moduli) -> np.ndarray:
@@ -303,25 +304,37 @@ class CkksBatchEvaluator:
         data = self.context.first_context_data()
         moduli = [m.value() for m in data.parms().coeff_modulus()]
         n = inputs.meta.n
-        x = inputs.residues()
+        x = None  # the first product reads the seeded inputs' pieces directly
         scale = inputs.meta.scale
+        buffers = self.__dict__.setdefault("_ring_buffers", {})  # per shape, kept (as GEMM's)
         for layer in self.plan.layers:
             if isinstance(layer, Affine):
                 k = len(moduli)
                 rows = np.tile(np.asarray(moduli, np.uint64), 2)
                 compiled = self._ring_layer(layer, delta, rns.modulus_bits(rows))
-                pieces = np.empty((compiled.pieces, len(x), 2 * k, n), np.int32)
-                rns.split_many(x.reshape(len(x), 2 * k, n), compiled.bits, pieces)
+                if x is None:  # c0 as sent, c1 expanded from its seed: no residue copy
+                    pieces = inputs.pieces(compiled.bits, compiled.pieces, buffers)
+                else:
+                    shape = (compiled.pieces, len(x), 2 * k, n)
+                    if shape not in buffers:
+                        buffers[shape] = np.empty(shape, np.int32)
+                    pieces = buffers[shape]
+                    rns.split_many(x.reshape(len(x), 2 * k, n), compiled.bits, pieces)
                 y = rns.affine(pieces, rows, compiled)
                 x = y.reshape(len(y), 2, k, n)
                 scale *= delta
                 for j, bias in enumerate(layer.bias):  # a constant's NTT form: one residue
                     x[j, 0] = _add_constant(x[j, 0], bias * scale, moduli)
                     self._tick(1)
-            else:  # x²: square, relinearise, rescale by the level's last prime
-                squared = ring.square(x, moduli)
-                relin = keyswitch.relinearize(squared, keys, key_moduli, companions)
-                x = ring.rescale(relin, moduli)
+            else:  # x²: square, relinearise, rescale by the level's last prime — in chunks,
+                # so the size-3 products and the key switch's scratch never exist for all
+                # ciphertexts at once (a worker's peak memory)
+                out = np.empty((len(x), 2, len(moduli) - 1, n), np.uint64)
+                for i in range(0, len(x), RING_CHUNK):
+                    squared = ring.square(x[i : i + RING_CHUNK], moduli)
+                    relin = keyswitch.relinearize(squared, keys, key_moduli, companions)
+                    out[i : i + RING_CHUNK] = ring.rescale(relin, moduli)
+                x = out
                 scale = scale * scale / moduli[-1]
                 moduli = moduli[:-1]
                 data = data.next_context_data()

@@ -278,15 +278,6 @@ class SeededInputs:
             rns.split_into(c0, bits, out[:, i, :k])
         return out
 
-    def residues(self) -> np.ndarray:
-        """uint64 (inputs, 2, k, N): c0 as sent, c1 expanded from the seeds."""
-        k, n = self.meta.k, self.meta.n
-        out = np.empty((len(self), 2, k, n), np.uint64)
-        out[:, 1] = expand(self._seeds, self.moduli, n)
-        for i, c0 in enumerate(self._c0s):
-            out[i, 0] = c0.reshape(k, n)
-        return out
-
     def load(self) -> list:
         """The same ciphertexts through SEAL (the term route and anything not affine)."""
         return seal_bytes.load_fresh_ciphertexts(self.context, self.payloads, scale=self.scale)
