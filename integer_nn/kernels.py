@@ -18,10 +18,16 @@ from numba import njit, prange
 from integer_nn.errors import QuantizationError
 
 
-def _as_int(name: str, a: np.ndarray, ndim: int) -> np.ndarray:
+def _as_int(name: str, a: np.ndarray, ndim: int, *, exact_floats: bool = False) -> np.ndarray:
     """A signed integer array as given (int8 … int64: IntModel passes its activations
-    between ops in the narrowest width that holds them), anything else integer as int64."""
+    between ops in the narrowest width that holds them), anything else integer as int64.
+    ``exact_floats``: float32 is kept too — IntModel's own float32 products, every value
+    an integer of magnitude ≤ 2^24 (proved by the range analysis), never a user's array."""
     a = np.asarray(a)
+    if exact_floats and a.dtype == np.float32:
+        if a.ndim != ndim:
+            raise QuantizationError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+        return np.ascontiguousarray(a)
     if a.dtype.kind != "i":
         return _as_int64(name, a, ndim)
     if a.ndim != ndim:
@@ -146,9 +152,14 @@ def _run_float(x: np.ndarray, wts: Weights, route: FloatRoute, product, narrow: 
 
     w, b = _float_weights(wts, route.dtype)
     xt = torch.from_numpy(x)
+    if narrow and route.dtype == torch.float32 and not route.split:
+        # float32 as it comes: every value an integer ≤ 2^24, read as such by the next op
+        return product(xt.to(route.dtype), w, b).numpy()
     out = torch.int32 if narrow and route.bound <= INT32_LIMIT else torch.int64
     if not route.split:
         return product(xt.to(route.dtype), w, b).to(out).numpy()
+    if xt.is_floating_point():
+        xt = xt.to(torch.int32)  # exact integers: the bit split needs an integer type
     high = product((xt >> route.split).to(route.dtype), w, None).to(torch.int64)
     low = product((xt & ((1 << route.split) - 1)).to(route.dtype), w, b).to(torch.int64)
     return ((high << route.split) + low).to(out).numpy()
@@ -249,7 +260,7 @@ def conv2d(
     ``weight`` is (O, C, kh, kw) with ``bias`` (O,), or :class:`Weights` from :func:`prepare`.
     """
     wts = weight if isinstance(weight, Weights) else prepare(weight, bias, ndim=4)
-    x = _as_int("x", x, 4)
+    x = _as_int("x", x, 4, exact_floats=narrow)
     o, c, kh, kw = wts.weight.shape
     if c != x.shape[1]:
         raise QuantizationError(
@@ -305,7 +316,7 @@ def linear(
     """Integer fully connected layer: (N, I) @ (O, I)ᵀ + (O,) → (N, O) int64 (int32 with
     ``narrow`` where the float route's bound allows)."""
     wts = weight if isinstance(weight, Weights) else prepare(weight, bias, ndim=2)
-    x = _as_int("x", x, 2)
+    x = _as_int("x", x, 2, exact_floats=narrow)
     if wts.weight.shape[1] != x.shape[1]:
         raise QuantizationError(f"linear: input {x.shape}, weight {wts.weight.shape}")
     route = _exact_float(x, wts)
@@ -338,7 +349,7 @@ def table_lookup(
     """``table[(clip(acc, lo, hi) - lo) >> shift]`` with hi = lo + len(table)·2^shift - 1;
     int64, or with ``narrow`` the narrowest dtype that holds the table (a narrow gather: the
     table stays in cache, the output is 1–4 bytes a value)."""
-    acc = _as_int("acc", acc, np.ndim(acc))
+    acc = _as_int("acc", acc, np.ndim(acc), exact_floats=narrow)
     table = _as_int64("table", table, 1)
     if len(table) == 0 or shift < 0:
         raise QuantizationError(f"table_lookup: empty table or negative shift {shift}")
@@ -373,9 +384,11 @@ def _pool_kernel(x, k, stride, take_max, out):
                 out[n, ch, oy, ox] = acc
 
 
-def _pool(x: np.ndarray, kernel: int, stride: int, take_max: bool) -> np.ndarray:
+def _pool(
+    x: np.ndarray, kernel: int, stride: int, take_max: bool, exact_floats: bool = False
+) -> np.ndarray:
     # max keeps the input's width; a sum may pass a narrow one, so it runs in int64
-    x = _as_int("x", x, 4) if take_max else _as_int64("x", x, 4)
+    x = _as_int("x", x, 4, exact_floats=exact_floats) if take_max else _as_int64("x", x, 4)
     if kernel < 1 or stride < 1:
         raise QuantizationError(f"pool: kernel {kernel} and stride {stride} must be ≥ 1")
     ho = conv_output_size(x.shape[2], kernel, stride, 0)
@@ -387,9 +400,12 @@ def _pool(x: np.ndarray, kernel: int, stride: int, take_max: bool) -> np.ndarray
     return out
 
 
-def maxpool2d(x: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarray:
-    """Max over kernel x kernel windows (no padding, floor mode, as torch's default)."""
-    return _pool(x, kernel, stride or kernel, True)
+def maxpool2d(
+    x: np.ndarray, kernel: int, stride: int | None = None, *, narrow: bool = False
+) -> np.ndarray:
+    """Max over kernel x kernel windows (no padding, floor mode, as torch's default);
+    ``narrow``: IntModel's exact float32 activations are taken as they come."""
+    return _pool(x, kernel, stride or kernel, True, exact_floats=narrow)
 
 
 def sumpool2d(x: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarray:

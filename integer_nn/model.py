@@ -17,7 +17,7 @@ def _step(op: IntOp, wide: bool, x: np.ndarray) -> np.ndarray:
     """One op: in Python integers when its worst case passes int64, back to int64 as soon
     as an op's worst case fits again (a requantising table, usually)."""
     if wide and x.dtype != object:
-        x = x.astype(object)
+        x = x.astype(np.int64).astype(object)  # Python ints, also from exact float32
     x = op.run(x)  # narrow widths between ops where exact (IntOp.run)
     if not wide and x.dtype == object:
         x = x.astype(np.int64)  # the range analysis guarantees it fits

@@ -48,9 +48,10 @@ class IntOp:
         raise NotImplementedError
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """``forward`` as IntModel runs it: any signed integer width in, the narrowest
-        exact width out where the op has one (products, tables, max pooling), so that
-        activations cross memory at 1–4 bytes a value, not 8. This default: int64."""
+        """``forward`` as IntModel runs it: any signed integer width in (or float32 whose
+        values are integers ≤ 2^24: a float32 product's output as it comes), the
+        narrowest exact width out where the op has one (products, tables, max pooling),
+        so that activations cross memory at 1–4 bytes a value, not 8. This default: int64."""
         if x.dtype != object and x.dtype != np.int64:
             x = x.astype(np.int64)
         return self.forward(x)
@@ -283,7 +284,9 @@ class IntMaxPool2d(_Pool):
         return kernels.maxpool2d(x, self.kernel, self.stride)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)  # max keeps the input's width
+        if x.dtype == object:
+            return self.forward(x)
+        return kernels.maxpool2d(x, self.kernel, self.stride, narrow=True)  # width kept
 
 
 @register

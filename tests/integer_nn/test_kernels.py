@@ -204,14 +204,25 @@ def test_narrow_inputs_and_the_split_float32_route_are_exact(n, i, o, x_bits, w_
     b = rng.integers(-w_mag, w_mag + 1, size=o)
     want = reference.linear(x.astype(np.int64), w, b)
     wide, narrow = kernels.linear(x, w, b), kernels.linear(x, w, b, narrow=True)
-    assert wide.dtype == np.int64 and narrow.dtype in (np.int32, np.int64)
+    # narrow: int32, or a float32 product as it comes (its values exact integers)
+    assert wide.dtype == np.int64 and narrow.dtype in (np.int32, np.int64, np.float32)
     np.testing.assert_array_equal(wide, want)
     np.testing.assert_array_equal(narrow, want)
     image = x[:, : (i // 4) * 4].reshape(n, 1, 2, -1) if i >= 8 else None
     if image is not None and image.shape[3] >= 2:
         kernel = rng.integers(-w_mag, w_mag + 1, size=(o, 1, 2, 2))
         got = kernels.conv2d(image, kernel, b, narrow=True)
-        np.testing.assert_array_equal(got, reference.conv2d(image.astype(np.int64), kernel, b))
+        want_conv = reference.conv2d(image.astype(np.int64), kernel, b)
+        np.testing.assert_array_equal(got, want_conv)
+        # what IntModel passes on: a float32 product read by the next op as integers
+        table = np.arange(-50, 50)
+        np.testing.assert_array_equal(
+            kernels.table_lookup(got, table, lo=-(2**20), shift=15, narrow=True),
+            reference.table_lookup(want_conv, table, lo=-(2**20), shift=15),
+        )
+        np.testing.assert_array_equal(
+            kernels.maxpool2d(got, 1, narrow=True), reference.maxpool2d(want_conv, 1, 1)
+        )
 
 
 def test_the_split_route_is_taken_where_float32_alone_is_not_exact():
