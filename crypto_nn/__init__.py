@@ -17,6 +17,10 @@ event loop) stays cheap.
 
 from __future__ import annotations
 
+from crypto_nn.kernel_cache import ensure_fresh
+
+ensure_fresh()  # numba's cache does not see a changed kernel in another module
+
 
 def compile(model, calibration=None, *, scheme: str = "ckks", packing: str = "batch", **options):
     """→ a :class:`crypto_nn.roles.Plan`. CKKS: ``compile(torch_model, calibration,
