@@ -201,35 +201,33 @@ def key_switch(target: np.ndarray, keys: np.ndarray, key_moduli) -> np.ndarray:
 
 
 def relinearize(
-    x: np.ndarray, relin_keys: np.ndarray, key_moduli, companions: np.ndarray | None = None
+    x: np.ndarray,
+    relin_keys: np.ndarray,
+    key_moduli,
+    companions: np.ndarray | None = None,
+    *,
+    ntt_form: bool = True,
 ) -> np.ndarray:
     """SEAL's ``relinearize`` of size-3 ciphertexts (…, 3, k, N) → size 2; ``companions``:
-    ``key_shoup(relin_keys, key_moduli)``, kept by a caller that relinearises often."""
+    ``key_shoup(relin_keys, key_moduli)``, kept by a caller that relinearises often.
+    ``ntt_form`` False: BFV's coefficient-form ciphertexts (its branch of the key switch)."""
     if x.shape[-3] != 3:
         raise ValueError(f"shape {x.shape}: relinearize takes size-3 ciphertexts")
     k = x.shape[-2]
     identity = np.arange(x.shape[-1], dtype=np.int64)[None]
     target = np.ascontiguousarray(x[..., 2, :, :])
     extra = None if companions is None else [companions]
-    switched = _switch(target, identity, [relin_keys], key_moduli, extra)[..., 0, :, :, :]
-    return add(np.ascontiguousarray(x[..., :2, :, :]), switched, list(key_moduli)[:k])
+    switched = _switch(target, identity, [relin_keys], key_moduli, extra, ntt_form=ntt_form)
+    return add(
+        np.ascontiguousarray(x[..., :2, :, :]), switched[..., 0, :, :, :], list(key_moduli)[:k]
+    )
 
 
 def relinearize_bfv(
     x: np.ndarray, relin_keys: np.ndarray, key_moduli, companions: np.ndarray | None = None
 ) -> np.ndarray:
-    """SEAL's ``relinearize`` of size-3 BFV ciphertexts (…, 3, k, N), coefficient form (as
-    BFV keeps them) → size 2: the same key switch, its BFV branch."""
-    if x.shape[-3] != 3:
-        raise ValueError(f"shape {x.shape}: relinearize takes size-3 ciphertexts")
-    k = x.shape[-2]
-    identity = np.arange(x.shape[-1], dtype=np.int64)[None]
-    target = np.ascontiguousarray(x[..., 2, :, :])
-    extra = None if companions is None else [companions]
-    switched = _switch(target, identity, [relin_keys], key_moduli, extra, ntt_form=False)
-    return add(
-        np.ascontiguousarray(x[..., :2, :, :]), switched[..., 0, :, :, :], list(key_moduli)[:k]
-    )
+    """SEAL's BFV ``relinearize``: :func:`relinearize` on coefficient-form ciphertexts."""
+    return relinearize(x, relin_keys, key_moduli, companions, ntt_form=False)
 
 
 def galois_elt(step: int, n: int) -> int:
