@@ -147,7 +147,8 @@ def _exact_float(x: np.ndarray, wts: Weights) -> FloatRoute | None:
 
 def _run_float(x: np.ndarray, wts: Weights, route: FloatRoute, product, narrow: bool):
     """``product(x, w, b)`` (b may be None) on ``route`` → the exact integer result as a
-    numpy array: int64, or int32 when ``narrow`` and the bound allows."""
+    numpy array: int64; with ``narrow`` a plain float32 product as it comes (its values
+    exact integers), else int32 when the bound allows."""
     import torch
 
     w, b = _float_weights(wts, route.dtype)
@@ -254,8 +255,9 @@ def conv2d(
     padding: int = 0,
     narrow: bool = False,
 ) -> np.ndarray:
-    """Integer 2-D convolution (cross-correlation, as torch): (N,C,H,W) → (N,O,Ho,Wo) int64
-    (int32 with ``narrow`` where the float route's bound allows).
+    """Integer 2-D convolution (cross-correlation, as torch): (N,C,H,W) → (N,O,Ho,Wo) int64;
+    with ``narrow`` (IntModel's path) int32 where the bound allows, or a float32 product's
+    output as it comes (exact integers), and float32 input is taken.
 
     ``weight`` is (O, C, kh, kw) with ``bias`` (O,), or :class:`Weights` from :func:`prepare`.
     """
@@ -313,8 +315,8 @@ def linear(
     *,
     narrow: bool = False,
 ) -> np.ndarray:
-    """Integer fully connected layer: (N, I) @ (O, I)ᵀ + (O,) → (N, O) int64 (int32 with
-    ``narrow`` where the float route's bound allows)."""
+    """Integer fully connected layer: (N, I) @ (O, I)ᵀ + (O,) → (N, O) int64; ``narrow`` as
+    in :func:`conv2d`."""
     wts = weight if isinstance(weight, Weights) else prepare(weight, bias, ndim=2)
     x = _as_int("x", x, 2, exact_floats=narrow)
     if wts.weight.shape[1] != x.shape[1]:
