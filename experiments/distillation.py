@@ -53,7 +53,7 @@ def _attack_table(net, x, y, eps: float, sizes: dict) -> dict:
     "distillation",
     summary="seed 000: defensive distillation (T 20, 100) vs FGSM/PGD, then C&W and boundary",
     quick_min=5,
-    full_min=75,  # the undistilled model alone: 35 min on a third of the 2 cores (2026-12-07)
+    full_min=86,  # measured 2026-12-07 (85.5 min, loaded); `list` shows it from results/
     data="mnist-5k",
 )
 def run(ctx: Context) -> Outcome:
