@@ -19,17 +19,15 @@ PACKAGE = Path(__file__).resolve().parent
 STAMP = "numba-sources.sha256"
 
 
-def _kernel_sources(root: Path) -> list[Path]:
-    return sorted(
-        p for p in root.rglob("*.py") if "__pycache__" not in p.parts and "numba" in p.read_text()
-    )
-
-
 def sources_digest(root: Path = PACKAGE) -> str:
+    """One hash over every module that mentions numba (each file read once: this runs at
+    import)."""
     h = hashlib.sha256()
-    for path in _kernel_sources(root):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
+    for path in sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts):
+        source = path.read_bytes()
+        if b"numba" in source:
+            h.update(str(path.relative_to(root)).encode())
+            h.update(source)
     return h.hexdigest()
 
 
