@@ -1,7 +1,11 @@
 """Fast adversarial training (Wong, Rice & Kolter 2020, "Fast is better than free"):
 FGSM from a uniform random start in the ε-ball, step α = 1.25·ε, a cyclic learning rate —
 and the guard against catastrophic overfitting: after every epoch a PGD check on a fixed
-held-out batch; when robust accuracy collapses, the best weights seen are kept. N-FGSM
+held-out batch; when robust accuracy collapses (20 points below its best), the weights of
+the last epoch before the collapse are kept, as in Wong et al.'s early stopping — otherwise
+the final, annealed weights. (Keeping the *best* epoch instead picks, by a noisy 256-image
+check, a mid-schedule model trained at a high learning rate: measured, N-FGSM at 18 epochs
+kept epoch 13 and lost 2.6 AutoAttack points.) N-FGSM
 (de Jorge et al. 2022) is the same step with noise 2ε, step ε and no projection."""
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ class FastStep(TrainStep):
         self.eps, self.alpha = ramped(eps, ramp_epochs, 0), ramped(alpha, ramp_epochs, 0)
         self.check_x, self.check_y = check_x, check_y
         self.pgd = LinfPGD(eps=eps, step=eps / 4, steps=check_steps)
-        self.best: tuple[float, dict] | None = None
+        self.best = 0.0  # the best check accuracy so far
+        self.last_good: dict | None = None  # weights of the last epoch not collapsed
         self.history: list[float] = []
 
     def perturb(self, model, x, y):
@@ -66,14 +71,16 @@ class FastStep(TrainStep):
             model.eval()
             robust = float((model(x_adv).argmax(1) == y).float().mean())
         self.history.append(robust)
-        if self.best is None or robust >= self.best[0]:
-            self.best = (robust, copy.deepcopy(model.state_dict()))
-        overfit = self.best[0] - robust > 0.2  # Wong et al.: robust accuracy collapses
+        self.best = max(self.best, robust)
+        overfit = self.best - robust > 0.2  # Wong et al.: robust accuracy collapses
+        if not overfit:
+            self.last_good = copy.deepcopy(model.state_dict())
         return {"pgd_check_accuracy": robust, "catastrophic_overfitting": float(overfit)}
 
     def finish(self, model) -> None:
-        if self.best is not None:
-            model.load_state_dict(self.best[1])
+        """The final weights, or — when the last check had collapsed — the last good ones."""
+        if self.last_good is not None:
+            model.load_state_dict(self.last_good)
 
 
 @dataclass(kw_only=True)

@@ -308,3 +308,33 @@ def test_eps_ramp_grows_linearly_and_is_recorded(digits):
         net, digits[0].subset(256), cfg, console=QUIET
     )
     assert [row["train_eps"] for row in result.history] == pytest.approx([0.1, 0.2, 0.3])
+
+
+@pytest.mark.parametrize(
+    "checks, kept",
+    [
+        ((0.8, 0.5, 0.8), 2),  # a collapse, then recovery: the final, annealed weights
+        ((0.7, 0.9, 0.75), 2),  # the best was mid-schedule, no collapse (≤ 20 points): final
+        ((0.9, 0.9, 0.3), 1),  # a collapse in the last epoch: the last weights before it
+    ],
+)
+def test_fast_step_keeps_final_weights_unless_the_check_collapsed(checks, kept):
+    """Wong et al.'s early stopping: the best-scoring epoch is not kept on its own (a noisy
+    check would pick a mid-schedule model); only a collapse reverts to the last good one."""
+    from adversarial.defenses.fast import FastStep
+
+    x = torch.zeros(100, 1)
+    step = FastStep(0.1, 0.125, x, None, check_steps=1)
+    step.pgd = lambda model, x, y: x  # no attack: the check's accuracy is set by the labels
+    net = torch.nn.Linear(1, 2)  # predicts class 1 on every image; weight[1, 0] tags the epoch
+    with torch.no_grad():
+        net.weight.zero_()
+        net.bias.copy_(torch.tensor([0.0, 1.0]))
+    for epoch, acc in enumerate(checks):
+        with torch.no_grad():
+            net.weight[1, 0] = float(epoch)
+        step.check_y = (torch.arange(100) < round(acc * 100)).long()
+        step.end_epoch(net, epoch)
+        assert step.history[-1] == pytest.approx(acc)
+    step.finish(net)
+    assert net.weight[1, 0].item() == kept
