@@ -21,95 +21,124 @@ from crypto_nn.ring import _add, _moduli, _rows, _sub, add
 
 
 @numba.njit(cache=True)
-def _decompose(c2, t_target, key_moduli, ratios, roots, roots_s, k, ntt_form, digits):
-    """SEAL's key-switching digits of one polynomial: digits[I, J] = limb J of ``c2`` as an
-    NTT-form polynomial mod the prime of RNS index I (the special prime last).
-    ``t_target``: ``c2`` in coefficient form (``c2`` itself when not ``ntt_form``: BFV)."""
+def _digit(c2, t_target, key_moduli, ratios, roots, roots_s, k, ntt_form, i_out, j, row):
+    """One key-switching digit: limb J of ``c2`` as an NTT-form polynomial mod the prime of
+    RNS index I (the special prime last), into ``row``. ``t_target``: ``c2`` in coefficient
+    form (``c2`` itself when not ``ntt_form``: BFV)."""
     n = c2.shape[1]
     kall = key_moduli.shape[0]
+    key_index = i_out if i_out < k else kall - 1
+    q, ratio = key_moduli[key_index], ratios[key_index]
+    if ntt_form and i_out == j:  # already this limb's NTT form
+        row[:] = c2[j, :]
+        return
+    if key_moduli[j] <= q:  # no reduction needed (SEAL's shortcut too)
+        row[:] = t_target[j, :]
+    else:
+        for x in range(n):
+            row[x] = ntt._barrett64(t_target[j, x], q, ratio)
+    ntt._forward_row(row, q, roots[key_index], roots_s[key_index])
+
+
+@numba.njit(cache=True)
+def _decompose(c2, t_target, key_moduli, ratios, roots, roots_s, k, ntt_form, digits):
+    """SEAL's key-switching digits of one polynomial: digits[I, J] (see :func:`_digit`)."""
     for i_out in range(k + 1):
-        key_index = i_out if i_out < k else kall - 1
-        q, ratio = key_moduli[key_index], ratios[key_index]
         for j in range(k):
-            if ntt_form and i_out == j:  # already this limb's NTT form
-                digits[i_out, j, :] = c2[j, :]
+            _digit(c2, t_target, key_moduli, ratios, roots, roots_s, k, ntt_form, i_out, j,
+                   digits[i_out, j])  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _inner_row(digits, perm, identity, keys, keys_s, key_moduli, k, comp, i_out, out):
+    """out = Σ_J digit[I, J] · key_J[comp] at index I; ``perm``: read every digit through
+    this NTT-form permutation (a Galois automorphism), unless ``identity`` (none). The keys'
+    Shoup companions are made once per key set; the first digit writes, the rest add."""
+    n = digits.shape[2]
+    kall = key_moduli.shape[0]
+    key_index = i_out if i_out < k else kall - 1
+    q = key_moduli[key_index]
+    for j in range(k):
+        key, key_s = keys[j, comp, key_index], keys_s[j, comp, key_index]
+        digit = digits[i_out, j]
+        if identity:
+            if j == 0:
+                for x in range(n):
+                    out[x] = ntt._mul_shoup(digit[x], key[x], key_s[x], q)
             else:
-                row = digits[i_out, j]
-                if key_moduli[j] <= q:  # no reduction needed (SEAL's shortcut too)
-                    row[:] = t_target[j, :]
-                else:
-                    for x in range(n):
-                        row[x] = ntt._barrett64(t_target[j, x], q, ratio)
-                ntt._forward_row(row, q, roots[key_index], roots_s[key_index])
+                for x in range(n):
+                    out[x] = _add(out[x], ntt._mul_shoup(digit[x], key[x], key_s[x], q), q)
+        else:
+            if j == 0:
+                for x in range(n):
+                    out[x] = ntt._mul_shoup(digit[perm[x]], key[x], key_s[x], q)
+            else:
+                for x in range(n):
+                    prod = ntt._mul_shoup(digit[perm[x]], key[x], key_s[x], q)
+                    out[x] = _add(out[x], prod, q)
 
 
 @numba.njit(cache=True)
 def _inner(digits, perm, identity, keys, keys_s, key_moduli, k, acc):
-    """acc[K, I] = Σ_J digit[I, J] · key_J[K] at index I; ``perm``: read every digit through
-    this NTT-form permutation (a Galois automorphism), unless ``identity`` (none)."""
-    n = digits.shape[2]
-    kall = key_moduli.shape[0]
+    """acc[comp, I] for every component and index (:func:`_inner_row`)."""
     for i_out in range(k + 1):
-        key_index = i_out if i_out < k else kall - 1
-        q = key_moduli[key_index]
         for comp in range(2):
-            out = acc[comp, i_out]
-            for j in range(k):
-                key, key_s = keys[j, comp, key_index], keys_s[j, comp, key_index]
-                digit = digits[i_out, j]
-                # the keys' Shoup companions are made once per key set; the first digit
-                # writes (no zeroing pass), the rest add
-                if identity:
-                    if j == 0:
-                        for x in range(n):
-                            out[x] = ntt._mul_shoup(digit[x], key[x], key_s[x], q)
-                    else:
-                        for x in range(n):
-                            prod = ntt._mul_shoup(digit[x], key[x], key_s[x], q)
-                            out[x] = _add(out[x], prod, q)
-                else:
-                    if j == 0:
-                        for x in range(n):
-                            out[x] = ntt._mul_shoup(digit[perm[x]], key[x], key_s[x], q)
-                    else:
-                        for x in range(n):
-                            prod = ntt._mul_shoup(digit[perm[x]], key[x], key_s[x], q)
-                            out[x] = _add(out[x], prod, q)
+            _inner_row(digits, perm, identity, keys, keys_s, key_moduli, k, comp, i_out,
+                       acc[comp, i_out])  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _special_limb(acc_special, key_moduli, inv_roots, inv_roots_s, inv_n, inv_n_s, last):
+    """The mod-down's correction: the special prime's limb in coefficient form + ⌊p/2⌋."""
+    n = last.shape[0]
+    kall = key_moduli.shape[0]
+    special = key_moduli[kall - 1]
+    last[:] = acc_special
+    ntt._inverse_row(last, special, inv_roots[kall - 1], inv_roots_s[kall - 1],
+                     inv_n[kall - 1], inv_n_s[kall - 1])  # fmt: skip
+    half = special >> np.uint64(1)
+    for x in range(n):
+        last[x] = _add(last[x], half, special)
+
+
+@numba.njit(cache=True)
+def _mod_down_row(acc_row, last, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s,
+                  inv_n, inv_n_s, inv_special, inv_special_s, i, ntt_form, temp, out):  # fmt: skip
+    """Limb i of (acc − correction)·p⁻¹: SEAL's CKKS branch of switch_key (the correction
+    NTT'd, the result in NTT form), or with ``ntt_form`` False its BFV branch (the sums
+    brought back to coefficient form instead; the same values, INTT'd — ``acc_row`` is
+    transformed in place)."""
+    n = last.shape[0]
+    kall = key_moduli.shape[0]
+    special = key_moduli[kall - 1]
+    half = special >> np.uint64(1)
+    q, ratio = key_moduli[i], ratios[i]
+    fix = q - ntt._barrett64(half, q, ratio)
+    if special > q:
+        for x in range(n):
+            temp[x] = _add(ntt._barrett64(last[x], q, ratio), fix, q)
+    else:
+        for x in range(n):
+            temp[x] = _add(last[x], fix, q)
+    if ntt_form:
+        ntt._forward_row(temp, q, roots[i], roots_s[i])
+    else:
+        ntt._inverse_row(acc_row, q, inv_roots[i], inv_roots_s[i], inv_n[i], inv_n_s[i])
+    for x in range(n):
+        d = _sub(acc_row[x], temp[x], q)
+        out[x] = ntt._mul_shoup(d, inv_special[i], inv_special_s[i], q)
 
 
 @numba.njit(cache=True)
 def _mod_down(acc, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s,
               inv_special, inv_special_s, k, ntt_form, last, temp, out):  # fmt: skip
-    """Divide by the special prime with rounding: SEAL's CKKS branch of switch_key (the
-    correction NTT'd, the result in NTT form), or with ``ntt_form`` False its BFV branch
-    (the sums brought back to coefficient form instead; the same values, INTT'd)."""
-    n = acc.shape[2]
-    kall = key_moduli.shape[0]
-    special = key_moduli[kall - 1]
-    half = special >> np.uint64(1)
+    """Divide by the special prime with rounding, both components."""
     for comp in range(2):
-        last[:] = acc[comp, k, :]
-        ntt._inverse_row(last, special, inv_roots[kall - 1], inv_roots_s[kall - 1],
-                         inv_n[kall - 1], inv_n_s[kall - 1])  # fmt: skip
-        for x in range(n):
-            last[x] = _add(last[x], half, special)
+        _special_limb(acc[comp, k], key_moduli, inv_roots, inv_roots_s, inv_n, inv_n_s, last)
         for i in range(k):
-            q, ratio = key_moduli[i], ratios[i]
-            fix = q - ntt._barrett64(half, q, ratio)
-            if special > q:
-                for x in range(n):
-                    temp[x] = _add(ntt._barrett64(last[x], q, ratio), fix, q)
-            else:
-                for x in range(n):
-                    temp[x] = _add(last[x], fix, q)
-            if ntt_form:
-                ntt._forward_row(temp, q, roots[i], roots_s[i])
-            else:  # acc is rewritten by the next key product: transformed in place
-                ntt._inverse_row(acc[comp, i], q, inv_roots[i], inv_roots_s[i], inv_n[i],
-                                 inv_n_s[i])  # fmt: skip
-            for x in range(n):
-                d = _sub(acc[comp, i, x], temp[x], q)
-                out[comp, i, x] = ntt._mul_shoup(d, inv_special[i], inv_special_s[i], q)
+            _mod_down_row(acc[comp, i], last, key_moduli, ratios, roots, roots_s, inv_roots,
+                          inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s, i,
+                          ntt_form, temp, out[comp, i])  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True)
@@ -117,7 +146,8 @@ def _keyswitch(c2, t_target, perms, identity, keys, keys_s, key_moduli, ratios, 
                roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s,
                ntt_form, out):  # fmt: skip
     """out[r, g] = switch_key(σ_g(c2[r])) for every permutation g, the digits of c2[r]
-    made once (hoisting: one decomposition, many automorphisms and key products)."""
+    made once (hoisting: one decomposition, many automorphisms and key products).
+    One task per polynomial: for many ciphertexts."""
     rows, k, n = c2.shape
     for r in numba.prange(rows):
         digits = np.empty((k + 1, k, n), dtype=np.uint64)
@@ -130,6 +160,38 @@ def _keyswitch(c2, t_target, perms, identity, keys, keys_s, key_moduli, ratios, 
             _mod_down(acc, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s, inv_n,
                       inv_n_s, inv_special, inv_special_s, k, ntt_form, last, temp,
                       out[r, g])  # fmt: skip
+
+
+@numba.njit(parallel=True, cache=True)
+def _keyswitch_wide(c2, t_target, perms, identity, keys, keys_s, key_moduli, ratios, roots,
+                    roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s, inv_special,
+                    inv_special_s, ntt_form, out):  # fmt: skip
+    """:func:`_keyswitch`, parallel *inside* one key switch — over the digits, the key
+    products and the mod-down's limbs — for the few ciphertexts of a single-image request
+    (a rotation chain), where one task per ciphertext would leave cores idle. Bit-equal."""
+    rows, k, n = c2.shape
+    digits = np.empty((k + 1, k, n), dtype=np.uint64)
+    acc = np.empty((2, k + 1, n), dtype=np.uint64)
+    last = np.empty((2, n), dtype=np.uint64)
+    for r in range(rows):
+        for task in numba.prange((k + 1) * k):
+            i_out, j = task // k, task % k
+            _digit(c2[r], t_target[r], key_moduli, ratios, roots, roots_s, k, ntt_form, i_out,
+                   j, digits[i_out, j])  # fmt: skip
+        for g in range(perms.shape[0]):
+            for task in numba.prange(2 * (k + 1)):
+                comp, i_out = task // (k + 1), task % (k + 1)
+                _inner_row(digits, perms[g], identity, keys[g], keys_s[g], key_moduli, k, comp,
+                           i_out, acc[comp, i_out])  # fmt: skip
+            for comp in numba.prange(2):
+                _special_limb(acc[comp, k], key_moduli, inv_roots, inv_roots_s, inv_n, inv_n_s,
+                              last[comp])  # fmt: skip
+            for task in numba.prange(2 * k):
+                comp, i = task // k, task % k
+                temp = np.empty(n, dtype=np.uint64)
+                _mod_down_row(acc[comp, i], last[comp], key_moduli, ratios, roots, roots_s,
+                              inv_roots, inv_roots_s, inv_n, inv_n_s, inv_special,
+                              inv_special_s, i, ntt_form, temp, out[r, g, comp, i])  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True)
@@ -181,7 +243,8 @@ def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_m
     perms = np.ascontiguousarray(perms, dtype=np.int64)
     identity = perms.shape[0] == 1 and bool((perms[0] == np.arange(n)).all())
     coeff = ntt.inverse_unchecked(rows, ntt.tables(n, tuple(kq[:k]))) if ntt_form else rows
-    _keyswitch(
+    kernel = _keyswitch if rows.shape[0] >= numba.get_num_threads() else _keyswitch_wide
+    kernel(
         rows, coeff, perms, identity,
         stacked, companions, _moduli(kq), ntt.ratio_hi(kq), t.roots, t.roots_shoup,
         t.inv_roots, t.inv_roots_shoup,
@@ -255,38 +318,55 @@ def galois_permutation(elt: int, n: int) -> np.ndarray:
     return table
 
 
-def rotate(x: np.ndarray, step: int, galois_keys: list[np.ndarray], key_moduli) -> np.ndarray:
-    """SEAL's ``rotate_vector`` (CKKS): size-2 ciphertexts (…, 2, k, N) → the same, slots
-    moved left by ``step``; ``galois_keys`` as ``residues.parse_kswitch`` gives them."""
-    n, k = x.shape[-1], x.shape[-2]
+def _galois_key(step: int, n: int, galois_keys: list[np.ndarray]) -> tuple[int, np.ndarray]:
+    """(index into ``galois_keys``, SEAL's NTT-form permutation) for a rotation by ``step``."""
     elt = galois_elt(step, n)
     index = (elt - 1) >> 1
     if index >= len(galois_keys) or galois_keys[index].shape[0] == 0:
         raise ValueError(f"no Galois key for step {step} (element {elt})")
-    perm = galois_permutation(elt, n)
+    return index, galois_permutation(elt, n)
+
+
+def rotate(
+    x: np.ndarray,
+    step: int,
+    galois_keys: list[np.ndarray],
+    key_moduli,
+    companions: list[np.ndarray] | None = None,
+) -> np.ndarray:
+    """SEAL's ``rotate_vector`` (CKKS): size-2 ciphertexts (…, 2, k, N) → the same, slots
+    moved left by ``step``; ``galois_keys`` as ``residues.parse_kswitch`` gives them;
+    ``companions``: their ``key_shoup``, per key (kept by a caller that rotates often)."""
+    n, k = x.shape[-1], x.shape[-2]
+    index, perm = _galois_key(step, n, galois_keys)
     moved = np.ascontiguousarray(x[..., perm])  # the automorphism on NTT form: a permutation
-    switched = key_switch(moved[..., 1, :, :], galois_keys[index], key_moduli)
+    identity = np.arange(n, dtype=np.int64)[None]
+    extra = None if companions is None else [companions[index]]
+    switched = _switch(moved[..., 1, :, :], identity, [galois_keys[index]], key_moduli, extra)
     first = np.stack([moved[..., 0, :, :], np.zeros_like(moved[..., 0, :, :])], axis=-3)
-    return add(first, switched, list(key_moduli)[:k])
+    return add(first, switched[..., 0, :, :, :], list(key_moduli)[:k])
 
 
-def rotate_many(x: np.ndarray, steps, galois_keys: list[np.ndarray], key_moduli) -> np.ndarray:
+def rotate_many(
+    x: np.ndarray,
+    steps,
+    galois_keys: list[np.ndarray],
+    key_moduli,
+    companions: list[np.ndarray] | None = None,
+) -> np.ndarray:
     """Hoisted rotations: (…, 2, k, N) → (…, len(steps), 2, k, N). The key-switching digits
     of c1 are made once (k·(k+1) NTTs) and permuted per rotation: the automorphism commutes
     with the decomposition up to the digits' sign convention, so each result decrypts to
     what :func:`rotate` gives (same noise bound) but is not byte-equal to SEAL's (SEAL does
     not hoist; its digits of σ(c1) are taken in [0, q_j), ours are σ of them)."""
     n, k = x.shape[-1], x.shape[-2]
-    perms, keys = [], []
-    for step in steps:
-        elt = galois_elt(step, n)
-        index = (elt - 1) >> 1
-        if index >= len(galois_keys) or galois_keys[index].shape[0] == 0:
-            raise ValueError(f"no Galois key for step {step} (element {elt})")
-        perms.append(galois_permutation(elt, n))
-        keys.append(galois_keys[index])
-    perms_arr = np.stack(perms)
-    switched = _switch(np.ascontiguousarray(x[..., 1, :, :]), perms_arr, keys, key_moduli)
+    found = [_galois_key(step, n, galois_keys) for step in steps]
+    perms = [perm for _, perm in found]
+    keys = [galois_keys[index] for index, _ in found]
+    extra = None if companions is None else [companions[index] for index, _ in found]
+    switched = _switch(
+        np.ascontiguousarray(x[..., 1, :, :]), np.stack(perms), keys, key_moduli, extra
+    )
     c0 = np.ascontiguousarray(x[..., 0, :, :])
     moved = np.stack([c0[..., perm] for perm in perms], axis=-3)  # σ_g(c0), NTT form
     first = np.stack([moved, np.zeros_like(moved)], axis=-3)  # (…, steps, 2, k, N)

@@ -79,6 +79,9 @@ def test_ckks_operations_equal_seals(n, middle, seed):
         assert keyswitch.galois_elt(step, n) == elt
         ev.rotate_vector(a, step, galois, out)
         assert np.array_equal(keyswitch.rotate(ra, step, galois_res, key_moduli), _bytes_of(out))
+    # one task per ciphertext (a stack) and parallel inside one key switch: the same bytes
+    many = keyswitch.rotate(np.stack([ra, rb, ra]), steps[0], galois_res, key_moduli)
+    assert np.array_equal(many[2], keyswitch.rotate(ra, steps[0], galois_res, key_moduli))
 
 
 def test_hoisted_rotations_decrypt_to_the_rotated_slots():
