@@ -129,4 +129,36 @@ def run_single(plan, images: np.ndarray) -> dict:
             )
         ),
         "logits": np.stack(logits),
+        **route_comparison(plan, public, [keys.encrypt_single(i) for i in images[:10]]),
+    }
+
+
+def route_comparison(plan, public: bytes, requests: list[list[bytes]]) -> dict:
+    """Server evaluation per image on our kernels (the default, "ring": hoisted baby steps,
+    parallel key switching) against SEAL's evaluator ("seal", today's before issue 23) on the
+    same requests, medians; the ring route also on one numba thread (SEAL's is one)."""
+    import numba
+
+    ring = CkksSingleEvaluator(plan, public, route="ring")
+    seal_route = CkksSingleEvaluator(plan, public, route="seal")
+    ring.run(requests[0])  # key tables and weight residues: once per server
+
+    def median_s(evaluator) -> float:
+        return statistics.median(timed(lambda r=r: evaluator.run(r))[1] for r in requests)
+
+    ring_s, seal_s = median_s(ring), median_s(seal_route)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        ring_1_s = median_s(ring)
+    finally:
+        numba.set_num_threads(threads)
+    return {
+        "route_images": len(requests),
+        "ring_eval_s": ring_s,
+        "seal_route_eval_s": seal_s,
+        "ring_eval_one_thread_s": ring_1_s,
+        "threads": threads,
+        "ring_speedup_vs_seal_route": seal_s / ring_s,
+        "ring_thread_scaling": ring_1_s / ring_s,
     }

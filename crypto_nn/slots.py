@@ -93,6 +93,9 @@ def im2col(weight: np.ndarray, slots: int) -> Im2col:
     return Im2col(layouts, weights, blocks, taps, positions)
 
 
+HOIST_MAX_BABY = 8  # baby steps up to this many get their own Galois keys (hoisting)
+
+
 @dataclass
 class Diagonals:
     """A later affine layer: per (block, giant step j, baby step i) the pre-rotated diagonal
@@ -109,7 +112,11 @@ class Diagonals:
 
     @property
     def rotations(self) -> list[int]:
-        steps = [1] if self.baby > 1 else []
+        # every baby step, not just 1, while there are few: the ring route makes them from
+        # one decomposition (hoisted), at one Galois key each (N 8192: about 1.5 MB before
+        # compression); SEAL's evaluator — and the ring route past HOIST_MAX_BABY — rotates
+        # by 1 successively
+        steps = list(range(1, self.baby if self.baby <= HOIST_MAX_BABY else min(self.baby, 2)))
         steps += [self.baby] if self.giants > 1 else []
         step = self.out_period
         while step < self.in_period:

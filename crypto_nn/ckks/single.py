@@ -64,7 +64,12 @@ def _encode_program(plan: CkksPlan, context: seal.SEALContext) -> list:
 class CkksSingleEvaluator:
     """Runs one single-packing plan on one image's ciphertexts for one public context."""
 
-    def __init__(self, plan: CkksPlan, public_context: bytes) -> None:
+    def __init__(self, plan: CkksPlan, public_context: bytes, *, route: str = "ring") -> None:
+        """``route``: "ring" runs the schedule in our kernels (``single_ring``: hoisted baby
+        steps, parallel key switching); "seal" in SEAL's evaluator, one call per operation
+        (the reference)."""
+        if route not in ("ring", "seal"):
+            raise ValueError(f"route {route!r}: ring or seal")
         if plan.program is None:
             raise ContextError(f"plan {plan.name} is not a single-packing plan")
         (keys,) = load_keys(public_context, plan.key_specs())
@@ -74,6 +79,16 @@ class CkksSingleEvaluator:
         self.encoder = seal.CKKSEncoder(self.context)
         self.evaluator = seal.Evaluator(self.context)
         self.weights = _encode_program(plan, self.context)
+        self.route = route
+        self._ring = None
+
+    def ring(self):
+        """The residue-array evaluator (keys parsed once, on first use)."""
+        if self._ring is None:
+            from crypto_nn.ckks.single_ring import RingSingle
+
+            self._ring = RingSingle(self)
+        return self._ring
 
     # --- helpers -------------------------------------------------------------------------
     def _rotate(self, ct: seal.Ciphertext, step: int) -> seal.Ciphertext:
@@ -167,4 +182,7 @@ class CkksSingleEvaluator:
     def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
         """The :class:`crypto_nn.roles.Evaluator` role: one image's bytes → the logits'."""
         check_segment(segment, 1)
-        return [seal_bytes.dumps(self.evaluate(self.load_inputs(payloads), on_progress))]
+        cts = self.load_inputs(payloads)
+        if self.route == "ring":
+            return [self.ring().run(cts, on_progress)]
+        return [seal_bytes.dumps(self.evaluate(cts, on_progress))]

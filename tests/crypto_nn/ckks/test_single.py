@@ -14,7 +14,9 @@ from crypto_nn.ckks.client import CkksClient, make_keys
 from crypto_nn.ckks.layers import Affine, Square
 from crypto_nn.ckks.plan import CkksClientPlan
 from crypto_nn.ckks.single import CkksSingleEvaluator
+from crypto_nn.ckks.single_ring import RingSingle
 from crypto_nn.errors import CompileError, ContextError
+from crypto_nn.wire import residues, seal_bytes
 from nets.layers import Square as TorchSquare
 
 
@@ -112,7 +114,10 @@ def test_plan_json_is_all_a_client_needs(square_plan, digits):
     desc = json.loads(square_plan.to_json())
     client_plan = CkksClientPlan.from_description(desc)
     assert desc["packing"] == "single" and desc["galois_keys"] and desc["rotations"]
-    assert all(r & (r - 1) == 0 for r in desc["rotations"])  # powers of two only
+    # powers of two, and the baby steps below g (hoisted on the ring route)
+    babies = {i for st in square_plan.program.steps if st.diagonals
+              for i in range(1, st.diagonals.baby)}  # fmt: skip
+    assert all(r & (r - 1) == 0 or r in babies for r in desc["rotations"])
     keys = CkksClient(client_plan)
     images = digits[1].images[:3]
     logits = _run(square_plan, images, keys, keys.public_context())
@@ -193,7 +198,8 @@ def test_diagonal_schedule_computes_the_matrix_product(case):
     expected = weight @ x + bias
     for s in range(0, slots, diag.out_period):  # every period holds the whole output
         np.testing.assert_allclose(y[s : s + len(expected)], expected, atol=1e-9)
-    assert all(r & (r - 1) == 0 for r in diag.rotations)
+    babies = set(range(1, diag.baby)) if diag.baby <= schedule.HOIST_MAX_BABY else {1}
+    assert all(r & (r - 1) == 0 or r in babies for r in diag.rotations)
 
 
 @settings(max_examples=40, deadline=None)
@@ -259,3 +265,26 @@ def test_a_layer_whose_weights_all_round_to_zero_is_refused_at_compile_time(digi
 
 def test_single_plans_describe_the_skipped_diagonals(square_plan):
     assert square_plan.describe()["zero_diagonals_skipped"] == 0
+
+
+def test_ring_route_is_seals_bytes_unhoisted_and_its_slots_hoisted(square_plan, digits):
+    """Our kernels run SEAL's schedule bit for bit; hoisting the baby steps changes the
+    bytes (the digits' sign convention) but not the slots beyond the derived bound."""
+    keys, public = make_keys(square_plan)
+    seal_ev = CkksSingleEvaluator(square_plan, public, route="seal")
+    image = digits[1].images[0]
+    cts = keys.encrypt_single(image)
+    reference = seal_bytes.dumps(seal_ev.evaluate(seal_ev.load_inputs(cts)))
+    ref_meta, ref = residues.parse(reference)
+    meta, exact = residues.parse(RingSingle(seal_ev, hoist=False).run(seal_ev.load_inputs(cts)))
+    assert meta == ref_meta and np.array_equal(exact, ref)
+    assert any(st.diagonals and st.diagonals.baby > 1 for st in square_plan.program.steps)
+    (hoisted,) = CkksSingleEvaluator(square_plan, public).run(cts)
+    assert not np.array_equal(residues.parse(hoisted)[1], ref)
+    np.testing.assert_allclose(
+        keys.decrypt_single([hoisted]),
+        keys.decrypt_single([reference]),
+        atol=error_bound(square_plan, image[None]),
+    )
+    with pytest.raises(ValueError, match="route 'gpu': ring or seal"):
+        CkksSingleEvaluator(square_plan, public, route="gpu")
