@@ -11,7 +11,7 @@ import pytest
 from crypto_nn.wire import context as ctx_format
 from crypto_nn.wire import framing
 from nets import data
-from server import memory, worker
+from server import memory, pool, worker
 from server.pool import ProcessSlots
 from tests.server.hostile import declaring, inside, seal_frame
 
@@ -107,6 +107,8 @@ def test_the_other_worker_keeps_serving_while_one_runs_out_of_memory(api, client
     args = (worker.evaluate, str(model.plan_path), key_id, str(ctx_path), payloads, 4, None, 0)
     budget = memory.budget_for(model.plan)
 
+    threads: list[int] = []
+
     async def scenario():
         slots = ProcessSlots(2, "test worker", warm=worker.warm_up)
         try:
@@ -118,17 +120,25 @@ def test_the_other_worker_keeps_serving_while_one_runs_out_of_memory(api, client
             again = await asyncio.gather(
                 *(slots.run(*args, memory_budget=budget) for _ in range(2))
             )
+            threads.extend(await asyncio.gather(*(slots.run(_numba_threads) for _ in range(2))))
             return starved, served, again, slots.out_of_memory, slots.crashes
         finally:
             slots.shutdown()
 
     starved, served, again, out_of_memory, crashes = asyncio.run(scenario())
+    assert threads == [max(1, pool.cores() // 2)] * 2  # the workers share the cores
     assert isinstance(starved, memory.WorkerOutOfMemory), starved
     assert isinstance(served, list) and len(served) == len(again[0])
     assert (out_of_memory, crashes) == (1, 0)
     decoded = [keys.decrypt_batch(out, 4) for out in (served, *again)]
     for logits in decoded[1:]:
         assert logits.argmax(1).tolist() == decoded[0].argmax(1).tolist()
+
+
+def _numba_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
 
 
 @pytest.mark.parametrize("declared", [1 << 31, 1 << 50])
