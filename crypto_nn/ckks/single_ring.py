@@ -128,7 +128,7 @@ class RingSingle:
         index = (keyswitch.galois_elt(step, self.n) - 1) >> 1
         return index < len(self.galois) and self.galois[index].shape[0] > 0
 
-    def _rotate(self, x: np.ndarray, step: int, moduli) -> np.ndarray:
+    def _rotate(self, x: np.ndarray, step: int) -> np.ndarray:
         return keyswitch.rotate(x, step, self.galois, self.key_moduli, self.galois_shoup)
 
     def _constant(self, values, parms_id, scale: float, k: int, tag) -> np.ndarray:
@@ -149,7 +149,7 @@ class RingSingle:
         return x
 
     # --- steps ---------------------------------------------------------------------------
-    def _im2col(self, step, weights, xs: np.ndarray, state) -> np.ndarray:
+    def _im2col(self, step, weights, xs: np.ndarray, state) -> tuple[np.ndarray, float]:
         parms_id, scale, moduli = state
         w_scale = float(2**self.ev.plan.params.weight_scale_bits)
         out = []
@@ -162,7 +162,7 @@ class RingSingle:
                          .reshape(-1, len(moduli), self.n), rows, q, _ratio(q), prods)  # fmt: skip
             acc = prods.reshape(len(plains), 2, len(moduli), self.n)
             for r in step.im2col.rotations:  # every channel at once: one task per channel
-                acc = ring.add(acc, self._rotate(acc, r, moduli), moduli)
+                acc = ring.add(acc, self._rotate(acc, r), moduli)
             out.append(acc)
         acc = np.concatenate(out)
         new_scale = scale * w_scale
@@ -171,7 +171,7 @@ class RingSingle:
             acc[i : i + 1] = self._add_plain(acc[i : i + 1], bias, moduli)
         return acc, new_scale
 
-    def _diagonals(self, step, weights, xs: np.ndarray, state) -> np.ndarray:
+    def _diagonals(self, step, weights, xs: np.ndarray, state) -> tuple[np.ndarray, float]:
         parms_id, scale, moduli = state
         diag = step.diagonals
         baby_of, offsets, plains, plains_s = weights
@@ -186,7 +186,7 @@ class RingSingle:
         else:  # SEAL's way: successive rotations by one, every input at once
             row = [xs]
             for _ in range(1, g):
-                row.append(self._rotate(row[-1], 1, moduli))
+                row.append(self._rotate(row[-1], 1))
             babies = np.stack(row, axis=1)
         babies = np.ascontiguousarray(babies.reshape(-1, 2, k, self.n))
         q = np.asarray(moduli, _U64)
@@ -195,18 +195,18 @@ class RingSingle:
         acc = None
         for j in reversed(range(diag.giants)):  # Horner, as slots.run_diagonals
             if acc is not None:
-                acc = self._rotate(acc, diag.baby, moduli)
+                acc = self._rotate(acc, diag.baby)
             if offsets[j + 1] > offsets[j]:
                 acc = sums[j : j + 1] if acc is None else ring.add(acc, sums[j : j + 1], moduli)
         r = diag.out_period
         while r < diag.in_period:
-            acc = ring.add(acc, self._rotate(acc, r, moduli), moduli)
+            acc = ring.add(acc, self._rotate(acc, r), moduli)
             r *= 2
         new_scale = scale * float(2**self.ev.plan.params.weight_scale_bits)
         bias = self._constant(diag.bias, parms_id, new_scale, k, (id(step), "bias"))
         return self._add_plain(np.ascontiguousarray(acc), bias, moduli), new_scale
 
-    def _activation(self, step, xs: np.ndarray, state):
+    def _activation(self, step, xs: np.ndarray, state) -> tuple[np.ndarray, float]:
         parms_id, scale, moduli = state
         k = len(moduli)
         y = keyswitch.relinearize(
