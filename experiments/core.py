@@ -166,12 +166,21 @@ def _resumed(metrics: dict) -> str:
     )
 
 
+def _partial(metrics: dict) -> str:
+    """A full run under --arg settings is not the full protocol: the report says so."""
+    if not metrics.get("partial"):
+        return ""
+    args = ", ".join(f"{k}={v}" for k, v in metrics["options"].items())
+    return f" (**partial**: {args})"
+
+
 def render(outcome: Outcome, metrics: dict, ctx: Context) -> str:
     v = metrics["run"]["versions"]
     lines = [
         f"# {outcome.title or ctx.name}",
         "",
-        f"Mode **{ctx.mode}**, data `{metrics['data']}`, seed {ctx.seed}, device "
+        f"Mode **{ctx.mode}**{_partial(metrics)}, data `{metrics['data']}`, seed {ctx.seed}, "
+        f"device "
         f"`{metrics['run']['device']}` ({metrics['run']['device_name']}), wall time "
         f"{metrics['wall_s']:.0f} s ({metrics['wall_s'] / 60:.1f} min), {metrics['date']}."
         + _resumed(metrics),

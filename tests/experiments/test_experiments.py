@@ -179,3 +179,10 @@ def test_resume_keeps_every_finished_unit_and_gives_the_same_figures(tmp_path):
     # units computed under other settings are never mixed in: the resume is refused
     with pytest.raises(UserError, match="computed with"):
         once(True, seed=1)
+
+
+def test_a_partial_run_says_so_in_its_report_header():
+    from experiments.core import _partial
+
+    assert _partial({"partial": True, "options": {"images": 30}}) == " (**partial**: images=30)"
+    assert _partial({"partial": False, "options": {}}) == ""
