@@ -222,6 +222,16 @@ def key_shoup(keys: np.ndarray, key_moduli) -> np.ndarray:
     return out.reshape(keys.shape)
 
 
+def key_tables(key_bytes: bytes, key_moduli) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """SEAL key-switching keys (relinearisation or Galois, as SEAL saves them) → per key
+    vector its residues and their Shoup companions: made once per client key and kept by
+    the evaluator (the companions cost a long division per residue)."""
+    from crypto_nn.wire.residues import parse_kswitch
+
+    keys = parse_kswitch(key_bytes)
+    return keys, [key_shoup(k, key_moduli) if k.shape[0] else k for k in keys]
+
+
 def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_moduli,
             companions: list[np.ndarray] | None = None, ntt_form: bool = True):  # fmt: skip
     """(…, k, N) targets → (…, len(perms), 2, k, N): switch_key of every permuted target,

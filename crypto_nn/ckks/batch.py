@@ -268,12 +268,11 @@ class CkksBatchEvaluator:
         """The relinearisation keys as residues (parsed once per evaluator: per key id)."""
         if not hasattr(self, "_relin_residues"):
             from crypto_nn import keyswitch
-            from crypto_nn.wire.residues import parse_kswitch
 
-            self._relin_residues = parse_kswitch(seal_bytes.dumps(self.relin_keys))[0]
             parms = self.context.key_context_data().parms()
             self._key_moduli = [m.value() for m in parms.coeff_modulus()]
-            self._relin_shoup = keyswitch.key_shoup(self._relin_residues, self._key_moduli)
+            keys, shoup = keyswitch.key_tables(seal_bytes.dumps(self.relin_keys), self._key_moduli)
+            self._relin_residues, self._relin_shoup = keys[0], shoup[0]
         return self._relin_residues, self._key_moduli, self._relin_shoup
 
     def _ring_layer(self, layer: Affine, delta: float, bits: int) -> rns.Layer:

@@ -113,12 +113,13 @@ class RingSingle:
         self.ev, self.hoist = evaluator, hoist
         context = evaluator.context
         self.key_moduli = [m.value() for m in context.key_context_data().parms().coeff_modulus()]
-        self.galois = residues.parse_kswitch(seal_bytes.dumps(evaluator.galois_keys))
-        self.galois_shoup = [
-            keyswitch.key_shoup(g, self.key_moduli) if g.shape[0] else g for g in self.galois
-        ]
-        self.relin = residues.parse_kswitch(seal_bytes.dumps(evaluator.relin_keys))[0]
-        self.relin_shoup = keyswitch.key_shoup(self.relin, self.key_moduli)
+        self.galois, self.galois_shoup = keyswitch.key_tables(
+            seal_bytes.dumps(evaluator.galois_keys), self.key_moduli
+        )
+        relin, relin_shoup = keyswitch.key_tables(
+            seal_bytes.dumps(evaluator.relin_keys), self.key_moduli
+        )
+        self.relin, self.relin_shoup = relin[0], relin_shoup[0]
         self.weights = _program_residues(evaluator)
         self.n = context.first_context_data().parms().poly_modulus_degree()
         self._constants: dict[tuple, np.ndarray] = {}
