@@ -245,3 +245,22 @@ class RingSingle:
                 parms_id, moduli = data.parms_id(), moduli[:-1]
         out = residues.Meta(meta.version, tuple(parms_id), True, 2, self.n, len(moduli), scale, 1)
         return residues.serialize(out, xs[0])
+
+
+def warm_up() -> None:
+    """Load the ring route's kernels from numba's cache on tiny arrays (N 16, primes 97 and
+    193), so that a worker's first single-packing request does not pay for it."""
+    n, moduli = 16, [97, 193]
+    q = np.asarray(moduli[:1], _U64)
+    keys = np.ones((1, 2, 2, n), _U64)
+    for rows in (1, 2):  # parallel inside one key switch, and one task per ciphertext
+        product = np.ones((rows, 3, 1, n), _U64)
+        keyswitch.relinearize(product, keys, moduli)
+        keyswitch.relinearize(product, keys, moduli, keyswitch.key_shoup(keys, moduli))
+    x = np.ones((1, 2, 2, n), _U64)
+    ring.rescale(ring.add(x, x, moduli), moduli)
+    ring.multiply_plain(x, np.ones((2, n), _U64), moduli)
+    ring.square(x[:, :, :1], moduli[:1])
+    babies, plains = np.ones((1, 2, 1, n), _U64), np.ones((1, 1, n), _U64)
+    one = np.zeros(1, np.int64)
+    _mac(babies, plains, plains, one, np.asarray([0, 1], np.int64), q, np.empty_like(babies))
