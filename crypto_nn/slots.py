@@ -116,7 +116,7 @@ class Diagonals:
         # one decomposition (hoisted), at one Galois key each (N 8192: about 1.5 MB before
         # compression); SEAL's evaluator — and the ring route past HOIST_MAX_BABY — rotates
         # by 1 successively
-        steps = list(range(1, self.baby if self.baby <= HOIST_MAX_BABY else min(self.baby, 2)))
+        steps = list(range(1, self.baby)) if self.baby <= HOIST_MAX_BABY else [1]
         steps += [self.baby] if self.giants > 1 else []
         step = self.out_period
         while step < self.in_period:
