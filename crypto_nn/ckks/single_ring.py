@@ -126,8 +126,11 @@ class RingSingle:
 
     # --- helpers -------------------------------------------------------------------------
     def _has_key(self, step: int) -> bool:
-        index = (keyswitch.galois_elt(step, self.n) - 1) >> 1
-        return index < len(self.galois) and self.galois[index].shape[0] > 0
+        try:
+            keyswitch._galois_key(step, self.n, self.galois)
+        except ValueError:
+            return False
+        return True
 
     def _rotate(self, x: np.ndarray, step: int) -> np.ndarray:
         return keyswitch.rotate(x, step, self.galois, self.key_moduli, self.galois_shoup)
