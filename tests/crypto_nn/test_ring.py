@@ -4,7 +4,7 @@ N 4096–16384, 2–6 primes."""
 
 import numpy as np
 import tenseal.sealapi as seal
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from crypto_nn import keyswitch, ring
@@ -147,3 +147,53 @@ def test_bfv_relinearize_equals_seals(n, bits, seed):
     assert np.array_equal(got, _bytes_of(squared))
     stacked = keyswitch.relinearize_bfv(np.stack([before, before]), relin_res, key_moduli)
     assert np.array_equal(stacked[1], got)  # a stack of ciphertexts: each the same
+
+
+@settings(max_examples=5, deadline=None)
+@given(
+    n=st.sampled_from([4096, 8192, 16384]),
+    bits=st.lists(st.sampled_from([30, 40, 50, 60]), min_size=2, max_size=6),
+    t_bits=st.sampled_from([17, 20, 33, 41]),  # never a coefficient prime's size
+    seed=st.integers(0, 2**32 - 1),
+)
+@example(n=4096, bits=[60, 60], t_bits=41, seed=1)  # 32 + 41 + 120 ≥ 61·3: B gets a prime more
+def test_bfv_square_and_multiply_equal_seals(n, bits, t_bits, seed):
+    """SEAL's BEHZ product (extend to Bsk ∪ {m̃}, Montgomery step, tensor in both bases,
+    ×t, fast floor, Shenoy–Kumaresan back to q) gives its bytes for square and multiply —
+    including the parameters where B takes one more prime (large t and q)."""
+    from crypto_nn import behz
+
+    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
+    parms.set_poly_modulus_degree(n)
+    parms.set_coeff_modulus(seal.CoeffModulus.Create(n, [*bits, 60]))
+    parms.set_plain_modulus(seal.PlainModulus.Batching(n, t_bits))
+    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.NONE)  # any chain: a unit test
+    keys = seal.KeyGenerator(ctx)
+    enc, ev = seal.Encryptor(ctx, keys.secret_key()), seal.Evaluator(ctx)
+    rng = np.random.default_rng(seed)
+    t = parms.plain_modulus().value()
+    cts = []
+    for _ in range(2):
+        pt, ct = seal.Plaintext(), seal.Ciphertext()
+        seal.BatchEncoder(ctx).encode(rng.integers(0, t, n).tolist(), pt)
+        enc.encrypt_symmetric(pt, ct)
+        cts.append(ct)
+    moduli = [m.value() for m in ctx.first_context_data().parms().coeff_modulus()]
+    x, y = (residues.parse(seal_bytes.dumps(c))[1] for c in cts)
+    squared, product = seal.Ciphertext(), seal.Ciphertext()
+    ev.square(cts[0], squared)
+    ev.multiply(cts[0], cts[1], product)
+    assert np.array_equal(behz.square(x, moduli, t), _bytes_of(squared))
+    assert np.array_equal(behz.multiply(x, y, moduli, t), _bytes_of(product))
+    stacked = behz.square(np.stack([y, x]), moduli, t)
+    assert np.array_equal(stacked[1], _bytes_of(squared))
+
+
+def test_behz_auxiliary_primes_are_seals():
+    """SEAL 4.1 at N 8192: its first 61-bit primes ≡ 1 mod 2N, descending (get_primes)."""
+    from crypto_nn import behz
+
+    primes = behz.aux_primes(8192, 3)
+    assert primes == sorted(primes, reverse=True) and all(p % 16384 == 1 for p in primes)
+    assert all(p.bit_length() == 61 for p in primes)
+    assert behz._is_prime(primes[0]) and not behz._is_prime(primes[0] + 16384 * 0 + 2)
