@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numba
 import numpy as np
 import tenseal as ts
 
@@ -76,17 +77,33 @@ def _run_plan(plan, x):
 
     rns.warm_up()
     logits = client.infer_int(x, send, timings=times)
-    # the same protocol against the evaluator without the GEMM route (the same bytes out)
-    terms = SegmentEvaluators(plan, public, route="terms")
-    terms_times: dict[str, float] = {}
-    same = (
-        client.infer_int(x, lambda k, cts: terms.run(cts, segment=k), timings=terms_times).tolist()
-        == logits.tolist()
-    )
+    # the same protocol through the other routes: the same logits, their server times
+    routes: dict[str, dict] = {}
+    for route in ("terms", "gemm", "ring"):
+        other = SegmentEvaluators(plan, public, route=route)
+        other_times: dict[str, float] = {}
+        got = client.infer_int(x, other.run_segment, timings=other_times)
+        routes[route] = {
+            "eval_s": other_times["server_s"],
+            "same_logits": got.tolist() == logits.tolist(),
+        }
+    numba.set_num_threads(1)  # the ring route's thread scaling, in the same run
+    try:
+        one = SegmentEvaluators(plan, public, route="ring")
+        one_times: dict[str, float] = {}
+        client.infer_int(x, one.run_segment, timings=one_times)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    ring_s, gemm_s, terms_s = (routes[r]["eval_s"] for r in ("ring", "gemm", "terms"))
     return logits, {
-        "terms_eval_s": terms_times["server_s"],
-        "speedup_vs_terms_route": terms_times["server_s"] / times["server_s"],
-        "terms_route_same_logits": same,
+        "routes": routes,
+        "terms_eval_s": terms_s,
+        "speedup_vs_terms_route": terms_s / times["server_s"],
+        "terms_route_same_logits": routes["terms"]["same_logits"],
+        "ring_vs_gemm": gemm_s / ring_s,
+        "ring_vs_terms": terms_s / ring_s,
+        "ring_one_thread_eval_s": one_times["server_s"],
+        "ring_thread_scaling": one_times["server_s"] / ring_s,
         "keygen_s": keygen_s + ctx_s,
         "encrypt_s": times["encrypt_s"],
         "eval_s": times["server_s"],

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import tenseal.sealapi as seal
 
+from crypto_nn.bfv import batch_ring
+from crypto_nn.bfv.batch_ring import RingPrime
 from crypto_nn.bfv.client import flatten, split
 from crypto_nn.bfv.layers import IntAffine, IntSquareLayer
 from crypto_nn.bfv.tables import IntPolyTable, PolyEvaluator
@@ -27,18 +29,23 @@ class PrimeState:
     relin_keys: seal.RelinKeys | None
     t: int  # the plaintext prime
     gemm: GemmRoute  # its GEMM route (arranged weights per layer)
+    ring: RingPrime | None  # its ring route, where the plan has one
 
 
 class BfvBatchEvaluator:
     """One exact segment under each of its primes, for one client's keys."""
 
     def __init__(
-        self, plan, public_context: bytes | list[LoadedKeys], *, route: str = "gemm"
+        self, plan, public_context: bytes | list[LoadedKeys], *, route: str = "ring"
     ) -> None:
         """``public_context``: the client's context bytes, or its key sets already loaded
         (a client-aided plan loads the context once for all its segments). ``route``:
         "gemm" runs each affine layer as one integer matrix product over the residues
-        (``crypto_nn.rns``), "terms" term by term in SEAL — the same ciphertexts."""
+        (``crypto_nn.rns``), "terms" term by term in SEAL, "ring" the whole x² plan on
+        residue arrays (``bfv.batch_ring``; others fall back to "gemm") — the same
+        ciphertexts, byte for byte."""
+        if route not in ("gemm", "terms", "ring"):
+            raise ValueError(f"route {route!r}: gemm, terms or ring")
         self.route = route
         keys = (
             load_keys(public_context, plan.key_specs())
@@ -54,6 +61,9 @@ class BfvBatchEvaluator:
                 k.relin_keys,
                 k.spec.plain_modulus,
                 GemmRoute(k.context, buffers),
+                RingPrime(k.context, k.relin_keys, k.spec.plain_modulus)
+                if route == "ring" and batch_ring.supported(plan)
+                else None,
             )
             for k in keys
         ]
@@ -64,14 +74,17 @@ class BfvBatchEvaluator:
             raise ContextError(
                 f"{len(payloads)} input ciphertexts; the plan takes {self.plan.n_inputs}"
             )
-        xs = seeded.SeededInputs.parse(ctx, payloads, scale=1.0) if self.route == "gemm" else None
+        fast = self.route in ("gemm", "ring")
+        xs = seeded.SeededInputs.parse(ctx, payloads, scale=1.0) if fast else None
+        progress = progress or Progress(0, None)
+        if prime.ring is not None and xs is not None and prime.ring.schedule(self.plan, len(xs)):
+            return prime.ring.run(self.plan, xs, progress)
         xs = xs or seal_bytes.load_fresh_ciphertexts(ctx, payloads, scale=1.0)
         scratch = seal.Ciphertext()
-        progress = progress or Progress(0, None)
         for layer in self.plan.layers:
             progress.step()  # the layer about to run: reports are never late
             gemm = None
-            if self.route == "gemm" and isinstance(layer, IntAffine):
+            if fast and isinstance(layer, IntAffine):
                 gemm = self._affine_gemm(prime, xs, layer)
             if isinstance(xs, seeded.SeededInputs) and gemm is None:
                 xs = xs.load()  # anything but the first matrix product runs in SEAL
@@ -158,7 +171,7 @@ class SegmentEvaluators:
     :class:`BfvEvaluator` per segment on its share of the key sets; a request names its
     segment, so the server keeps no state between a client-aided plan's round trips."""
 
-    def __init__(self, plan, public_context: bytes, *, route: str = "gemm") -> None:
+    def __init__(self, plan, public_context: bytes, *, route: str = "ring") -> None:
         keys = load_keys(public_context, plan.key_specs())
         self.evaluators, first = [], 0
         for segment in plan.segments:
@@ -169,6 +182,10 @@ class SegmentEvaluators:
     def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:
         check_segment(segment, len(self.evaluators))
         return self.evaluators[segment].run(payloads, on_progress)
+
+    def run_segment(self, segment: int, payloads: list[bytes]) -> list[bytes]:
+        """:meth:`run` as a client's ``send(segment, payloads)`` takes it."""
+        return self.run(payloads, segment=segment)
 
     def __call__(self, segment: int, payloads: list[list[bytes]]) -> list[list[bytes]]:
         """Per-prime lists in and out (in-process callers, benchmarks)."""

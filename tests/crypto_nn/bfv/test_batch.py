@@ -70,13 +70,16 @@ def test_bfv_decrypts_to_exactly_the_integer_forward(case):
     assert math.prod(plan.params.plain_moduli) > 2 * plan.logit_bound
     client = BfvSegmentClient(plan)
     public, inputs = client.public_context(), client.encrypt_batch(x)
-    outputs = BfvBatchEvaluator(plan, public).run_primes(inputs)  # the GEMM route
+    ring = BfvBatchEvaluator(plan, public)  # the default: our ring route, SEAL at the edges
+    assert ring._sets[0].ring.schedule(plan, plan.n_inputs) is not None  # not a fallback
+    outputs = ring.run_primes(inputs)
     got = client.decrypt_batch(outputs, len(x))
     assert got.tolist() == model.forward(x).tolist()
-    terms = BfvBatchEvaluator(plan, public, route="terms").run_primes(inputs)
-    assert [[_residues(c) for c in per] for per in outputs] == [
-        [_residues(c) for c in per] for per in terms
-    ]  # the same ciphertexts, bit for bit
+    for route in ("terms", "gemm"):  # SEAL's square, relinearisation and bias: same bytes
+        other = BfvBatchEvaluator(plan, public, route=route).run_primes(inputs)
+        assert [[_residues(c) for c in per] for per in outputs] == [
+            [_residues(c) for c in per] for per in other
+        ]  # the same ciphertexts, bit for bit
 
 
 def _residues(blob: bytes) -> bytes:
@@ -132,8 +135,10 @@ def test_outputs_no_input_reaches_are_folded_constants():
     assert plan.constant_outputs == {1: -7}
     client = BfvSegmentClient(plan)
     x = np.array([[[[7, 0]]], [[[3, 5]]]])
-    outputs = BfvBatchEvaluator(plan, client.public_context()).run_primes(client.encrypt_batch(x))
-    assert client.decrypt_batch(outputs, 2).tolist() == model.forward(x).tolist()
+    public, inputs = client.public_context(), client.encrypt_batch(x)
+    for route in ("gemm", "ring"):
+        outputs = BfvBatchEvaluator(plan, public, route=route).run_primes(inputs)
+        assert client.decrypt_batch(outputs, 2).tolist() == model.forward(x).tolist()
 
 
 def test_measured_noise_headroom_buys_fewer_wider_primes():
