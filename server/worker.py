@@ -45,20 +45,21 @@ def evaluate(
 
 
 def warm_up() -> int:
-    """Import the evaluators and load the GEMM route's and the single ring route's kernels
+    """Import the evaluators and load the GEMM route's and the ring routes' kernels
     (→ this worker's pid)."""
     import os
 
     import crypto_nn.bfv.batch  # noqa: F401
     import crypto_nn.ckks.batch  # noqa: F401
     import crypto_nn.ckks.single  # noqa: F401
-    from crypto_nn import rns
+    from crypto_nn import behz, rns
     from crypto_nn.ckks import single_ring
     from crypto_nn.wire import seeded
 
     rns.warm_up()
     seeded.warm_up()
     single_ring.warm_up()
+    behz.warm_up()
     return os.getpid()
 
 
