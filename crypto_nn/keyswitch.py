@@ -17,7 +17,7 @@ import numpy as np
 
 from crypto_nn import ntt
 from crypto_nn.ntt import U64
-from crypto_nn.ring import _add, _moduli, _rows, _sub, add
+from crypto_nn.ring import _add, _moduli, _ratio, _rows, _sub, add
 
 
 @numba.njit(cache=True)
@@ -195,21 +195,21 @@ def _keyswitch_wide(c2, t_target, perms, identity, keys, keys_s, key_moduli, rat
 
 
 @numba.njit(parallel=True, cache=True)
-def _shoup_rows(w, moduli, out):
-    """⌊w·2⁶⁴/q⌋ by binary long division (w < q < 2⁶²: the remainder's double fits)."""
+def _shoup_rows(w, moduli, ratios, out):
+    """⌊w·2⁶⁴/q⌋ for w < q < 2⁶²: the quotient estimated from ⌊2¹²⁸/q⌋ (two words r1, r0)
+    as w·r1 + ⌊w·r0/2⁶⁴⌋ = ⌊w·⌊2¹²⁸/q⌋/2⁶⁴⌋ — the true one or one below — then corrected by
+    its remainder w·2⁶⁴ − e·q (< 2q: it fits a word, and its low word is all we need)."""
     rows, k, n = w.shape
     for task in numba.prange(rows * k):
         r, j = task // k, task % k
-        q = moduli[j]
+        q, r0, r1 = moduli[j], ratios[j, 0], ratios[j, 1]
         for x in range(n):
-            rem = w[r, j, x]
-            quot = np.uint64(0)
-            for _ in range(64):
-                rem <<= np.uint64(1)
-                quot <<= np.uint64(1)
-                if rem >= q:
-                    rem -= q
-                    quot |= np.uint64(1)
+            v = w[r, j, x]
+            quot = v * r1 + ntt._mulhi(v, r0)
+            rem = np.uint64(0) - quot * q  # w·2⁶⁴ − quot·q, mod 2⁶⁴
+            while rem >= q:
+                rem -= q
+                quot += np.uint64(1)
             out[r, j, x] = quot
 
 
@@ -218,7 +218,7 @@ def key_shoup(keys: np.ndarray, key_moduli) -> np.ndarray:
     k, n = keys.shape[-2], keys.shape[-1]
     w = np.ascontiguousarray(keys, dtype=U64).reshape(-1, k, n)
     out = np.empty_like(w)
-    _shoup_rows(w, _moduli(key_moduli), out)
+    _shoup_rows(w, _moduli(key_moduli), _ratio(key_moduli), out)
     return out.reshape(keys.shape)
 
 

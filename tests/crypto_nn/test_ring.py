@@ -197,3 +197,15 @@ def test_behz_auxiliary_primes_are_seals():
     assert primes == sorted(primes, reverse=True) and all(p % 16384 == 1 for p in primes)
     assert all(p.bit_length() == 61 for p in primes)
     assert behz._is_prime(primes[0]) and not behz._is_prime(primes[0] + 16384 * 0 + 2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    q=st.integers(3, (1 << 61) - 1),
+    fractions=st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=20),
+)
+def test_shoup_companions_are_exact_quotients(q, fractions):
+    """key_shoup's estimate-and-correct quotient is ⌊w·2⁶⁴/q⌋ exactly, edges included."""
+    w = sorted({0, q - 1, *(min(int(f * q), q - 1) for f in fractions)})
+    got = keyswitch.key_shoup(np.array([w], dtype=np.uint64)[None], [q])
+    assert [int(v) for v in got.ravel()] == [(v << 64) // q for v in w]
