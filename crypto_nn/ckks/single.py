@@ -32,21 +32,22 @@ _encoded: dict[int, tuple[Program, list]] = {}
 _lock = threading.Lock()
 
 
-def _encode_program(plan: CkksPlan, context: seal.SEALContext) -> list:
-    """Per step, its weight plaintexts at the level the step runs (cached per plan)."""
-    with _lock:
-        cached = _encoded.get(id(plan))
-        if cached and cached[0] is plan.program:
-            return cached[1]
+def encode_program(plan: CkksPlan, context: seal.SEALContext, convert=None) -> list:
+    """Per step, its weights encoded as SEAL plaintexts at the level the step runs, each
+    passed through ``convert(plaintext, k)`` as soon as it is made (the ring route keeps
+    residues only, so no step's plaintexts all exist at once: SEAL's memory pool keeps
+    whatever it once held)."""
     encoder = seal.CKKSEncoder(context)
     w_scale = float(2**plan.params.weight_scale_bits)
     parms_id = context.first_parms_id()
     encoded = []
 
-    def encode(values: np.ndarray) -> seal.Plaintext:
+    def encode(values: np.ndarray):
         pt = seal.Plaintext()
         encoder.encode(values.tolist(), parms_id, w_scale, pt)
-        return pt
+        if convert is None:
+            return pt
+        return convert(pt, len(context.get_context_data(parms_id).parms().coeff_modulus()))
 
     for step in plan.program.steps:
         if step.kind == "im2col":
@@ -56,6 +57,16 @@ def _encode_program(plan: CkksPlan, context: seal.SEALContext) -> list:
         else:  # an activation ends the level
             encoded.append(None)
             parms_id = context.get_context_data(parms_id).next_context_data().parms_id()
+    return encoded
+
+
+def _encode_program(plan: CkksPlan, context: seal.SEALContext) -> list:
+    """:func:`encode_program`'s plaintexts, cached per plan (the SEAL route)."""
+    with _lock:
+        cached = _encoded.get(id(plan))
+        if cached and cached[0] is plan.program:
+            return cached[1]
+    encoded = encode_program(plan, context)
     with _lock:
         _encoded[id(plan)] = (plan.program, encoded)
     return encoded
@@ -78,9 +89,14 @@ class CkksSingleEvaluator:
         self.galois_keys, self.relin_keys = keys.galois_keys, keys.relin_keys
         self.encoder = seal.CKKSEncoder(self.context)
         self.evaluator = seal.Evaluator(self.context)
-        self.weights = _encode_program(plan, self.context)
         self.route = route
         self._ring = None
+
+    @property
+    def weights(self) -> list:
+        """Per step, the weight plaintexts at the step's level (the SEAL route; made on
+        first use and cached per plan — the ring route never asks for them)."""
+        return _encode_program(self.plan, self.context)
 
     def ring(self):
         """The residue-array evaluator (keys parsed once, on first use)."""

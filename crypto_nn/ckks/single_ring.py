@@ -81,20 +81,22 @@ def _program_residues(evaluator: CkksSingleEvaluator) -> list:
         cached = _plains.get(id(plan))
         if cached and cached[0] is plan.program:
             return cached[1]
+    from crypto_nn.ckks.single import encode_program
+
     out = []
     data = evaluator.context.first_context_data()
-    for step, weights in zip(plan.program.steps, evaluator.weights, strict=True):
+    encoded = encode_program(plan, evaluator.context, _plain_residues)  # residues, one by one
+    for step, weights in zip(plan.program.steps, encoded, strict=True):
         moduli = [m.value() for m in data.parms().coeff_modulus()]
-        k = len(moduli)
         if step.kind == "im2col":
-            out.append([np.stack([_plain_residues(pt, k) for pt in chunk]) for chunk in weights])
+            out.append([np.stack(chunk) for chunk in weights])
         elif step.kind == "diagonals":
             diag = step.diagonals
             terms = sorted(weights.items(), key=lambda item: (item[0][1], item[0][0], item[0][2]))
             counts = np.bincount([j for (_, j, _), _ in terms], minlength=diag.giants)
             offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             baby_of = np.asarray([c * diag.baby + i for (c, _, i), _ in terms], np.int64)
-            plains = np.stack([_plain_residues(pt, k) for _, pt in terms]) if terms else None
+            plains = np.stack([pt for _, pt in terms]) if terms else None
             companions = None if plains is None else keyswitch.key_shoup(plains, moduli)
             out.append((baby_of, offsets, plains, companions))
         else:
