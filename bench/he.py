@@ -118,6 +118,15 @@ def _ring_line(name: str, b: dict) -> str:
             f"memory per request {b['ring_peak_over_before_mb']:.0f} MB vs "
             f"{b['gemm_peak_over_before_mb']:.0f} MB"
         )
+    if "ring_vs_terms" in b:  # BFV: every route, the same logits
+        same = all(r["same_logits"] for r in b["routes"].values())
+        times = ", ".join(f"{r} {v['eval_s']:.2f} s" for r, v in b["routes"].items())
+        return (
+            f"\n{name}, server evaluation by route: {times}; ring {b['ring_vs_terms']:.2f}× the "
+            f"term route, {b['ring_vs_gemm']:.2f}× GEMM; ring on one thread "
+            f"{b['ring_one_thread_eval_s']:.2f} s (scaling {b['ring_thread_scaling']:.2f}×); "
+            f"same logits on every route: {same}"
+        )
     return ""
 
 
