@@ -125,7 +125,8 @@ def _ring_line(name: str, b: dict) -> str:
             f"\n{name}, server evaluation by route: {times}; ring {b['ring_vs_terms']:.2f}× the "
             f"term route, {b['ring_vs_gemm']:.2f}× GEMM; ring on one thread "
             f"{b['ring_one_thread_eval_s']:.2f} s (scaling {b['ring_thread_scaling']:.2f}×); "
-            f"same logits on every route: {same}"
+            f"same logits on every route: {same}; ring profile: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in b.get("ring_profile_s", {}).items())
         )
     return ""
 

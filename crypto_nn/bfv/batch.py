@@ -183,6 +183,15 @@ class SegmentEvaluators:
         check_segment(segment, len(self.evaluators))
         return self.evaluators[segment].run(payloads, on_progress)
 
+    def ring_profile(self) -> dict[str, float]:
+        """Seconds per step kind the ring route has spent, over every segment and prime."""
+        total: dict[str, float] = {}
+        for evaluator in self.evaluators:
+            for prime in evaluator._sets:
+                for key, seconds in (prime.ring.profile if prime.ring else {}).items():
+                    total[key] = total.get(key, 0.0) + seconds
+        return total
+
     def run_segment(self, segment: int, payloads: list[bytes]) -> list[bytes]:
         """:meth:`run` as a client's ``send(segment, payloads)`` takes it."""
         return self.run(payloads, segment=segment)

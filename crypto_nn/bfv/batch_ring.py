@@ -12,6 +12,8 @@ constant, return None: the caller runs the GEMM route.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from crypto_nn import behz, keyswitch, rns
@@ -58,6 +60,7 @@ class RingPrime:
         self._keys = None
         self._layers: dict = {}
         self._buffers: dict = {}
+        self.profile: dict[str, float] = {}  # seconds per step kind, summed over requests
 
     def _key_tables(self):
         if self._keys is None:
@@ -102,16 +105,20 @@ class RingPrime:
         live = np.arange(len(inputs))
         width = len(inputs)  # outputs of the layer just run; ``live`` those that are not constant
         x = None  # the first product reads the seeded inputs' pieces directly
+        clock = _Clock(self.profile)
         for layer, step in zip(plan.layers, self.schedule(plan, len(inputs)), strict=True):
             progress.step()
             if step is None:  # x²: square and relinearise, a chunk at a time
                 keys, key_moduli, companions = self._key_tables()
+                clock("relinearisation keys")
                 out = np.empty_like(x)
                 for i in range(0, len(x), CHUNK):
                     squared = behz.square(x[i : i + CHUNK], self.moduli, t)
+                    clock("square (BEHZ)")
                     out[i : i + CHUNK] = keyswitch.relinearize_bfv(
                         squared, keys, key_moduli, companions
                     )
+                    clock("relinearise")
                 x = out
                 continue
             compiled, rows, width = step
@@ -120,6 +127,7 @@ class RingPrime:
                 continue
             if x is None:  # c0 as sent, c1 expanded from its seed: no residue copy
                 pieces = inputs.pieces(compiled.bits, compiled.pieces, self._buffers)
+                clock("seed expansion")
             else:
                 shape = (compiled.pieces, len(x), 2 * k, n)
                 if shape not in self._buffers:
@@ -132,10 +140,24 @@ class RingPrime:
                 if b:
                     c0 = x[i, 0, :, 0] + scaled_constant(b, self.moduli, t)
                     x[i, 0, :, 0] = np.where(c0 >= self.moduli, c0 - self.moduli, c0)
+            clock("matrix products")
             live = rows
         meta = residues.Meta(inputs.meta.version, tuple(self.context.first_parms_id()), False,
                              2, n, k, 1.0, 1)  # fmt: skip
         out = [b""] * width
         for i, j in enumerate(live):
             out[j] = residues.serialize(meta, x[i])
+        clock("serialise")
         return out
+
+
+class _Clock:
+    """Adds the time since its last call to ``profile[name]`` (where a request's time goes)."""
+
+    def __init__(self, profile: dict[str, float]) -> None:
+        self.profile, self.last = profile, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.profile[name] = self.profile.get(name, 0.0) + now - self.last
+        self.last = now

@@ -73,6 +73,7 @@ def test_bfv_decrypts_to_exactly_the_integer_forward(case):
     ring = BfvBatchEvaluator(plan, public)  # the default: our ring route, SEAL at the edges
     assert ring._sets[0].ring.schedule(plan, plan.n_inputs) is not None  # not a fallback
     outputs = ring.run_primes(inputs)
+    assert "serialise" in ring._sets[0].ring.profile  # where the time went, per step kind
     got = client.decrypt_batch(outputs, len(x))
     assert got.tolist() == model.forward(x).tolist()
     for route in ("terms", "gemm"):  # SEAL's square, relinearisation and bias: same bytes
