@@ -16,7 +16,8 @@ input layout, which travels in the plan description.
   with one step ``g``), then a rotate-and-add from ``m`` up to the block period. The
   output is one block repeated with period ``m`` — the form the next layer reads.
 
-Every rotation step is a power of two, so the Galois keys are few (≤ log2 slots).
+The Galois keys are few: powers of two, plus (for the ring route's hoisting) the baby
+steps below ``HOIST_MAX_BABY`` and the first layer's input steps t·G, t < 2^HOIST_INPUT_LEVELS.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from crypto_nn.errors import CompileError
+
+HOIST_INPUT_LEVELS = 3  # im2col: levels of the first rotate-and-add done on the input
 
 
 def next_pow2(n: int) -> int:
@@ -59,6 +62,29 @@ class Im2col:
     @property
     def rotations(self) -> list[int]:
         return [self.positions << k for k in range(self.taps.bit_length() - 1)]
+
+    @property
+    def input_copies(self) -> int:
+        """H: the rotate-and-add's first log2 H levels, done on the input instead — the
+        ring route rotates the one input by t·G (t < H) in a single hoisted call, shared by
+        every channel, and multiplies each copy by the weights rotated alike (Σ_t rot(x,
+        tG) ⊙ rot(w, tG) = the first levels' sum), so each channel keeps only the last
+        log2(T/H) rotations of its own."""
+        return min(1 << HOIST_INPUT_LEVELS, self.taps)
+
+    @property
+    def input_steps(self) -> list[int]:
+        """The input's hoisted rotations t·G, 0 < t < H (their Galois keys are in the plan)."""
+        return [t * self.positions for t in range(1, self.input_copies)]
+
+    @property
+    def rotations_after_hoisting(self) -> list[int]:
+        return self.rotations[self.input_copies.bit_length() - 1 :]
+
+    def rotated_weights(self, chunk: int, channel: int) -> list[np.ndarray]:
+        """rot(w, t·G) for t < H: the weights each rotated copy of the input meets."""
+        w = self.weights[chunk][channel]
+        return [rot(w, t * self.positions) for t in range(self.input_copies)]
 
 
 def im2col(weight: np.ndarray, slots: int) -> Im2col:
@@ -284,6 +310,8 @@ class Program:
             for part in (step.im2col, step.diagonals):
                 if part is not None:
                     steps.update(part.rotations)
+            if step.im2col is not None:
+                steps.update(step.im2col.input_steps)
         return sorted(steps)
 
 

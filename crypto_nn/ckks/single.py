@@ -32,11 +32,14 @@ _encoded: dict[int, tuple[Program, list]] = {}
 _lock = threading.Lock()
 
 
-def encode_program(plan: CkksPlan, context: seal.SEALContext, convert=None) -> list:
+def encode_program(
+    plan: CkksPlan, context: seal.SEALContext, convert=None, *, rotated: bool = False
+) -> list:
     """Per step, its weights encoded as SEAL plaintexts at the level the step runs, each
     passed through ``convert(plaintext, k)`` as soon as it is made (the ring route keeps
     residues only, so no step's plaintexts all exist at once: SEAL's memory pool keeps
-    whatever it once held)."""
+    whatever it once held). ``rotated``: each first-layer weight as its H rotated copies
+    (``Im2col.rotated_weights``, the unrotated first) instead of one."""
     encoder = seal.CKKSEncoder(context)
     w_scale = float(2**plan.params.weight_scale_bits)
     parms_id = context.first_parms_id()
@@ -50,7 +53,15 @@ def encode_program(plan: CkksPlan, context: seal.SEALContext, convert=None) -> l
         return convert(pt, len(context.get_context_data(parms_id).parms().coeff_modulus()))
 
     for step in plan.program.steps:
-        if step.kind == "im2col":
+        if step.kind == "im2col" and rotated:
+            first = step.im2col
+            encoded.append(
+                [
+                    [[encode(w) for w in first.rotated_weights(c, r)] for r in range(len(chunk))]
+                    for c, chunk in enumerate(first.weights)
+                ]
+            )
+        elif step.kind == "im2col":
             encoded.append([[encode(w) for w in chunk] for chunk in step.im2col.weights])
         elif step.kind == "diagonals":
             encoded.append({key: encode(v) for key, v in step.diagonals.plain.items()})

@@ -74,8 +74,9 @@ def _plain_residues(pt: seal.Plaintext, k: int) -> np.ndarray:
 
 def _program_residues(evaluator: CkksSingleEvaluator) -> list:
     """Per step, the weight plaintexts SEAL encoded, as residue arrays (once per plan):
-    im2col → per chunk (channels, k, N); diagonals → (terms (c, i) and giant offsets,
-    plains (terms, k, N)) grouped by giant step."""
+    im2col → per chunk (channels, H rotated copies, k, N) and their Shoup companions;
+    diagonals → (terms (c, i) and giant offsets, plains (terms, k, N)) grouped by giant
+    step."""
     plan = evaluator.plan
     with _lock:
         cached = _plains.get(id(plan))
@@ -85,11 +86,12 @@ def _program_residues(evaluator: CkksSingleEvaluator) -> list:
 
     out = []
     data = evaluator.context.first_context_data()
-    encoded = encode_program(plan, evaluator.context, _plain_residues)  # residues, one by one
+    encoded = encode_program(plan, evaluator.context, _plain_residues, rotated=True)
     for step, weights in zip(plan.program.steps, encoded, strict=True):
         moduli = [m.value() for m in data.parms().coeff_modulus()]
-        if step.kind == "im2col":
-            out.append([np.stack(chunk) for chunk in weights])
+        if step.kind == "im2col":  # per chunk: (channels, H, k, N) and Shoup companions
+            stacks = [np.stack([np.stack(copies) for copies in chunk]) for chunk in weights]
+            out.append([(p, keyswitch.key_shoup(p, moduli)) for p in stacks])
         elif step.kind == "diagonals":
             diag = step.diagonals
             terms = sorted(weights.items(), key=lambda item: (item[0][1], item[0][0], item[0][2]))
@@ -156,24 +158,49 @@ class RingSingle:
 
     # --- steps ---------------------------------------------------------------------------
     def _im2col(self, step, weights, xs: np.ndarray, state) -> tuple[np.ndarray, float]:
+        """Per chunk and channel, x ⊙ w and the rotate-and-add over the taps. Hoisted
+        (``Im2col.input_copies``): the input's rotations by t·G in one call, each copy times
+        the weights rotated alike, summed per channel in one multiply-accumulate — then
+        only the last levels' rotations per channel."""
         parms_id, scale, moduli = state
+        first = step.im2col
         w_scale = float(2**self.ev.plan.params.weight_scale_bits)
+        q = np.asarray(moduli, _U64)
+        k = len(moduli)
+        hoisted = (
+            self.hoist
+            and first.input_copies > 1
+            and all(self._has_key(s) for s in first.input_steps)
+        )
         out = []
         for chunk, x in enumerate(xs):
-            plains = weights[chunk]  # (channels, k, N)
-            rows = np.repeat(plains, 2, axis=0)  # both polynomials of every product
-            prods = np.empty((len(plains) * 2, len(moduli), self.n), _U64)
-            q = np.asarray(moduli, _U64)
-            ring._dyadic(np.ascontiguousarray(np.broadcast_to(x, (len(plains), *x.shape)))
-                         .reshape(-1, len(moduli), self.n), rows, q, _ratio(q), prods)  # fmt: skip
-            acc = prods.reshape(len(plains), 2, len(moduli), self.n)
-            for r in step.im2col.rotations:  # every channel at once: one task per channel
+            plains, companions = weights[chunk]  # (channels, H, k, N)
+            channels, copies = plains.shape[:2]
+            if hoisted:
+                moved = keyswitch.rotate_many(
+                    x[None], first.input_steps, self.galois, self.key_moduli, self.galois_shoup
+                )  # (1, H − 1, 2, k, N)
+                babies = np.ascontiguousarray(np.concatenate([x[None], moved[0]]))
+                acc = np.empty((channels, 2, k, self.n), _U64)
+                copy_of = np.tile(np.arange(copies, dtype=np.int64), channels)
+                offsets = np.arange(0, channels * copies + 1, copies, dtype=np.int64)
+                _mac(babies, plains.reshape(-1, k, self.n), companions.reshape(-1, k, self.n),
+                     copy_of, offsets, q, acc)  # fmt: skip
+                rotations = first.rotations_after_hoisting
+            else:  # SEAL's schedule: one product per channel, every level rotated
+                rows = np.repeat(plains[:, 0], 2, axis=0)  # both polynomials of every product
+                prods = np.empty((channels * 2, k, self.n), _U64)
+                ring._dyadic(np.ascontiguousarray(np.broadcast_to(x, (channels, *x.shape)))
+                             .reshape(-1, k, self.n), rows, q, _ratio(q), prods)  # fmt: skip
+                acc = prods.reshape(channels, 2, k, self.n)
+                rotations = first.rotations
+            for r in rotations:  # every channel at once: one task per channel
                 acc = ring.add(acc, self._rotate(acc, r), moduli)
             out.append(acc)
         acc = np.concatenate(out)
         new_scale = scale * w_scale
         for i in range(len(acc)):
-            bias = self._constant(step.biases[i], parms_id, new_scale, len(moduli), (id(step), i))
+            bias = self._constant(step.biases[i], parms_id, new_scale, k, (id(step), i))
             acc[i : i + 1] = self._add_plain(acc[i : i + 1], bias, moduli)
         return acc, new_scale
 

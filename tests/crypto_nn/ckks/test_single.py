@@ -114,10 +114,13 @@ def test_plan_json_is_all_a_client_needs(square_plan, digits):
     desc = json.loads(square_plan.to_json())
     client_plan = CkksClientPlan.from_description(desc)
     assert desc["packing"] == "single" and desc["galois_keys"] and desc["rotations"]
-    # powers of two, and the baby steps below g (hoisted on the ring route)
-    babies = {i for st in square_plan.program.steps if st.diagonals
-              for i in range(1, st.diagonals.baby)}  # fmt: skip
-    assert all(r & (r - 1) == 0 or r in babies for r in desc["rotations"])
+    # powers of two, the baby steps below g and the first layer's input steps t·G (both
+    # hoisted on the ring route)
+    hoisted = {i for st in square_plan.program.steps if st.diagonals
+               for i in range(1, st.diagonals.baby)}  # fmt: skip
+    hoisted |= set(square_plan.program.steps[0].im2col.input_steps)
+    assert len(square_plan.program.steps[0].im2col.input_steps) == 7
+    assert all(r & (r - 1) == 0 or r in hoisted for r in desc["rotations"])
     keys = CkksClient(client_plan)
     images = digits[1].images[:3]
     logits = _run(square_plan, images, keys, keys.public_context())
@@ -217,6 +220,21 @@ def test_im2col_schedule_computes_the_first_layer(seed, m, n, slots):
             if e >= 0:
                 got[e] = out[s]
     np.testing.assert_allclose(got, weight @ x + bias, atol=1e-9)
+    # the ring route's hoisting: the first levels on the input (its rotations by t·G, times
+    # the weights rotated alike), then the remaining levels — the same slots
+    for chunk, xc in enumerate(schedule.encode_image(first.layouts, x)):
+        for r in range(len(first.weights[chunk])):
+            acc = sum(
+                schedule.rot(xc, step) * wt
+                for step, wt in zip(
+                    [0, *first.input_steps], first.rotated_weights(chunk, r), strict=True
+                )
+            )
+            for step in first.rotations_after_hoisting:
+                acc = acc + schedule.rot(acc, step)
+            i = chunk * len(first.weights[chunk]) + r
+            unbiased = outs[i] - schedule.bias_pattern(first.blocks[i], bias, slots)
+            np.testing.assert_allclose(acc, unbiased, atol=1e-9)
 
 
 # --- weights that encode to zero ------------------------------------------------------
