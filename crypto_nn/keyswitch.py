@@ -10,6 +10,7 @@ Galois permutation first. Plain arrays in and out, numba-parallel over ciphertex
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numba
@@ -142,7 +143,7 @@ def _mod_down(acc, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s, i
 
 
 @numba.njit(parallel=True, cache=True)
-def _keyswitch(c2, t_target, perms, identity, keys, keys_s, key_moduli, ratios, roots,
+def _keyswitch(c2, t_target, perms, identity, keys, keys_s, key_rows, key_moduli, ratios, roots,
                roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s, inv_special, inv_special_s,
                ntt_form, out):  # fmt: skip
     """out[r, g] = switch_key(σ_g(c2[r])) for every permutation g, the digits of c2[r]
@@ -156,15 +157,16 @@ def _keyswitch(c2, t_target, perms, identity, keys, keys_s, key_moduli, ratios, 
         temp = np.empty(n, dtype=np.uint64)
         _decompose(c2[r], t_target[r], key_moduli, ratios, roots, roots_s, k, ntt_form, digits)
         for g in range(perms.shape[0]):
-            _inner(digits, perms[g], identity, keys[g], keys_s[g], key_moduli, k, acc)
+            kr = key_rows[g]
+            _inner(digits, perms[g], identity, keys[kr], keys_s[kr], key_moduli, k, acc)
             _mod_down(acc, key_moduli, ratios, roots, roots_s, inv_roots, inv_roots_s, inv_n,
                       inv_n_s, inv_special, inv_special_s, k, ntt_form, last, temp,
                       out[r, g])  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True)
-def _keyswitch_wide(c2, t_target, perms, identity, keys, keys_s, key_moduli, ratios, roots,
-                    roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s, inv_special,
+def _keyswitch_wide(c2, t_target, perms, identity, keys, keys_s, key_rows, key_moduli, ratios,
+                    roots, roots_s, inv_roots, inv_roots_s, inv_n, inv_n_s, inv_special,
                     inv_special_s, ntt_form, out):  # fmt: skip
     """:func:`_keyswitch`, parallel *inside* one key switch — over the digits, the key
     products and the mod-down's limbs — for the few ciphertexts of a single-image request
@@ -181,7 +183,8 @@ def _keyswitch_wide(c2, t_target, perms, identity, keys, keys_s, key_moduli, rat
         for g in range(perms.shape[0]):
             for task in numba.prange(2 * (k + 1)):
                 comp, i_out = task // (k + 1), task % (k + 1)
-                _inner_row(digits, perms[g], identity, keys[g], keys_s[g], key_moduli, k, comp,
+                kr = key_rows[g]
+                _inner_row(digits, perms[g], identity, keys[kr], keys_s[kr], key_moduli, k, comp,
                            i_out, acc[comp, i_out])  # fmt: skip
             for comp in numba.prange(2):
                 _special_limb(acc[comp, k], key_moduli, inv_roots, inv_roots_s, inv_n, inv_n_s,
@@ -232,31 +235,70 @@ def key_tables(key_bytes: bytes, key_moduli) -> tuple[list[np.ndarray], list[np.
     return keys, [key_shoup(k, key_moduli) if k.shape[0] else k for k in keys]
 
 
-def _switch(target: np.ndarray, perms: np.ndarray, keys: list[np.ndarray], key_moduli,
-            companions: list[np.ndarray] | None = None, ntt_form: bool = True):  # fmt: skip
+@dataclass(frozen=True)
+class KeyStack:
+    """Key-switching keys of one kind (a client's Galois keys) in one array, with their
+    Shoup companions: the kernels index it by row, so no call copies a key (stacking the
+    keys a call needs cost 3 MB of copying per rotation at N 8,192)."""
+
+    keys: np.ndarray  # (present, digits, 2, K, N)
+    shoup: np.ndarray
+    rows: np.ndarray  # per key vector index (as parse_kswitch lists them): its row, −1 absent
+
+    @classmethod
+    def of(cls, keys: list[np.ndarray], companions: list[np.ndarray], key_moduli) -> KeyStack:
+        present = [i for i, key in enumerate(keys) if key.shape[0]]
+        rows = np.full(len(keys), -1, np.int64)
+        rows[present] = np.arange(len(present))
+        if not present:
+            empty = np.zeros((0, 1, 2, len(key_moduli), 1), U64)
+            return cls(empty, empty, rows)
+        return cls(
+            np.stack([keys[i] for i in present]), np.stack([companions[i] for i in present]), rows
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def has(self, index: int) -> bool:
+        return index < len(self.rows) and self.rows[index] >= 0
+
+
+def _switch(target: np.ndarray, perms: np.ndarray, keys, key_moduli,
+            companions: list[np.ndarray] | None = None, ntt_form: bool = True,
+            key_rows: np.ndarray | None = None):  # fmt: skip
     """(…, k, N) targets → (…, len(perms), 2, k, N): switch_key of every permuted target,
-    NTT form in and out (CKKS), or coefficient form in and out (``ntt_form`` False: BFV)."""
+    NTT form in and out (CKKS), or coefficient form in and out (``ntt_form`` False: BFV).
+    ``keys``: one key vector per permutation (a list), or a :class:`KeyStack` and the row
+    of each permutation's key (``key_rows``)."""
     kq = [int(q) for q in key_moduli]
     k, n = target.shape[-2], target.shape[-1]
-    for key in keys:
-        if key.shape[0] < k or key.shape[2] != len(kq):
-            raise ValueError(f"keys of shape {key.shape} for a level of {k} primes")
+    if isinstance(keys, KeyStack):
+        stacked, companions, rows_of = keys.keys, keys.shoup, np.asarray(key_rows, np.int64)
+    else:
+        if companions is None:
+            companions = [key_shoup(key, kq) for key in keys]
+        if len(keys) == 1:  # views, not copies
+            stacked, companions = keys[0][None], companions[0][None]
+        else:
+            stacked, companions = np.stack(keys), np.stack(companions)
+        rows_of = np.arange(len(keys), dtype=np.int64)
+    if stacked.shape[1] < k or stacked.shape[3] != len(kq):
+        raise ValueError(f"keys of shape {stacked.shape[1:]} for a level of {k} primes")
+    stacked = np.ascontiguousarray(stacked, dtype=U64)
+    companions = np.ascontiguousarray(companions, dtype=U64)
     rows = _rows(target, k)
     t = ntt.tables(n, tuple(kq))
     special = kq[-1]
     inv = [pow(special, -1, q) for q in kq[:k]]
     out = np.empty((rows.shape[0], len(perms), 2, k, n), dtype=U64)
-    stacked = np.ascontiguousarray(np.stack([key[:k] for key in keys]), dtype=U64)
-    if companions is None:
-        companions = [key_shoup(key, kq) for key in keys]
-    companions = np.ascontiguousarray(np.stack([c[:k] for c in companions]))
     perms = np.ascontiguousarray(perms, dtype=np.int64)
     identity = perms.shape[0] == 1 and bool((perms[0] == np.arange(n)).all())
     coeff = ntt.inverse_unchecked(rows, ntt.tables(n, tuple(kq[:k]))) if ntt_form else rows
     kernel = _keyswitch if rows.shape[0] >= numba.get_num_threads() else _keyswitch_wide
     kernel(
         rows, coeff, perms, identity,
-        stacked, companions, _moduli(kq), ntt.ratio_hi(kq), t.roots, t.roots_shoup,
+        stacked, companions, rows_of, _moduli(kq), ntt.ratio_hi(kq), t.roots, t.roots_shoup,
         t.inv_roots, t.inv_roots_shoup,
         t.inv_n, t.inv_n_shoup, np.asarray(inv, dtype=U64),
         np.asarray([ntt._shoup(w, q) for w, q in zip(inv, kq[:k], strict=True)], dtype=U64),
@@ -328,10 +370,15 @@ def galois_permutation(elt: int, n: int) -> np.ndarray:
     return table
 
 
-def _galois_key(step: int, n: int, galois_keys: list[np.ndarray]) -> tuple[int, np.ndarray]:
-    """(index into ``galois_keys``, SEAL's NTT-form permutation) for a rotation by ``step``."""
+def _galois_key(step: int, n: int, galois_keys) -> tuple[int, np.ndarray]:
+    """(index into ``galois_keys`` — a list, or a :class:`KeyStack`'s row — and SEAL's
+    NTT-form permutation) for a rotation by ``step``."""
     elt = galois_elt(step, n)
     index = (elt - 1) >> 1
+    if isinstance(galois_keys, KeyStack):
+        if not galois_keys.has(index):
+            raise ValueError(f"no Galois key for step {step} (element {elt})")
+        return int(galois_keys.rows[index]), galois_permutation(elt, n)
     if index >= len(galois_keys) or galois_keys[index].shape[0] == 0:
         raise ValueError(f"no Galois key for step {step} (element {elt})")
     return index, galois_permutation(elt, n)
@@ -351,8 +398,12 @@ def rotate(
     index, perm = _galois_key(step, n, galois_keys)
     moved = np.ascontiguousarray(x[..., perm])  # the automorphism on NTT form: a permutation
     identity = np.arange(n, dtype=np.int64)[None]
-    extra = None if companions is None else [companions[index]]
-    switched = _switch(moved[..., 1, :, :], identity, [galois_keys[index]], key_moduli, extra)
+    if isinstance(galois_keys, KeyStack):
+        switched = _switch(moved[..., 1, :, :], identity, galois_keys, key_moduli,
+                           key_rows=np.array([index]))  # fmt: skip
+    else:
+        extra = None if companions is None else [companions[index]]
+        switched = _switch(moved[..., 1, :, :], identity, [galois_keys[index]], key_moduli, extra)
     first = np.stack([moved[..., 0, :, :], np.zeros_like(moved[..., 0, :, :])], axis=-3)
     return add(first, switched[..., 0, :, :, :], list(key_moduli)[:k])
 
@@ -372,11 +423,14 @@ def rotate_many(
     n, k = x.shape[-1], x.shape[-2]
     found = [_galois_key(step, n, galois_keys) for step in steps]
     perms = [perm for _, perm in found]
-    keys = [galois_keys[index] for index, _ in found]
-    extra = None if companions is None else [companions[index] for index, _ in found]
-    switched = _switch(
-        np.ascontiguousarray(x[..., 1, :, :]), np.stack(perms), keys, key_moduli, extra
-    )
+    c1 = np.ascontiguousarray(x[..., 1, :, :])
+    if isinstance(galois_keys, KeyStack):
+        rows = np.array([index for index, _ in found])
+        switched = _switch(c1, np.stack(perms), galois_keys, key_moduli, key_rows=rows)
+    else:
+        keys = [galois_keys[index] for index, _ in found]
+        extra = None if companions is None else [companions[index] for index, _ in found]
+        switched = _switch(c1, np.stack(perms), keys, key_moduli, extra)
     c0 = np.ascontiguousarray(x[..., 0, :, :])
     moved = np.stack([c0[..., perm] for perm in perms], axis=-3)  # σ_g(c0), NTT form
     first = np.stack([moved, np.zeros_like(moved)], axis=-3)  # (…, steps, 2, k, N)

@@ -117,9 +117,11 @@ class RingSingle:
         self.ev, self.hoist = evaluator, hoist
         context = evaluator.context
         self.key_moduli = [m.value() for m in context.key_context_data().parms().coeff_modulus()]
-        self.galois, self.galois_shoup = keyswitch.key_tables(
+        galois, galois_shoup = keyswitch.key_tables(
             seal_bytes.dumps(evaluator.galois_keys), self.key_moduli
         )
+        self.galois = keyswitch.KeyStack.of(galois, galois_shoup, self.key_moduli)
+        del galois, galois_shoup  # the stack holds the only copy
         relin, relin_shoup = keyswitch.key_tables(
             seal_bytes.dumps(evaluator.relin_keys), self.key_moduli
         )
@@ -137,7 +139,7 @@ class RingSingle:
         return True
 
     def _rotate(self, x: np.ndarray, step: int) -> np.ndarray:
-        return keyswitch.rotate(x, step, self.galois, self.key_moduli, self.galois_shoup)
+        return keyswitch.rotate(x, step, self.galois, self.key_moduli)
 
     def _constant(self, values, parms_id, scale: float, k: int, tag) -> np.ndarray:
         """A scalar or slot vector encoded by SEAL at this level and scale (kept: the plan
@@ -178,7 +180,7 @@ class RingSingle:
             channels, copies = plains.shape[:2]
             if hoisted:
                 moved = keyswitch.rotate_many(
-                    x[None], first.input_steps, self.galois, self.key_moduli, self.galois_shoup
+                    x[None], first.input_steps, self.galois, self.key_moduli
                 )  # (1, H − 1, 2, k, N)
                 babies = np.ascontiguousarray(np.concatenate([x[None], moved[0]]))
                 acc = np.empty((channels, 2, k, self.n), _U64)
@@ -213,7 +215,7 @@ class RingSingle:
         g, k = diag.baby, len(moduli)
         if g > 1 and self.hoist and all(self._has_key(i) for i in range(1, g)):
             moved = keyswitch.rotate_many(
-                xs, range(1, g), self.galois, self.key_moduli, self.galois_shoup
+                xs, range(1, g), self.galois, self.key_moduli
             )  # (c, g − 1, 2, k, N)
             babies = np.concatenate([xs[:, None], moved], axis=1)
         else:  # SEAL's way: successive rotations by one, every input at once

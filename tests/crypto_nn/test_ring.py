@@ -3,6 +3,7 @@ plaintext, multiply, square, rescale, relinearise, rotate — random ciphertexts
 N 4096–16384, 2–6 primes."""
 
 import numpy as np
+import pytest
 import tenseal.sealapi as seal
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -82,6 +83,20 @@ def test_ckks_operations_equal_seals(n, middle, seed):
     # one task per ciphertext (a stack) and parallel inside one key switch: the same bytes
     many = keyswitch.rotate(np.stack([ra, rb, ra]), steps[0], galois_res, key_moduli)
     assert np.array_equal(many[2], keyswitch.rotate(ra, steps[0], galois_res, key_moduli))
+    # the keys in one stack, indexed by row (no copy per call): the same bytes, hoisted too
+    companions = [keyswitch.key_shoup(k, key_moduli) if k.shape[0] else k for k in galois_res]
+    stack = keyswitch.KeyStack.of(galois_res, companions, key_moduli)
+    for step in steps:
+        assert np.array_equal(
+            keyswitch.rotate(ra, step, stack, key_moduli),
+            keyswitch.rotate(ra, step, galois_res, key_moduli),
+        )
+    assert np.array_equal(
+        keyswitch.rotate_many(ra, steps, stack, key_moduli),
+        keyswitch.rotate_many(ra, steps, galois_res, key_moduli),
+    )
+    with pytest.raises(ValueError, match="no Galois key for step 3"):
+        keyswitch.rotate(ra, 3, stack, key_moduli)
 
 
 def test_hoisted_rotations_decrypt_to_the_rotated_slots():
