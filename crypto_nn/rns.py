@@ -54,7 +54,9 @@ class Layer:
             row_sum = int(np.abs(weight).sum(axis=1).max()) if weight.size else 0
         else:
             row_sum = max(sum(abs(int(v)) for v in row) for row in weight)
-        bits = min(30, MAX_SUM_BITS - max(1, row_sum).bit_length())
+        room = MAX_SUM_BITS - max(1, row_sum).bit_length()
+        # small weights (BFV's): the whole residue as one int64 piece, no cutting at all
+        bits = modulus_bits if modulus_bits <= room else min(30, room)
         if bits < 1:
             return None
         first = np.where(weight.any(axis=1), (weight != 0).argmax(axis=1), n_in)
@@ -84,6 +86,21 @@ class Layer:
         )
 
 
+def piece_dtype(bits: int):
+    """int32 pieces up to 31 bits; a whole residue (one piece) is int64."""
+    return np.int32 if bits <= 31 else np.int64
+
+
+def piece_buffer(buffers: dict, shape: tuple, bits: int) -> np.ndarray:
+    """A pieces buffer of this shape and ``bits``' dtype, kept in ``buffers`` between calls
+    (no page faults on the next request)."""
+    dtype = piece_dtype(bits)
+    key = (shape, np.dtype(dtype).str)
+    if key not in buffers:
+        buffers[key] = np.empty(shape, dtype)
+    return buffers[key]
+
+
 @numba.njit(cache=True, inline="always")
 def _reduce(a: np.int64, q: np.int64) -> np.int64:
     """a mod q in [0, q) for |a| < 2^62, q < 2^61: float quotient, one fix-up each way."""
@@ -111,19 +128,20 @@ def _shift_mod(y: np.int64, bits: np.int64, q: np.int64) -> np.int64:
 
 @numba.njit(cache=True)
 def split_into(residues, bits, out):
-    """uint64 (rows, N) → out int32 (pieces, rows, N): the ``bits``-bit pieces."""
+    """uint64 (rows, N) → out (pieces, rows, N): the ``bits``-bit pieces (int32, or int64
+    for one whole piece)."""
     mask = np.uint64((1 << bits) - 1)
     rows, n = residues.shape
     for s in range(out.shape[0]):
         shift = np.uint64(s * bits)
         for r in range(rows):
             for c in range(n):
-                out[s, r, c] = np.int32((residues[r, c] >> shift) & mask)
+                out[s, r, c] = (residues[r, c] >> shift) & mask
 
 
 @numba.njit(parallel=True, cache=True)
 def split_many(residues, bits, out):
-    """uint64 (m, rows, N) → out int32 (pieces, m, rows, N): :func:`split_into` for many
+    """uint64 (m, rows, N) → out (pieces, m, rows, N): :func:`split_into` for many
     ciphertexts at once, in parallel over them (one call, every core)."""
     mask = np.uint64((1 << bits) - 1)
     m, rows, n = residues.shape
@@ -132,7 +150,7 @@ def split_many(residues, bits, out):
         for s in range(out.shape[0]):
             shift = np.uint64(s * bits)
             for c in range(n):
-                out[s, i, r, c] = np.int32((residues[i, r, c] >> shift) & mask)
+                out[s, i, r, c] = (residues[i, r, c] >> shift) & mask
 
 
 @numba.njit(parallel=True, cache=True)
@@ -196,7 +214,7 @@ def affine_residues(x: np.ndarray, moduli: np.ndarray, weight: np.ndarray) -> np
     layer = Layer.from_weights(weight, modulus_bits(moduli))
     if layer is None:
         return None
-    pieces = np.empty((layer.pieces, *x.shape), np.int32)
+    pieces = np.empty((layer.pieces, *x.shape), piece_dtype(layer.bits))
     split_many(np.ascontiguousarray(x), layer.bits, pieces)
     return affine(pieces, moduli, layer)
 
@@ -216,3 +234,6 @@ def warm_up() -> None:
     timed run or a worker's first request does not pay for it."""
     affine_residues(np.zeros((1, 1, 8), np.uint64), np.array([97], np.uint64), np.ones((1, 1)))
     split_many(np.zeros((1, 1, 8), np.uint64), 8, np.zeros((1, 1, 2, 8), np.int32)[:, :, 1:])
+    whole = np.zeros((1, 1, 2, 8), np.int64)[:, :, 1:]  # one int64 piece (BFV's small weights)
+    split_many(np.zeros((1, 1, 8), np.uint64), 40, whole)
+    affine(whole, np.array([97], np.uint64), Layer.from_weights(np.ones((1, 1), np.int64), 40))

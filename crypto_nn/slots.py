@@ -310,9 +310,14 @@ class Program:
             for part in (step.im2col, step.diagonals):
                 if part is not None:
                     steps.update(part.rotations)
-            if step.im2col is not None:
-                steps.update(step.im2col.input_steps)
         return sorted(steps)
+
+    @property
+    def ring_rotations(self) -> list[int]:
+        """:attr:`rotations` and the first layer's input steps t·G, which only CKKS's ring
+        route uses (``single_ring``: the first levels of the rotate-and-add, hoisted)."""
+        first = [s.im2col.input_steps for s in self.steps if s.im2col is not None]
+        return sorted({*self.rotations, *(step for steps in first for step in steps)})
 
 
 def min_slots(layers: list) -> int:

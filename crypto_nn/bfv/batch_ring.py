@@ -129,11 +129,12 @@ class RingPrime:
                 pieces = inputs.pieces(compiled.bits, compiled.pieces, self._buffers)
                 clock("seed expansion")
             else:
-                shape = (compiled.pieces, len(x), 2 * k, n)
-                if shape not in self._buffers:
-                    self._buffers[shape] = np.empty(shape, np.int32)
-                pieces = self._buffers[shape]
-                rns.split_many(x.reshape(len(x), 2 * k, n), compiled.bits, pieces)
+                if compiled.pieces == 1:  # the residues themselves are the piece: no copy
+                    pieces = x.reshape(1, len(x), 2 * k, n).view(np.int64)
+                else:
+                    shape = (compiled.pieces, len(x), 2 * k, n)
+                    pieces = rns.piece_buffer(self._buffers, shape, compiled.bits)
+                    rns.split_many(x.reshape(len(x), 2 * k, n), compiled.bits, pieces)
             x = rns.affine(pieces, rows_moduli, compiled).reshape(len(rows), 2, k, n)
             for i, j in enumerate(rows):
                 b = int(layer.bias[j]) % t

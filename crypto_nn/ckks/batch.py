@@ -315,9 +315,7 @@ class CkksBatchEvaluator:
                     pieces = inputs.pieces(compiled.bits, compiled.pieces, buffers)
                 else:
                     shape = (compiled.pieces, len(x), 2 * k, n)
-                    if shape not in buffers:
-                        buffers[shape] = np.empty(shape, np.int32)
-                    pieces = buffers[shape]
+                    pieces = rns.piece_buffer(buffers, shape, compiled.bits)
                     rns.split_many(x.reshape(len(x), 2 * k, n), compiled.bits, pieces)
                 y = rns.affine(pieces, rows, compiled)
                 x = y.reshape(len(y), 2, k, n)

@@ -95,7 +95,7 @@ def compile(
         in_shape=tuple(calibration.shape[1:]),
         classes=tuple(classes),
         max_abs_value=max_abs,
-        rotations=program.rotations if program else [],
+        rotations=program.ring_rotations if program else [],
         program=program,
         noise_sigma=float(noise_sigma),
     )

@@ -120,10 +120,7 @@ def stack(cts: list, bits: int, pieces: int, buffers: dict | None = None):
         if first is None:
             first = meta
             shape = (pieces, len(cts), meta.size * meta.k, meta.n)
-            buffers = {} if buffers is None else buffers
-            if shape not in buffers:
-                buffers[shape] = np.empty(shape, np.int32)
-            out = buffers[shape]
+            out = rns.piece_buffer({} if buffers is None else buffers, shape, bits)
         elif (meta.parms_id, meta.size, meta.scale) != (first.parms_id, first.size, first.scale):
             raise ContextError("ciphertexts at different levels, sizes or scales: no shared matrix")
         rns.split_into(view.reshape(meta.size * meta.k, meta.n), bits, out[:, i])

@@ -265,14 +265,12 @@ class SeededInputs:
         return np.array([m.value() for m in parms.coeff_modulus()], np.uint64)
 
     def pieces(self, bits: int, count: int, buffers: dict) -> np.ndarray:
-        """int32 (count, inputs, 2k, N): c0 as sent, c1 expanded from the seeds."""
+        """(count, inputs, 2k, N) pieces (int32, or one int64 piece): c0 as sent, c1
+        expanded from the seeds."""
         from crypto_nn import rns
 
         k, n = self.meta.k, self.meta.n
-        shape = (count, len(self), 2 * k, n)
-        if shape not in buffers:
-            buffers[shape] = np.empty(shape, np.int32)
-        out = buffers[shape]
+        out = rns.piece_buffer(buffers, (count, len(self), 2 * k, n), bits)
         rns.split_many(expand(self._seeds, self.moduli, n), bits, out[:, :, k:])
         for i, c0 in enumerate(self._c0s):  # views of the request's bytes: no copy made
             rns.split_into(c0, bits, out[:, i, :k])

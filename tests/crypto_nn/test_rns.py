@@ -41,6 +41,15 @@ def test_the_kernel_is_w_times_x_mod_q_exactly(data):
         assert int(got[j, r, c]) == want
 
 
+def test_small_weights_take_the_whole_residue_as_one_int64_piece():
+    """BFV's weights (|w| mod t, a few bits) with 44-bit primes: one piece, no cutting;
+    CKKS-sized weights (×2^25) still cut the residue into int32 pieces."""
+    small = rns.Layer.from_weights(np.full((3, 49), 7), 44)
+    assert (small.pieces, small.bits, rns.piece_dtype(small.bits)) == (1, 44, np.int64)
+    large = rns.Layer.from_weights(np.full((3, 49), 7 << 25), 56)
+    assert large.pieces > 1 and rns.piece_dtype(large.bits) == np.int32
+
+
 def test_seal_rounding_is_half_away_from_zero():
     v = np.array([0.5, -0.5, 1.5, -2.5, 0.49999999999999994, 2.0**52 - 0.5, -3.2])
     assert rns.seal_round(v).tolist() == [1, -1, 2, -3, 0, 2**52, -3]
