@@ -326,7 +326,13 @@ class CkksBatchEvaluator:
             else:  # x²: square, relinearise, rescale by the level's last prime — in chunks,
                 # so the size-3 products and the key switch's scratch never exist for all
                 # ciphertexts at once (a worker's peak memory)
-                out = np.empty((len(x), 2, len(moduli) - 1, n), np.uint64)
+                # the results overwrite the inputs' own buffer from its start: chunk i's
+                # output ends before chunk i + 1's input begins (k − 1 primes of k), and
+                # chunk i itself is read (squared) before it is written
+                flat = np.ascontiguousarray(x).reshape(-1)
+                out = flat[: len(x) * 2 * (len(moduli) - 1) * n].reshape(
+                    len(x), 2, len(moduli) - 1, n
+                )
                 for i in range(0, len(x), RING_CHUNK):
                     squared = ring.square(x[i : i + RING_CHUNK], moduli)
                     relin = keyswitch.relinearize(squared, keys, key_moduli, companions)

@@ -232,10 +232,15 @@ def test_progress_is_reported_as_the_work_advances(square_plan, digits):
 
 
 @pytest.mark.parametrize("layers", [1, 2])
-def test_ring_route_gives_the_gemm_routes_ciphertexts_bit_for_bit(digits, layers):
+def test_ring_route_gives_the_gemm_routes_ciphertexts_bit_for_bit(digits, layers, monkeypatch):
     """The whole fused plan in our own kernels (crypto_nn.ring: square, relinearise,
-    rescale) against SEAL doing them: the same output bytes' residues, level and scale."""
+    rescale) against SEAL doing them: the same output bytes' residues, level and scale —
+    in chunks of 3 ciphertexts, so each chunk's result overwrites the inputs' buffer
+    behind the chunks still to come."""
+    from crypto_nn.ckks import batch
     from crypto_nn.wire import residues
+
+    monkeypatch.setattr(batch, "RING_CHUNK", 3)
 
     torch.manual_seed(0)
     model = models.build("mlp", (1, 8, 8), 10, hidden=16, layers=layers, act="square")
