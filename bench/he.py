@@ -112,7 +112,8 @@ def _ring_line(name: str, b: dict) -> str:
         )
     if "ring_speedup_vs_gemm" in b:
         return (
-            f"\n{name}, ring route {b['ring_eval_s']:.2f} s vs GEMM {b['eval_s']:.2f} s "
+            f"\n{name}, ring route {b['ring_eval_s']:.2f} s vs GEMM "
+            f"{b.get('gemm_eval_s', b['eval_s']):.2f} s "
             f"({b['ring_speedup_vs_gemm']:.2f}×); one thread {b['ring_eval_one_thread_s']:.2f} "
             f"s (scaling {b['ring_thread_scaling']:.2f}× on {b['threads']} threads); peak "
             f"memory per request {b['ring_peak_over_before_mb']:.0f} MB vs "

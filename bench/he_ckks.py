@@ -201,7 +201,7 @@ def _ring_route(plan, public: bytes, cts: list[bytes], gemm_bytes: list[bytes], 
     ring = CkksBatchEvaluator(plan, public, route="ring")
     if not ring._ring_supported():
         return {"ring_route": "not supported for this plan"}
-    gemm = CkksBatchEvaluator(plan, public)
+    gemm = CkksBatchEvaluator(plan, public, route="gemm")
     ring.run(cts)  # buffers and key tables, once per server
     ring_bytes, ring_s = timed(lambda: ring.run(cts))
     threads = numba.get_num_threads()
@@ -239,12 +239,15 @@ def _batch(net, plan, test, quick: bool) -> dict:
     (keys, public), keygen_s = timed(lambda: make_keys(plan))
     cts, encrypt_s = timed(lambda: keys.encrypt_batch(images))
     # the server's whole step, bytes in → bytes out (parse or load, layers, serialise);
-    # the GEMM route's first call also allocates its buffers: a server pays that once
-    evaluator = CkksBatchEvaluator(plan, public)
+    # the first call also allocates its buffers and key tables: a server pays that once
+    evaluator = CkksBatchEvaluator(plan, public)  # the default route (ring where it applies)
     rns.warm_up()
     _, first_eval_s = timed(lambda: evaluator.run(cts))
     out_bytes, eval_s = timed(lambda: evaluator.run(cts))
-    ring_row = _ring_route(plan, public, cts, out_bytes, eval_s)
+    gemm = CkksBatchEvaluator(plan, public, route="gemm")
+    gemm.run(cts)
+    gemm_bytes, gemm_s = timed(lambda: gemm.run(cts))
+    ring_row = _ring_route(plan, public, cts, gemm_bytes, gemm_s)
     terms = CkksBatchEvaluator(plan, public, route="terms")  # the evaluator before the GEMM route
     terms_bytes, terms_eval_s = timed(lambda: terms.run(cts))
     inputs, load_s = timed(lambda: terms.load_inputs(cts))  # SEAL's own parse, for reference
@@ -276,6 +279,7 @@ def _batch(net, plan, test, quick: bool) -> dict:
         "eval_s": eval_s,
         "first_eval_s": first_eval_s,
         "seal_load_s": load_s,
+        "gemm_eval_s": gemm_s,
         **ring_row,
         "terms_eval_s": terms_eval_s,
         "terms_route_same_ciphertexts": same,

@@ -48,13 +48,14 @@ def _add_constant(poly: np.ndarray, value: float, moduli) -> np.ndarray:
 class CkksBatchEvaluator:
     """Runs one plan on ciphertexts made for the given public context."""
 
-    def __init__(self, plan: CkksPlan, public_context: bytes, *, route: str = "gemm") -> None:
-        """``route``: "gemm" runs each affine layer as one integer matrix product over the
-        ciphertexts' residues (``crypto_nn.rns``); "terms" runs it term by term in SEAL
-        (the reference); "ring" runs the whole plan on residue arrays — the matrix
-        products, then x², relinearisation and rescale in our own kernels
-        (``crypto_nn.ring``), SEAL only to load the keys. All three give the same
-        ciphertexts bit for bit."""
+    def __init__(self, plan: CkksPlan, public_context: bytes, *, route: str = "ring") -> None:
+        """``route``: "ring" (the default) runs the whole plan on residue arrays — the
+        matrix products, then x², relinearisation and rescale in our own kernels
+        (``crypto_nn.ring``), SEAL only to load the keys; plans it does not cover (not
+        fused, or with other activations) run "gemm": each affine layer one integer
+        matrix product over the ciphertexts' residues (``crypto_nn.rns``), activations in
+        SEAL; "terms" runs it all term by term in SEAL (the reference). All three give the
+        same ciphertexts bit for bit."""
         if route not in ("gemm", "terms", "ring"):
             raise ValueError(f"route {route!r}: gemm, terms or ring")
         (keys,) = load_keys(public_context, plan.key_specs())
@@ -220,7 +221,7 @@ class CkksBatchEvaluator:
     def _work(self) -> int:
         total, width = 0, self.plan.n_inputs
         for layer in self.plan.layers:
-            if isinstance(layer, Affine) and self.route == "gemm":  # one unit per output
+            if isinstance(layer, Affine) and self.route != "terms":  # one unit per output
                 total += layer.weight.shape[0]
             elif isinstance(layer, Affine):
                 total += int(np.count_nonzero(layer.weight)) + layer.weight.shape[0]
@@ -337,11 +338,11 @@ class CkksBatchEvaluator:
                     squared = ring.square(x[i : i + RING_CHUNK], moduli)
                     relin = keyswitch.relinearize(squared, keys, key_moduli, companions)
                     out[i : i + RING_CHUNK] = ring.rescale(relin, moduli)
+                    self._tick(ACTIVATION_UNITS * len(relin))
                 x = out
                 scale = scale * scale / moduli[-1]
                 moduli = moduli[:-1]
                 data = data.next_context_data()
-                self._tick(ACTIVATION_UNITS * len(x))
         meta = residues.Meta(inputs.meta.version, tuple(data.parms_id()), True, 2, n,
                              len(moduli), scale, 1)  # fmt: skip
         return [residues.serialize(meta, ct) for ct in x]
