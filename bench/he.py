@@ -121,7 +121,10 @@ def _ring_line(name: str, b: dict) -> str:
         )
     if "ring_vs_terms" in b:  # BFV: every route, the same logits
         same = all(r["same_logits"] for r in b["routes"].values())
-        times = ", ".join(f"{r} {v['eval_s']:.2f} s" for r, v in b["routes"].items())
+        times = ", ".join(
+            f"{r} {v['eval_s']:.2f} s ({v.get('peak_over_before_mb', 0):.0f} MB peak)"
+            for r, v in b["routes"].items()
+        )
         return (
             f"\n{name}, server evaluation by route: {times}; ring {b['ring_vs_terms']:.2f}× the "
             f"term route, {b['ring_vs_gemm']:.2f}× GEMM; ring on one thread "

@@ -19,7 +19,7 @@ import numpy as np
 import tenseal as ts
 
 import crypto_nn
-from bench.common import plain_timings, timed, trained_model
+from bench.common import peak_rss, plain_timings, timed, trained_model
 from crypto_nn import rns
 from crypto_nn.bfv.batch import SegmentEvaluators
 from crypto_nn.bfv.client import BfvSingleClient
@@ -79,14 +79,23 @@ def _run_plan(plan, x):
     logits = client.infer_int(x, send, timings=times)
     # the same protocol through the other routes: the same logits, their server times
     routes: dict[str, dict] = {}
-    for route in ("terms", "gemm", "ring"):
-        other = SegmentEvaluators(plan, public, route=route)
+    for route in ("terms", "gemm", "ring-at-once", "ring"):  # at once: relinearised per x²
+        name = route.split("-")[0]
+        other = SegmentEvaluators(plan, public, route=name, lazy=route == "ring")
         other_times: dict[str, float] = {}
-        got = client.infer_int(x, other.run_segment, timings=other_times)
+        peaks: list[float] = []
+
+        def measured(k, cts, evaluator=other, peaks=peaks):  # the server's step alone
+            out, peak, before = peak_rss(lambda: evaluator.run(cts, segment=k))
+            peaks.append((peak - before) / 2**20)
+            return out
+
+        got = client.infer_int(x, measured, timings=other_times)
         if route == "ring":  # where the ring route's time goes, per step kind
             profile = other.ring_profile()
         routes[route] = {
             "eval_s": other_times["server_s"],
+            "peak_over_before_mb": max(peaks),
             "same_logits": got.tolist() == logits.tolist(),
         }
     numba.set_num_threads(1)  # the ring route's thread scaling, in the same run

@@ -36,14 +36,21 @@ class BfvBatchEvaluator:
     """One exact segment under each of its primes, for one client's keys."""
 
     def __init__(
-        self, plan, public_context: bytes | list[LoadedKeys], *, route: str = "ring"
+        self,
+        plan,
+        public_context: bytes | list[LoadedKeys],
+        *,
+        route: str = "ring",
+        lazy: bool = True,
     ) -> None:
         """``public_context``: the client's context bytes, or its key sets already loaded
         (a client-aided plan loads the context once for all its segments). ``route``:
         "gemm" runs each affine layer as one integer matrix product over the residues
         (``crypto_nn.rns``), "terms" term by term in SEAL, "ring" the whole x² plan on
         residue arrays (``bfv.batch_ring``; others fall back to "gemm") — the same
-        ciphertexts, byte for byte."""
+        ciphertexts, byte for byte (with ``lazy`` False: the ring route relinearises each x²
+        at once, as SEAL's route does; by default after the next affine layer — the same
+        decrypted integers, fewer key switches)."""
         if route not in ("gemm", "terms", "ring"):
             raise ValueError(f"route {route!r}: gemm, terms or ring")
         self.route = route
@@ -61,7 +68,7 @@ class BfvBatchEvaluator:
                 k.relin_keys,
                 k.spec.plain_modulus,
                 GemmRoute(k.context, buffers),
-                RingPrime(k.context, k.relin_keys, k.spec.plain_modulus)
+                RingPrime(k.context, k.relin_keys, k.spec.plain_modulus, lazy=lazy)
                 if route == "ring" and batch_ring.supported(plan)
                 else None,
             )
@@ -171,12 +178,16 @@ class SegmentEvaluators:
     :class:`BfvEvaluator` per segment on its share of the key sets; a request names its
     segment, so the server keeps no state between a client-aided plan's round trips."""
 
-    def __init__(self, plan, public_context: bytes, *, route: str = "ring") -> None:
+    def __init__(
+        self, plan, public_context: bytes, *, route: str = "ring", lazy: bool = True
+    ) -> None:
         keys = load_keys(public_context, plan.key_specs())
         self.evaluators, first = [], 0
         for segment in plan.segments:
             k = len(segment.params.plain_moduli)
-            self.evaluators.append(BfvBatchEvaluator(segment, keys[first : first + k], route=route))
+            self.evaluators.append(
+                BfvBatchEvaluator(segment, keys[first : first + k], route=route, lazy=lazy)
+            )
             first += k
 
     def run(self, payloads: list[bytes], on_progress=None, *, segment: int = 0) -> list[bytes]:

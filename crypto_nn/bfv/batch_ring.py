@@ -52,7 +52,7 @@ class RingPrime:
     """One plaintext prime's ring route: its relinearisation keys as residues with their
     Shoup companions (parsed once per client key), its layers arranged once per plan."""
 
-    def __init__(self, context, relin_keys, t: int) -> None:
+    def __init__(self, context, relin_keys, t: int, *, lazy: bool = True) -> None:
         self.context, self.t = context, t
         first = context.first_context_data().parms()
         self.moduli = np.array([m.value() for m in first.coeff_modulus()], np.uint64)
@@ -61,6 +61,7 @@ class RingPrime:
         self._layers: dict = {}
         self._buffers: dict = {}
         self.profile: dict[str, float] = {}  # seconds per step kind, summed over requests
+        self.lazy = lazy  # relinearise after the next affine layer (see :meth:`run`)
 
     def _key_tables(self):
         if self._keys is None:
@@ -98,50 +99,67 @@ class RingPrime:
             self._layers[key] = steps
         return self._layers[key]
 
+    def _relinearize(self, x: np.ndarray, clock) -> np.ndarray:
+        """Size-3 ciphertexts → size 2, a chunk at a time."""
+        keys, key_moduli, companions = self._key_tables()
+        clock("relinearisation keys")
+        out = np.empty((len(x), 2, *x.shape[2:]), np.uint64)
+        for i in range(0, len(x), CHUNK):
+            out[i : i + CHUNK] = keyswitch.relinearize_bfv(
+                x[i : i + CHUNK], keys, key_moduli, companions
+            )
+        clock("relinearise")
+        return out
+
     def run(self, plan, inputs: seeded.SeededInputs, progress) -> list[bytes]:
-        """Bytes per output (b"": a folded constant); the plan has a :meth:`schedule`."""
+        """Bytes per output (b"": a folded constant); the plan has a :meth:`schedule`.
+
+        With ``lazy`` (the default) an x² followed by an affine layer is not relinearised:
+        the layer's weighted sums run on the size-3 products (a linear map is one on every
+        component) and only its outputs are relinearised — 64 key switches instead of 256
+        after tenseal-tutorial's first layer. The decryption is the same exact integers (one
+        key-switching error per output instead of a weighted sum of them); the bytes are
+        not SEAL's route's, which ``lazy = False`` gives bit for bit."""
         k, n, t = len(self.moduli), inputs.meta.n, self.t
-        rows_moduli = np.tile(self.moduli, 2)
         live = np.arange(len(inputs))
         width = len(inputs)  # outputs of the layer just run; ``live`` those that are not constant
         x = None  # the first product reads the seeded inputs' pieces directly
         clock = _Clock(self.profile)
-        for layer, step in zip(plan.layers, self.schedule(plan, len(inputs)), strict=True):
+        layers = list(zip(plan.layers, self.schedule(plan, len(inputs)), strict=True))
+        for index, (layer, step) in enumerate(layers):
             progress.step()
-            if step is None:  # x²: square and relinearise, a chunk at a time
-                keys, key_moduli, companions = self._key_tables()
-                clock("relinearisation keys")
-                out = np.empty_like(x)
+            if step is None:  # x², a chunk at a time; relinearised now or after the next layer
+                later = self.lazy and index + 1 < len(layers) and layers[index + 1][1] is not None
+                out = np.empty((len(x), 3, k, n), np.uint64)
                 for i in range(0, len(x), CHUNK):
-                    squared = behz.square(x[i : i + CHUNK], self.moduli, t)
+                    out[i : i + CHUNK] = behz.square(x[i : i + CHUNK], self.moduli, t)
                     clock("square (BEHZ)")
-                    out[i : i + CHUNK] = keyswitch.relinearize_bfv(
-                        squared, keys, key_moduli, companions
-                    )
-                    clock("relinearise")
-                x = out
+                x = out if later else self._relinearize(out, clock)
                 continue
             compiled, rows, width = step
             if compiled is None:  # every output a folded constant
                 x, live = np.empty((0, 2, k, n), np.uint64), rows
                 continue
+            size = 2 if x is None else x.shape[1]
             if x is None:  # c0 as sent, c1 expanded from its seed: no residue copy
                 pieces = inputs.pieces(compiled.bits, compiled.pieces, self._buffers)
                 clock("seed expansion")
+            elif compiled.pieces == 1:  # the residues themselves are the piece: no copy
+                pieces = x.reshape(1, len(x), size * k, n).view(np.int64)
             else:
-                if compiled.pieces == 1:  # the residues themselves are the piece: no copy
-                    pieces = x.reshape(1, len(x), 2 * k, n).view(np.int64)
-                else:
-                    shape = (compiled.pieces, len(x), 2 * k, n)
-                    pieces = rns.piece_buffer(self._buffers, shape, compiled.bits)
-                    rns.split_many(x.reshape(len(x), 2 * k, n), compiled.bits, pieces)
-            x = rns.affine(pieces, rows_moduli, compiled).reshape(len(rows), 2, k, n)
+                shape = (compiled.pieces, len(x), size * k, n)
+                pieces = rns.piece_buffer(self._buffers, shape, compiled.bits)
+                rns.split_many(x.reshape(len(x), size * k, n), compiled.bits, pieces)
+            x = rns.affine(pieces, np.tile(self.moduli, size), compiled)
+            x = x.reshape(len(rows), size, k, n)
             for i, j in enumerate(rows):
                 b = int(layer.bias[j]) % t
                 if b:
                     c0 = x[i, 0, :, 0] + scaled_constant(b, self.moduli, t)
                     x[i, 0, :, 0] = np.where(c0 >= self.moduli, c0 - self.moduli, c0)
             clock("matrix products")
+            if size == 3:
+                x = self._relinearize(x, clock)
             live = rows
         meta = residues.Meta(inputs.meta.version, tuple(self.context.first_parms_id()), False,
                              2, n, k, 1.0, 1)  # fmt: skip
