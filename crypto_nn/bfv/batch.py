@@ -60,7 +60,7 @@ class BfvBatchEvaluator:
             else public_context
         )
         self.plan = plan
-        buffers: dict = {}  # the GEMM route's input pieces per shape, shared by the primes
+        buffers: dict = {}  # input pieces per shape, shared by the primes (they run in turn)
         self._sets = [
             PrimeState(
                 k.context,
@@ -68,7 +68,7 @@ class BfvBatchEvaluator:
                 k.relin_keys,
                 k.spec.plain_modulus,
                 GemmRoute(k.context, buffers),
-                RingPrime(k.context, k.relin_keys, k.spec.plain_modulus, lazy=lazy)
+                RingPrime(k.context, k.relin_keys, k.spec.plain_modulus, buffers, lazy=lazy)
                 if route == "ring" and batch_ring.supported(plan)
                 else None,
             )

@@ -52,14 +52,18 @@ class RingPrime:
     """One plaintext prime's ring route: its relinearisation keys as residues with their
     Shoup companions (parsed once per client key), its layers arranged once per plan."""
 
-    def __init__(self, context, relin_keys, t: int, *, lazy: bool = True) -> None:
+    def __init__(
+        self, context, relin_keys, t: int, buffers: dict | None = None, *, lazy: bool = True
+    ) -> None:
+        """``buffers``: pieces buffers per shape, kept between requests — shared by the
+        primes of one evaluator (they run one after another), so a request holds one."""
         self.context, self.t = context, t
         first = context.first_context_data().parms()
         self.moduli = np.array([m.value() for m in first.coeff_modulus()], np.uint64)
         self._relin = relin_keys
         self._keys = None
         self._layers: dict = {}
-        self._buffers: dict = {}
+        self._buffers: dict = {} if buffers is None else buffers
         self.profile: dict[str, float] = {}  # seconds per step kind, summed over requests
         self.lazy = lazy  # relinearise after the next affine layer (see :meth:`run`)
 

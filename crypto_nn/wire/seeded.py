@@ -142,11 +142,14 @@ def _expand(seed, moduli, n, iv, sigma, out):
     words = k * n
     blocks = -(-words // 512)
     buf = np.empty(512, np.uint64)
-    flat = out.reshape(-1)
+    j, c = 0, 0  # word w of the stream is out[w // n, w % n] (any strides)
     for b in range(blocks):
         _block(seed, b, iv, sigma, buf)
-        take = min(512, words - b * 512)
-        flat[b * 512 : b * 512 + take] = buf[:take]
+        for i in range(min(512, words - b * 512)):
+            out[j, c] = buf[i]
+            c += 1
+            if c == n:
+                j, c = j + 1, 0
     # the stream after the bulk draw, for rejected words
     counter, pos = blocks - 1, words - (blocks - 1) * 512
     all_ones = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -271,7 +274,11 @@ class SeededInputs:
 
         k, n = self.meta.k, self.meta.n
         out = rns.piece_buffer(buffers, (count, len(self), 2 * k, n), bits)
-        rns.split_many(expand(self._seeds, self.moduli, n), bits, out[:, :, k:])
+        if out.dtype == np.int64:  # one whole piece: c1 expanded in place, no copy
+            c1 = out[0, :, k:].view(np.uint64)
+            _expand_many(self._seeds, self.moduli, n, _IV, _SIGMA, c1)
+        else:
+            rns.split_many(expand(self._seeds, self.moduli, n), bits, out[:, :, k:])
         for i, c0 in enumerate(self._c0s):  # views of the request's bytes: no copy made
             rns.split_into(c0, bits, out[:, i, :k])
         return out
