@@ -257,9 +257,6 @@ class KeyStack:
             np.stack([keys[i] for i in present]), np.stack([companions[i] for i in present]), rows
         )
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
     def has(self, index: int) -> bool:
         return index < len(self.rows) and self.rows[index] >= 0
 

@@ -9,7 +9,6 @@ import numpy as np
 import tenseal.sealapi as seal
 
 from crypto_nn.bfv import batch_ring
-from crypto_nn.bfv.batch_ring import RingPrime
 from crypto_nn.bfv.client import flatten, split
 from crypto_nn.bfv.layers import IntAffine, IntSquareLayer
 from crypto_nn.bfv.tables import IntPolyTable, PolyEvaluator
@@ -29,7 +28,7 @@ class PrimeState:
     relin_keys: seal.RelinKeys | None
     t: int  # the plaintext prime
     gemm: GemmRoute  # its GEMM route (arranged weights per layer)
-    ring: RingPrime | None  # its ring route, where the plan has one
+    ring: batch_ring.RingPrime | None  # its ring route, where the plan has one
 
 
 class BfvBatchEvaluator:
@@ -68,7 +67,9 @@ class BfvBatchEvaluator:
                 k.relin_keys,
                 k.spec.plain_modulus,
                 GemmRoute(k.context, buffers),
-                RingPrime(k.context, k.relin_keys, k.spec.plain_modulus, buffers, lazy=lazy)
+                batch_ring.RingPrime(
+                    k.context, k.relin_keys, k.spec.plain_modulus, buffers, lazy=lazy
+                )
                 if route == "ring" and batch_ring.supported(plan)
                 else None,
             )
