@@ -81,6 +81,21 @@ def index_cmd(
     console.print(f"wrote {path}")
 
 
+@app.command("partial")
+def partial_cmd(
+    folder: Annotated[Path, typer.Argument(help="The --out folder of a run that did not finish.")],
+    missing: Annotated[str, typer.Option(help="What the run did not finish, in words.")],
+) -> None:
+    """Publish an unfinished run's kept units as a partial result (metrics.json, report.md):
+    for runs longer than a session; ``run --resume`` later replaces it with the full one."""
+    from experiments import partial
+
+    metrics = partial.publish(folder, missing=missing)
+    console.print(
+        f"{folder}/report.md, metrics.json: {len(metrics['kept_units'])} unit(s), partial"
+    )
+
+
 @app.command("run")
 def run_cmd(
     name: Annotated[str, typer.Argument(help="An experiment (python -m experiments list).")],

@@ -159,6 +159,30 @@ def test_index_and_measured_times_come_from_committed_metrics(tmp_path):
     assert "full (partial)" in text and "1 yes, 1 no" in text
 
 
+def test_an_unfinished_run_publishes_its_kept_units_as_partial(tmp_path):
+    from experiments import partial
+    from experiments.index import write_index
+    from experiments.units import Units
+
+    run = tmp_path / "results" / "slow"
+    config = {"experiment": "plasticity", "mode": "full", "data": "mnist-5k", "seed": 0,
+              "options": {"steps": 40}}  # fmt: skip
+    units = Units(run, resume=False, config=config)
+    units.put("protocol-shallow", {"test_after": 97.1, "autoattack": {"robust": 0.955}}, 60.0)
+    metrics = partial.publish(run, missing="the deep model's unit")
+    assert metrics["partial"] and metrics["wall_s"] == 60.0
+    assert metrics["kept_units"]["protocol-shallow"]["autoattack"]["robust"] == 0.955
+    report = (run / "report.md").read_text()
+    assert "**partial**" in report and "the deep model's unit" in report
+    assert "| autoattack.robust | 0.955 |" in report
+    assert (
+        "plasticity](slow/report.md) | full (partial) | mnist-5k | 1.0 |"
+        in write_index(run.parent).read_text()
+    )
+    with pytest.raises(UserError, match="no units/config.json"):
+        partial.publish(tmp_path, missing="x")
+
+
 def test_resume_keeps_every_finished_unit_and_gives_the_same_figures(tmp_path):
     """generator's parts (trained weights, grid, success before/after) are units: a run
     resumed after it finished recomputes none of them, and its table is the same."""
