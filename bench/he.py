@@ -122,7 +122,8 @@ def _ring_line(name: str, b: dict) -> str:
     if "ring_vs_terms" in b:  # BFV: every route, the same logits
         same = all(r["same_logits"] for r in b["routes"].values())
         times = ", ".join(
-            f"{r} {v['eval_s']:.2f} s ({v.get('peak_over_before_mb', 0):.0f} MB peak)"
+            f"{r} {v['eval_s']:.2f} s (peak {v.get('peak_rss_mb', 0):.0f} MB, "
+            f"{v.get('peak_over_before_mb', 0):.0f} over the RSS before)"
             for r, v in b["routes"].items()
         )
         return (
