@@ -342,6 +342,18 @@ def relinearize_bfv(
     return relinearize(x, relin_keys, key_moduli, companions, ntt_form=False)
 
 
+def relinearize_stack(
+    x: np.ndarray, keys: np.ndarray, key_moduli, companions, *, chunk: int, ntt_form: bool = True
+) -> np.ndarray:
+    """:func:`relinearize` of a stack (m, 3, k, N), ``chunk`` ciphertexts at a time: the key
+    switch's scratch (k + 1 digits per ciphertext) never exists for the whole stack."""
+    out = np.empty((len(x), 2, *x.shape[2:]), U64)
+    for i in range(0, len(x), chunk):
+        part = x[i : i + chunk]
+        out[i : i + chunk] = relinearize(part, keys, key_moduli, companions, ntt_form=ntt_form)
+    return out
+
+
 def galois_elt(step: int, n: int) -> int:
     """SEAL's Galois element for a CKKS rotation by ``step`` slots (left when positive)."""
     m = 2 * n

@@ -107,11 +107,9 @@ class RingPrime:
         """Size-3 ciphertexts → size 2, a chunk at a time."""
         keys, key_moduli, companions = self._key_tables()
         clock("relinearisation keys")
-        out = np.empty((len(x), 2, *x.shape[2:]), np.uint64)
-        for i in range(0, len(x), CHUNK):
-            out[i : i + CHUNK] = keyswitch.relinearize_bfv(
-                x[i : i + CHUNK], keys, key_moduli, companions
-            )
+        out = keyswitch.relinearize_stack(
+            x, keys, key_moduli, companions, chunk=CHUNK, ntt_form=False
+        )
         clock("relinearise")
         return out
 

@@ -317,14 +317,6 @@ class CkksBatchEvaluator:
         buffers = self.__dict__.setdefault("_ring_buffers", {})  # per shape, kept (as GEMM's)
         layers = self.plan.layers
 
-        def relinearized(z: np.ndarray) -> np.ndarray:
-            out = np.empty((len(z), 2, *z.shape[2:]), np.uint64)
-            for i in range(0, len(z), RING_CHUNK):
-                out[i : i + RING_CHUNK] = keyswitch.relinearize(
-                    z[i : i + RING_CHUNK], keys, key_moduli, companions
-                )
-            return out
-
         for index, layer in enumerate(layers):
             if isinstance(layer, Affine):
                 k = len(moduli)
@@ -344,7 +336,9 @@ class CkksBatchEvaluator:
                     x[j, 0] = _add_constant(x[j, 0], bias * scale, moduli)
                     self._tick(1)
                 if size == 3:  # the layer's outputs, fewer than its inputs, relinearised
-                    x = relinearized(x)
+                    x = keyswitch.relinearize_stack(
+                        x, keys, key_moduli, companions, chunk=RING_CHUNK
+                    )
             else:  # x²: square, rescale by the level's last prime and (unless the next
                 # layer is affine and ``lazy``) relinearise — in chunks, so the size-3
                 # products and the key switch's scratch never exist for all ciphertexts at
