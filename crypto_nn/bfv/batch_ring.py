@@ -5,9 +5,11 @@ x² our BEHZ square (``crypto_nn.behz``) and BFV relinearisation (``keyswitch``)
 
 The GEMM route it replaces left SEAL's square and relinearisation in place, so every
 activation layer saved its ciphertexts out of SEAL and loaded them back (zstd both ways);
-here nothing leaves the arrays. Every step is SEAL's bit for bit, so the bytes out are the
-GEMM route's (tested). Plans with polynomial tables, or whose affine layers read a folded
-constant, return None: the caller runs the GEMM route.
+here nothing leaves the arrays. Every step is SEAL's bit for bit: with ``lazy`` False the
+bytes out are the GEMM route's (tested); by default an x² is relinearised after the next
+affine layer — the same decrypted integers, fewer key switches. Plans with polynomial
+tables, or whose affine layers read a folded constant, have no :meth:`RingPrime.schedule`:
+the caller runs the GEMM route.
 """
 
 from __future__ import annotations

@@ -300,7 +300,8 @@ class CkksBatchEvaluator:
     def _evaluate_ring(self, inputs: seeded.SeededInputs, on_progress) -> list[bytes]:
         """The fused plan on residue arrays (n, 2, k, N): per affine layer one matrix
         product (weights as SEAL encodes them) and the bias as a constant residue per
-        prime; per x² a square, a relinearisation and a rescale; scales tracked as SEAL
+        prime; per x² a square, a relinearisation and a rescale (``lazy``: the
+        relinearisation after the next affine layer instead); scales tracked as SEAL
         tracks them (products of doubles, division by the dropped prime)."""
         from crypto_nn import keyswitch, ring
         from crypto_nn.wire import residues
